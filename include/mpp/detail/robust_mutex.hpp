@@ -1,0 +1,88 @@
+// The one lock type of mpp: a process-shared, robust pthread mutex that lives inside
+// shared memory and survives the death of its holder.
+//
+// Contract after a crash: when a process dies holding the mutex (SIGKILL at any
+// instruction), the next process to lock it is told so. RobustMutex then runs the
+// caller's `recover` function while holding the lock, marks the mutex consistent, and
+// counts the recovery. The protected structure must be written so that `recover` can make
+// it valid again from what is in memory (see DESIGN.md, "Locks that survive their
+// holder"). Nobody deadlocks and nothing is poisoned.
+//
+// The layout is fixed and readable without locking (mpp-inspect reads holder() and
+// recoveries() from a read-only mapping).
+#pragma once
+
+#include <pthread.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+#include "mpp/detail/futex.hpp"
+
+namespace mpp::detail {
+
+class RobustMutex {
+ public:
+  enum class Kind : std::uint32_t { normal = 0, recursive = 1 };
+
+  // Initializes a new mutex in place (in the creating process only). Attaching processes
+  // use the object as they find it.
+  explicit RobustMutex(Kind kind = Kind::normal);
+  ~RobustMutex();
+  RobustMutex(const RobustMutex&) = delete;
+  RobustMutex& operator=(const RobustMutex&) = delete;
+
+  using Recover = std::function<void()>;
+
+  // Locks, blocking. If the previous holder died, runs `recover` (if given) under the lock
+  // before returning. Returns true when a recovery happened.
+  bool lock(const Recover& recover = {});
+
+  // Locks unless `deadline` passes first. Returns nullopt on timeout; otherwise whether a
+  // recovery happened (as lock()).
+  std::optional<bool> lock_until(Clock::time_point deadline, const Recover& recover = {});
+
+  // Locks only if free now. Returns nullopt when it is held; otherwise as lock().
+  std::optional<bool> try_lock(const Recover& recover = {});
+
+  // Unlocks. The caller must hold it. Throws ValueError when this process does not.
+  void unlock();
+
+  // The pid of the process that holds it, 0 when free. Lock-free and racy by nature: for
+  // diagnostics (mpp-inspect), not for decisions.
+  pid_t holder() const noexcept;
+
+  // How many times a dead holder's lock was recovered, since creation.
+  std::uint64_t recoveries() const noexcept { return recoveries_.load(std::memory_order_relaxed); }
+
+  // The raw pthread mutex, for the condition-free code that needs it (none today).
+  pthread_mutex_t* native() noexcept { return &m_; }
+
+ private:
+  bool after_acquire(int rc, const Recover& recover);
+
+  pthread_mutex_t m_;
+  std::atomic<std::int32_t> holder_pid_{0};  // set after acquiring, cleared before releasing
+  std::atomic<std::uint64_t> recoveries_{0};
+};
+
+// RAII exclusive hold of a RobustMutex; runs `recover` if the previous holder died.
+class RobustLockGuard {
+ public:
+  explicit RobustLockGuard(RobustMutex& m, const RobustMutex::Recover& recover = {})
+      : m_(m), recovered_(m.lock(recover)) {}
+  ~RobustLockGuard() { m_.unlock(); }
+  RobustLockGuard(const RobustLockGuard&) = delete;
+  RobustLockGuard& operator=(const RobustLockGuard&) = delete;
+  bool recovered() const noexcept { return recovered_; }
+
+ private:
+  RobustMutex& m_;
+  bool recovered_;
+};
+
+}  // namespace mpp::detail

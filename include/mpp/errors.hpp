@@ -1,0 +1,196 @@
+// The exceptions mpp throws. Every one derives from mpp::Error and is named after
+// the exception Python's multiprocessing, queue, subprocess or builtins raise in
+// the same situation, so that a reader who knows Python knows what each means.
+//
+// Messages say what happened and, where there is something to do, what to do.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mpp {
+
+// The root of every mpp exception: `catch (const mpp::Error&)` catches them all.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A system call failed; errno() is the error number it reported. (Python: OSError.)
+class OSError : public Error {
+ public:
+  OSError(int error_number, const std::string& what);
+  int error_number() const noexcept { return errno_; }
+
+ private:
+  int errno_;
+};
+
+// A named resource (a segment, a program) does not exist. (Python: FileNotFoundError.)
+class FileNotFoundError : public OSError {
+ public:
+  using OSError::OSError;
+};
+
+// A named resource exists already where a new one was asked for. (Python: FileExistsError.)
+class FileExistsError : public OSError {
+ public:
+  using OSError::OSError;
+};
+
+// An argument has the right type but a value mpp cannot accept: an empty or too long
+// name, task_done() called more often than put(), a semaphore released too often.
+// (Python: ValueError.)
+class ValueError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A key is not in a Dict. (Python: KeyError.)
+class KeyError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An index is outside a List or an Array. (Python: IndexError.)
+class IndexError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Bytes could not be decoded into the requested type: truncated, corrupt, or made by
+// a different type. The source of the bytes is left as it was. (Python: UnpicklingError.)
+class DecodeError : public ValueError {
+ public:
+  using ValueError::ValueError;
+};
+
+// queue.Empty: get_nowait() or get(timeout) found nothing to take.
+class Empty : public Error {
+ public:
+  using Error::Error;
+};
+
+// queue.Full: put_nowait() or put(timeout) found no room.
+class Full : public Error {
+ public:
+  using Error::Error;
+};
+
+// A blocking call with a timeout did not complete in time (AsyncResult::get, locks).
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The other end of a Connection or Queue was closed and nothing is left to read.
+class EOFError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Misuse of a Process: start() twice, join() before start(), close() while running.
+class ProcessError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The authkey of the other side did not match (network managers).
+class AuthenticationError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// An exception raised in another process (a pool worker, a manager server), carried
+// back with its original type name and message.
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type_name, std::string message);
+  const std::string& type_name() const noexcept { return type_; }
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string type_;
+  std::string message_;
+};
+
+// A Barrier was aborted or reset while a process waited on it. (Python: threading.BrokenBarrierError.)
+class BrokenBarrierError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A Pool can no longer run tasks (it was terminated, or closed for new work).
+// (Python: concurrent.futures.process.BrokenProcessPool.)
+class BrokenPool : public Error {
+ public:
+  using Error::Error;
+};
+
+// A pool worker died while it ran this task; the message names its pid and the signal.
+// Only that task fails; the pool replaces the worker and goes on.
+class WorkerLost : public Error {
+ public:
+  using Error::Error;
+};
+
+// A shared-memory segment has no room left for the change asked for. The object that
+// was being changed is left exactly as it was, and stays usable.
+class SegmentFull : public Error {
+ public:
+  using Error::Error;
+};
+
+// A named object exists, made with other types than the ones asked for. The message
+// names both.
+class TypeMismatch : public Error {
+ public:
+  using Error::Error;
+};
+
+// A file in /dev/shm is not a usable mpp segment: foreign, truncated, of another format
+// version, or found corrupt (after which it is read-only).
+class SegmentError : public Error {
+ public:
+  using Error::Error;
+};
+
+namespace subprocess {
+
+// subprocess.CalledProcessError: a checked child exited non-zero.
+class CalledProcessError : public Error {
+ public:
+  CalledProcessError(int returncode, std::vector<std::string> cmd,
+                     std::optional<std::string> output = std::nullopt,
+                     std::optional<std::string> stderr_output = std::nullopt);
+  int returncode;
+  std::vector<std::string> cmd;
+  std::optional<std::string> output;
+  std::optional<std::string> stderr_output;
+};
+
+// subprocess.TimeoutExpired: a child did not finish within the timeout.
+class TimeoutExpired : public Error {
+ public:
+  TimeoutExpired(std::vector<std::string> cmd, double timeout_seconds,
+                 std::optional<std::string> output = std::nullopt,
+                 std::optional<std::string> stderr_output = std::nullopt);
+  std::vector<std::string> cmd;
+  double timeout;
+  std::optional<std::string> output;
+  std::optional<std::string> stderr_output;
+};
+
+}  // namespace subprocess
+
+// The DESIGN names these at mpp:: level too.
+using subprocess::CalledProcessError;
+using subprocess::TimeoutExpired;
+
+// Throws FileNotFoundError, FileExistsError or OSError for `error_number`, with
+// "what: strerror" as the message.
+[[noreturn]] void throw_os_error(int error_number, const std::string& what);
+
+}  // namespace mpp

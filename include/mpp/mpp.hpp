@@ -1,0 +1,4 @@
+// Everything mpp offers, in one include. Prefer the header of the concept you use.
+#pragma once
+
+#include "mpp/errors.hpp"
