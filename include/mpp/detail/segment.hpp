@@ -1,0 +1,107 @@
+// A segment: one mapping of shared memory with mpp's header at offset 0, a directory of
+// named objects, and a heap (Boost.Interprocess rbtree_best_fit behind mpp's robust mutex
+// family) for everything else. This is the one way mpp makes shared memory: named
+// segments in /dev/shm for Managers, anonymous ones (MAP_SHARED|MAP_ANONYMOUS, never in
+// /dev/shm, so they cannot leak) for standalone objects shared with forked children.
+//
+// The binary layout (header, directory, ObjectHeader) is in segment_format.hpp, readable
+// without the C++ types of the objects; mpp-inspect depends on it.
+//
+// Ownership: the process that created a named segment removes it when its last handle
+// is released in that process, unless persist() was called; never in a forked child, never
+// in a process that attached.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "mpp/detail/segment_format.hpp"
+
+namespace mpp::detail {
+
+class Segment {
+ public:
+  struct CreateOptions {
+    unsigned mode = 0600;      // set with fchmod, whatever the umask
+    bool persist = false;      // keep the segment after the creator releases it
+  };
+
+  // Creates the named segment /dev/shm/<name> of `bytes` bytes, reserving every page
+  // (posix_fallocate), so that a full /dev/shm is an error here and not a SIGBUS later.
+  // Throws ValueError for a bad name (empty, '/', too long), FileExistsError if it exists,
+  // OSError / SegmentFull (no room in /dev/shm).
+  static std::shared_ptr<Segment> create(const std::string& name, std::size_t bytes,
+                                         CreateOptions options);
+  static std::shared_ptr<Segment> create(const std::string& name, std::size_t bytes) {
+    return create(name, bytes, CreateOptions{});
+  }
+
+  // Opens an existing named segment. Throws FileNotFoundError when it does not exist and
+  // SegmentError when the file is not an mpp segment of this format version (foreign,
+  // empty, truncated, corrupt) — never crashes on such a file.
+  static std::shared_ptr<Segment> attach(const std::string& name);
+
+  // A private segment in anonymous shared memory, shared with children forked after it.
+  static std::shared_ptr<Segment> anonymous(std::size_t bytes);
+
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  const std::string& name() const noexcept;   // empty for anonymous segments
+  std::size_t size() const noexcept;           // bytes mapped
+  std::size_t free_bytes() const;              // bytes the heap can still hand out
+  bool is_creator() const noexcept;            // this process created it (not a fork of it)
+  void persist() noexcept;                     // keep it in /dev/shm after the creator ends
+  SegmentHeader& header() noexcept;
+
+  // Heap. allocate() throws SegmentFull and changes nothing when there is no room. Both
+  // survive a holder of the allocator's lock being killed: the lock is recovered and the
+  // heap checked; a heap found corrupt turns the segment read-only (SegmentError).
+  void* allocate(std::size_t bytes, std::size_t align = 16);
+  void deallocate(void* p) noexcept;
+
+  // Position independence: every pointer stored inside the segment is an offset from its
+  // base, since each process maps it at its own address.
+  std::uint64_t offset_of(const void* p) const noexcept;
+  void* at(std::uint64_t offset) const noexcept;
+  template <class T>
+  T* at(std::uint64_t offset) const noexcept {
+    return static_cast<T*>(at(offset));
+  }
+
+  // What a named object is: its directory entry's identity.
+  struct ObjectSpec {
+    std::string_view name;       // empty: a fresh unique name is made ("lock#3")
+    ObjectKind kind;
+    std::string key_type;        // detail::type_fingerprint<K>() or empty
+    std::string value_type;      // detail::type_fingerprint<V>() or empty
+    std::size_t bytes;           // size of the object's state (it starts with an ObjectHeader)
+    std::size_t align = alignof(std::max_align_t);
+  };
+
+  // Finds the named object, or allocates `spec.bytes`, runs `construct(memory)` and then
+  // publishes the directory entry (so no process ever sees a half-built object). Returns
+  // the object's memory and whether this call created it. Throws TypeMismatch (naming both
+  // kinds/types) when the name exists with another kind or other types, SegmentFull when
+  // there is no room (directory or heap), ValueError for a bad name.
+  std::pair<void*, bool> find_or_create(const ObjectSpec& spec,
+                                        const std::function<void(void*)>& construct);
+
+  // The named object's memory, or nullptr. Throws TypeMismatch as find_or_create.
+  void* find(const ObjectSpec& spec);
+
+ private:
+  struct Impl;
+  explicit Segment(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mpp::detail
