@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mpp {
@@ -95,6 +96,20 @@ class EOFError : public Error {
 class ProcessError : public Error {
  public:
   using Error::Error;
+};
+
+// Connection::recv_bytes_into() was given a buffer smaller than the message. The message
+// was consumed; all of it is in message(). (Python: multiprocessing.BufferTooShort.)
+class BufferTooShort : public ProcessError {
+ public:
+  explicit BufferTooShort(std::string message)
+      : ProcessError("the buffer is too short for a message of " + std::to_string(message.size()) +
+                     " bytes; the whole message is in BufferTooShort::message()"),
+        message_(std::move(message)) {}
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string message_;
 };
 
 // The authkey of the other side did not match (network managers).

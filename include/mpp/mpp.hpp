@@ -2,3 +2,5 @@
 #pragma once
 
 #include "mpp/errors.hpp"
+#include "mpp/connection.hpp"
+#include "mpp/pipe.hpp"
