@@ -31,6 +31,7 @@ class Segment {
   struct CreateOptions {
     unsigned mode = 0600;      // set with fchmod, whatever the umask
     bool persist = false;      // keep the segment after the creator releases it
+    unsigned directory_entries = 128;  // named objects the segment can hold
   };
 
   // Creates the named segment /dev/shm/<name> of `bytes` bytes, reserving every page
@@ -49,7 +50,8 @@ class Segment {
   static std::shared_ptr<Segment> attach(const std::string& name);
 
   // A private segment in anonymous shared memory, shared with children forked after it.
-  static std::shared_ptr<Segment> anonymous(std::size_t bytes);
+  // Same layout as a named one, with a small directory (`directory_entries`).
+  static std::shared_ptr<Segment> anonymous(std::size_t bytes, unsigned directory_entries = 8);
 
   ~Segment();
   Segment(const Segment&) = delete;
@@ -61,6 +63,22 @@ class Segment {
   bool is_creator() const noexcept;            // this process created it (not a fork of it)
   void persist() noexcept;                     // keep it in /dev/shm after the creator ends
   SegmentHeader& header() noexcept;
+
+  // True once the heap was found corrupt after a crash: allocate() then throws SegmentError
+  // (with header().read_only_reason), deallocate() leaks; objects stay readable.
+  bool read_only() const noexcept;
+
+  // Runs the allocator's heap check now (taking its lock); false marks the segment
+  // read-only. Used after recoveries and by tests.
+  bool check_heap();
+
+  // Throws ValueError unless `name` can name a segment: 1..MAX_SEGMENT_NAME bytes, no '/',
+  // no NUL, not "." or "..".
+  static void validate_name(const std::string& name);
+
+  // Removes /dev/shm/<name> (what the creator does on release). Returns false if it was
+  // not there. Processes that map it keep their mapping.
+  static bool unlink(const std::string& name);
 
   // Heap. allocate() throws SegmentFull and changes nothing when there is no room. Both
   // survive a holder of the allocator's lock being killed: the lock is recovered and the
@@ -98,8 +116,9 @@ class Segment {
   // The named object's memory, or nullptr. Throws TypeMismatch as find_or_create.
   void* find(const ObjectSpec& spec);
 
+  struct Impl;  // opaque: the mapping and its bookkeeping (runtime/segment.cpp)
+
  private:
-  struct Impl;
   explicit Segment(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

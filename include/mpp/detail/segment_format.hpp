@@ -1,13 +1,35 @@
 // The binary layout of an mpp segment, shared by the library and mpp-inspect, which reads
 // it from a read-only mapping without knowing the objects' C++ types. Every field has a
-// fixed size and offset; FORMAT_VERSION changes whenever any of them does.
+// fixed size and offset (checked by static_asserts below); FORMAT_VERSION changes whenever
+// any of them does. All integers are native-endian (a segment never leaves its machine).
 //
-// OWNED BY the shared-memory core (issue 3): extend and document it there. This first
-// version fixes the names other components code against: ObjectKind, ObjectHeader.
+// OWNED BY the shared-memory core (issue 3).
+//
+// A segment, from offset 0 of the mapping (or of /dev/shm/<name>):
+//
+//   [SegmentHeader]                       offset 0, sizeof(SegmentHeader) bytes
+//   [DirectoryEntry x directory_capacity] at header.directory_offset
+//   [HeapHeader]                          at header.heap_offset
+//   [blocks ...]                          from HeapHeader::first_block up to `top`;
+//                                         never-used space from `top` to `end`
+//
+// Every object's state lives in the heap and starts with an ObjectHeader; the directory
+// entry of a named object gives its offset from the start of the segment. Offsets, never
+// pointers, are stored in a segment: each process maps it at its own address.
+//
+// How to read a segment safely (what Segment::attach and mpp-inspect do):
+//   1. the file must be at least sizeof(SegmentHeader) bytes;
+//   2. magic == SEGMENT_MAGIC (the creator stores it LAST, with release order, so a
+//      process that sees the magic sees a complete header, directory and heap);
+//   3. format_version == FORMAT_VERSION and header_bytes == sizeof(SegmentHeader);
+//   4. size == the file's size, and the directory and heap lie inside it.
+// Only then may the other fields be trusted.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "mpp/detail/robust_mutex.hpp"
 
@@ -31,15 +53,165 @@ enum class ObjectKind : std::uint32_t {
   barrier = 14,
 };
 
+// The Python-style name of a kind ("dict", "bounded_semaphore"), "unknown" for values this
+// version does not know (a newer writer, or a corrupt entry).
+constexpr std::string_view kind_name(ObjectKind k) noexcept {
+  switch (k) {
+    case ObjectKind::none: return "none";
+    case ObjectKind::dict: return "dict";
+    case ObjectKind::list: return "list";
+    case ObjectKind::value: return "value";
+    case ObjectKind::array: return "array";
+    case ObjectKind::queue: return "queue";
+    case ObjectKind::joinable_queue: return "joinable_queue";
+    case ObjectKind::simple_queue: return "simple_queue";
+    case ObjectKind::lock: return "lock";
+    case ObjectKind::rlock: return "rlock";
+    case ObjectKind::semaphore: return "semaphore";
+    case ObjectKind::bounded_semaphore: return "bounded_semaphore";
+    case ObjectKind::event: return "event";
+    case ObjectKind::condition: return "condition";
+    case ObjectKind::barrier: return "barrier";
+  }
+  return "unknown";
+}
+
 // The first member of every object's state in a segment. The object's own lock lives here,
-// so mpp-inspect can name its holder and count its recoveries for any kind of object.
+// so mpp-inspect can name its holder (mutex.holder()) and count its recoveries
+// (mutex.recoveries()) for any kind of object, without knowing the kind.
 struct ObjectHeader {
-  RobustMutex mutex;
+  RobustMutex mutex;                     // the object's exclusive lock (writers)
   std::atomic<std::uint64_t> count{0};   // elements (dict/list size, queue depth), for inspect
   std::atomic<std::uint64_t> bytes{0};   // heap bytes the object holds, for inspect
   std::atomic<std::uint64_t> leaked{0};  // bytes given up by crash recoveries, for inspect
 };
 
-struct SegmentHeader;  // defined by the core (issue 3)
+// "mppSEG01" as the first 8 bytes of the file.
+inline constexpr std::uint64_t SEGMENT_MAGIC = 0x313047455370706dULL;
+inline constexpr std::uint32_t FORMAT_VERSION = 1;
+
+inline constexpr std::size_t MAX_SEGMENT_NAME = 200;  // bytes, without the leading '/'
+inline constexpr std::size_t MAX_OBJECT_NAME = 127;   // bytes, without the NUL
+inline constexpr std::size_t TYPE_NAME_BYTES = 192;   // including the NUL; longer names are
+                                                      // cut (type_hash compares them in full)
+
+// DirectoryEntry::state values.
+enum class EntryState : std::uint32_t {
+  free = 0,       // unused
+  building = 1,   // reserved by a creator that holds directory_mutex; not yet visible
+  published = 2,  // complete and immutable: readable without any lock
+};
+
+// One named object. An entry is filled while state == building (under the segment's
+// directory_mutex) and made visible by ONE release store of state = published; a reader
+// that acquire-loads `published` sees every other field complete. Published entries never
+// change again (objects are not deleted from a segment).
+struct DirectoryEntry {
+  std::atomic<std::uint32_t> state{0};  // EntryState
+  ObjectKind kind{ObjectKind::none};    // what the object is
+  std::uint64_t object_offset = 0;      // from the segment's start to the object's state,
+                                        // which begins with an ObjectHeader
+  std::uint64_t object_bytes = 0;       // size of that state block (not what it points to)
+  std::uint64_t type_hash = 0;          // FNV-1a 64 of key_type + '\0' + value_type, in full
+  std::int32_t creator_pid = 0;         // process that created the object
+  std::uint32_t reserved = 0;
+  std::uint64_t creation_time_ns = 0;   // CLOCK_REALTIME, nanoseconds since the epoch
+  char name[MAX_OBJECT_NAME + 1] = {};  // NUL-terminated
+  char key_type[TYPE_NAME_BYTES] = {};  // C++ type name of the keys (dict), else empty
+  char value_type[TYPE_NAME_BYTES] = {};  // C++ type name of the values/elements, else empty
+};
+
+// At offset 0 of every segment.
+struct SegmentHeader {
+  std::atomic<std::uint64_t> magic{0};  // SEGMENT_MAGIC, stored last by the creator
+  std::uint32_t format_version = 0;     // FORMAT_VERSION
+  std::uint32_t header_bytes = 0;       // sizeof(SegmentHeader)
+  std::int32_t creator_pid = 0;         // the process that created (and will remove) it
+  std::uint32_t anonymous = 0;          // 1: MAP_ANONYMOUS segment, never in /dev/shm
+  std::uint64_t creation_time_ns = 0;   // CLOCK_REALTIME, nanoseconds since the epoch
+  std::uint64_t size = 0;               // bytes of the whole segment (== the file's size)
+  std::uint64_t directory_offset = 0;   // where the DirectoryEntry array starts
+  std::uint32_t directory_capacity = 0; // how many entries it has
+  std::uint32_t directory_entry_bytes = 0;  // sizeof(DirectoryEntry)
+  std::uint64_t heap_offset = 0;        // where the allocator's memory starts
+  std::uint64_t heap_size = 0;          // how many bytes it manages
+  std::atomic<std::uint32_t> persist{0};    // 1: the creator will not remove it
+  std::atomic<std::uint32_t> read_only{0};  // 1: the heap was found corrupt after a crash;
+                                            // allocations refuse, see read_only_reason
+  std::atomic<std::uint64_t> heap_recoveries{0};  // allocator locks taken over from a dead
+                                                  // holder (each followed by a heap check)
+  std::atomic<std::uint64_t> objects_created{0};  // counter behind generated names
+  std::atomic<std::uint64_t> leaked{0};  // heap bytes given up by directory recoveries
+  char name[MAX_SEGMENT_NAME + 8] = {};  // NUL-terminated, without '/'; empty if anonymous
+  char read_only_reason[256] = {};       // NUL-terminated, set with read_only
+  RobustMutex directory_mutex;           // held while an entry is being built
+};
+
+static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && sizeof(std::atomic<std::uint32_t>) == 4);
+static_assert(offsetof(SegmentHeader, magic) == 0);
+static_assert(offsetof(SegmentHeader, format_version) == 8);
+static_assert(offsetof(SegmentHeader, creator_pid) == 16);
+static_assert(offsetof(SegmentHeader, creation_time_ns) == 24);
+static_assert(offsetof(SegmentHeader, size) == 32);
+static_assert(offsetof(SegmentHeader, directory_offset) == 40);
+static_assert(offsetof(SegmentHeader, heap_offset) == 56);
+static_assert(offsetof(SegmentHeader, persist) == 72);
+static_assert(offsetof(SegmentHeader, heap_recoveries) == 80);
+static_assert(offsetof(SegmentHeader, name) == 104);
+static_assert(offsetof(DirectoryEntry, object_offset) == 8);
+static_assert(offsetof(DirectoryEntry, name) == 48);
+static_assert(sizeof(DirectoryEntry) == 48 + MAX_OBJECT_NAME + 1 + 2 * TYPE_NAME_BYTES);
+
+// The allocator (see segment.cpp for why it is mpp's own and not Boost's rbtree_best_fit).
+// Segregated free lists: every block belongs to one size class for life; a free block is on
+// its class's singly linked list. Every change is published by ONE store (a list head or
+// `top`), so a process killed at any instruction leaves at most one block unreachable
+// (leaked), never a broken list. The counters are derived and recomputed after a recovery.
+inline constexpr std::uint32_t HEAP_CLASSES = 176;
+inline constexpr std::uint32_t BLOCK_HEADER_BYTES = 16;
+inline constexpr std::uint32_t BLOCK_MAGIC = 0xB10C0000u;     // | class, in BlockHeader::tag
+inline constexpr std::uint32_t REDIRECT_MAGIC = 0xA1160000u;  // an over-aligned block's
+                                                              // second header (below the
+                                                              // user pointer)
+enum class BlockState : std::uint32_t { allocated = 1, free = 2 };
+
+// The 16 bytes before every block's user memory.
+struct BlockHeader {
+  std::uint32_t tag = 0;  // BLOCK_MAGIC | size class; or REDIRECT_MAGIC, then `next` is the
+                          // distance back to the real header
+  std::atomic<std::uint32_t> state{0};    // BlockState
+  std::atomic<std::uint64_t> next{0};     // free: offset of the next free block of the class
+};
+
+// Bytes (header included) of a block of size class c.
+constexpr std::uint64_t heap_class_bytes(std::uint32_t c) noexcept {
+  if (c < 8) return 16ULL * (c + 1);  // 16 .. 128 (class 0 is unused: a block needs 32)
+  std::uint32_t p = 7 + (c - 8) / 4, k = (c - 8) % 4;
+  return (1ULL << p) + (k + 1) * (1ULL << (p - 2));  // 160, 192, 224, 256, 320, ...
+}
+
+struct HeapHeader {
+  RobustMutex mutex;                      // the allocator's lock
+  std::uint64_t first_block = 0;          // offset (from the segment start) of the first block
+  std::uint64_t end = 0;                  // offset of the heap's end
+  std::atomic<std::uint64_t> top{0};      // offset of the first never-used byte
+  std::atomic<std::uint64_t> free_head[HEAP_CLASSES] = {};  // per class, 0 = empty
+  std::atomic<std::uint64_t> free_listed_bytes{0};  // bytes on free lists (derived)
+  std::atomic<std::uint64_t> allocations{0};        // live blocks (derived, approximate)
+};
+
+// FNV-1a 64: the type_hash of an entry (and nothing else; containers hash keys their own way).
+constexpr std::uint64_t fnv1a64(std::string_view s,
+                                std::uint64_t h = 0xcbf29ce484222325ULL) noexcept {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+inline std::uint64_t type_hash(std::string_view key_type, std::string_view value_type) noexcept {
+  return fnv1a64(value_type, fnv1a64(std::string_view("\0", 1), fnv1a64(key_type)));
+}
 
 }  // namespace mpp::detail

@@ -1,0 +1,593 @@
+#include "mpp/detail/segment.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <new>
+#include <thread>
+
+#include "mpp/errors.hpp"
+
+namespace mpp::detail {
+namespace {
+
+// Why the allocator is mpp's own and not Boost.Interprocess's rbtree_best_fit (the first
+// version used it, behind a robust mutex family of mpp's own): rbtree_best_fit rebalances
+// an intrusive red-black tree and splits/merges blocks in many stores, so a process
+// SIGKILLed inside allocate() leaves a tree that the next allocate() follows into a
+// segfault (segment_test reproduced it within a few hundred kills), and its
+// check_sanity() does not notice. Segregated free lists change by one published store, so a
+// kill anywhere leaks at most one block and corrupts nothing; the check after a recovery
+// walks every list and can actually vouch for the heap.
+
+constexpr std::uint32_t class_for(std::uint64_t total) {
+  if (total <= 128) return static_cast<std::uint32_t>(total / 16 - 1);
+  unsigned p = 63 - static_cast<unsigned>(__builtin_clzll(total - 1));
+  std::uint64_t step = 1ULL << (p - 2);
+  auto k = static_cast<std::uint32_t>((total - (1ULL << p) + step - 1) / step - 1);
+  return 8 + (p - 7) * 4 + k;
+}
+
+constexpr std::size_t align_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
+
+std::uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+void copy_cut(char* dst, std::size_t cap, std::string_view src) {
+  std::size_t n = std::min(cap - 1, src.size());
+  std::memcpy(dst, src.data(), n);
+  dst[n] = '\0';
+}
+
+std::string shm_path(const std::string& name) { return "/" + name; }
+
+// Where the directory and heap go for a segment of `bytes` with `entries` entries.
+struct Layout {
+  std::size_t directory_offset, heap_offset, heap_size;
+};
+
+Layout layout_for(std::size_t bytes, unsigned entries, const std::string& what) {
+  Layout l{};
+  l.directory_offset = align_up(sizeof(SegmentHeader), 64);
+  l.heap_offset = align_up(l.directory_offset + entries * sizeof(DirectoryEntry), 64);
+  std::size_t min_heap = align_up(sizeof(HeapHeader), 64) + 4096;
+  if (bytes < l.heap_offset + min_heap) {
+    throw ValueError(what + ": " + std::to_string(bytes) + " bytes is too small; a segment with " +
+                     std::to_string(entries) + " directory entries needs at least " +
+                     std::to_string(l.heap_offset + min_heap) + " bytes");
+  }
+  l.heap_size = bytes - l.heap_offset;
+  return l;
+}
+
+}  // namespace
+
+struct Segment::Impl {
+  std::string name;          // empty: anonymous
+  void* base = nullptr;
+  std::size_t size = 0;
+  pid_t creator = 0;         // this process's pid if it created the segment, else 0
+  bool persist = false;
+
+  SegmentHeader& header() const { return *static_cast<SegmentHeader*>(base); }
+  HeapHeader& heap() const {
+    return *reinterpret_cast<HeapHeader*>(static_cast<char*>(base) + header().heap_offset);
+  }
+  BlockHeader* block(std::uint64_t off) const {
+    return reinterpret_cast<BlockHeader*>(static_cast<char*>(base) + off);
+  }
+  DirectoryEntry* directory() const {
+    return reinterpret_cast<DirectoryEntry*>(static_cast<char*>(base) + header().directory_offset);
+  }
+
+  ~Impl() {
+    if (base) munmap(base, size);
+    if (!name.empty() && creator != 0 && creator == getpid() && !persist) {
+      shm_unlink(shm_path(name).c_str());
+    }
+  }
+};
+
+namespace {
+
+// Lays out a fresh, zero-filled mapping: header, directory, heap; the magic goes last.
+void format(void* base, std::size_t size, const std::string& name, bool persist, const Layout& l,
+            unsigned entries, bool anonymous) {
+  auto* h = new (base) SegmentHeader();
+  h->format_version = FORMAT_VERSION;
+  h->header_bytes = sizeof(SegmentHeader);
+  h->creator_pid = getpid();
+  h->anonymous = anonymous ? 1 : 0;
+  h->creation_time_ns = now_ns();
+  h->size = size;
+  h->directory_offset = l.directory_offset;
+  h->directory_capacity = entries;
+  h->directory_entry_bytes = sizeof(DirectoryEntry);
+  h->heap_offset = l.heap_offset;
+  h->heap_size = l.heap_size;
+  h->persist.store(persist ? 1 : 0);
+  copy_cut(h->name, sizeof h->name, name);
+  auto* dir = reinterpret_cast<DirectoryEntry*>(static_cast<char*>(base) + l.directory_offset);
+  for (unsigned i = 0; i < entries; ++i) new (&dir[i]) DirectoryEntry();
+  auto* heap = new (static_cast<char*>(base) + l.heap_offset) HeapHeader();
+  heap->first_block = l.heap_offset + align_up(sizeof(HeapHeader), 64);
+  heap->end = l.heap_offset + l.heap_size;
+  heap->top.store(heap->first_block);
+  h->magic.store(SEGMENT_MAGIC, std::memory_order_release);
+}
+
+// Why the mapped header cannot be used, or empty when it can.
+std::string header_problem(const SegmentHeader& h, std::size_t file_size) {
+  if (h.magic.load(std::memory_order_acquire) != SEGMENT_MAGIC) {
+    return "it is not an mpp segment (wrong magic number)";
+  }
+  if (h.format_version != FORMAT_VERSION || h.header_bytes != sizeof(SegmentHeader)) {
+    return "it has format version " + std::to_string(h.format_version) + ", this mpp reads " +
+           std::to_string(FORMAT_VERSION);
+  }
+  if (h.size != file_size) {
+    return "it is truncated or resized: the header says " + std::to_string(h.size) +
+           " bytes, the file has " + std::to_string(file_size);
+  }
+  if (h.directory_entry_bytes != sizeof(DirectoryEntry) || h.directory_offset < sizeof(SegmentHeader) ||
+      h.directory_offset + std::uint64_t{h.directory_capacity} * sizeof(DirectoryEntry) > h.heap_offset ||
+      h.heap_offset > file_size || h.heap_size > file_size - h.heap_offset ||
+      h.heap_size < sizeof(HeapHeader)) {
+    return "its header is corrupt (directory or heap outside the file)";
+  }
+  return {};
+}
+
+}  // namespace
+
+void Segment::validate_name(const std::string& name) {
+  if (name.empty()) throw ValueError("a segment name cannot be empty");
+  if (name.size() > MAX_SEGMENT_NAME) {
+    throw ValueError("segment name '" + name.substr(0, 40) + "...' is " +
+                     std::to_string(name.size()) + " bytes; the limit is " +
+                     std::to_string(MAX_SEGMENT_NAME));
+  }
+  if (name.find('/') != std::string::npos || name.find('\0') != std::string::npos) {
+    throw ValueError("segment name '" + name + "' contains '/' or NUL; use a plain name like \"jobs\"");
+  }
+  if (name == "." || name == "..") throw ValueError("'" + name + "' cannot name a segment");
+}
+
+bool Segment::unlink(const std::string& name) {
+  validate_name(name);
+  if (shm_unlink(shm_path(name).c_str()) == 0) return true;
+  if (errno == ENOENT) return false;
+  throw_os_error(errno, "removing segment '" + name + "'");
+}
+
+Segment::Segment(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Segment::~Segment() = default;
+
+std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t bytes,
+                                         CreateOptions options) {
+  validate_name(name);
+  Layout l = layout_for(bytes, options.directory_entries, "creating segment '" + name + "'");
+  int fd = shm_open(shm_path(name).c_str(), O_RDWR | O_CREAT | O_EXCL, options.mode & 0777);
+  if (fd < 0) {
+    int e = errno;
+    if (e == EEXIST) {
+      throw FileExistsError(e, "segment '" + name + "' already exists in /dev/shm; attach to it, "
+                               "or remove it (mpp-inspect rm " + name + ")");
+    }
+    throw_os_error(e, "creating segment '" + name + "'");
+  }
+  auto fail = [&](int e, const std::string& what) {
+    close(fd);
+    shm_unlink(shm_path(name).c_str());
+    if (e == ENOSPC) {
+      throw SegmentFull("creating segment '" + name + "' of " + std::to_string(bytes) +
+                        " bytes: /dev/shm has no room for it (" + what +
+                        "); free space there or ask for less");
+    }
+    throw_os_error(e, "creating segment '" + name + "': " + what);
+  };
+  if (fchmod(fd, options.mode & 0777) != 0) fail(errno, "fchmod");
+  if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) fail(errno, "ftruncate");
+  // Reserve every page now: on tmpfs a page first touched when the filesystem is full is a
+  // SIGBUS in whoever touches it, which is no way to report "no space".
+  if (int e = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); e != 0) fail(e, "posix_fallocate");
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) fail(errno, "mmap");
+  close(fd);
+
+  auto im = std::make_unique<Impl>();
+  im->name = name;
+  im->base = base;
+  im->size = bytes;
+  im->creator = getpid();
+  im->persist = options.persist;
+  format(base, bytes, name, options.persist, l, options.directory_entries, false);
+  return std::shared_ptr<Segment>(new Segment(std::move(im)));
+}
+
+std::shared_ptr<Segment> Segment::attach(const std::string& name) {
+  validate_name(name);
+  int fd = shm_open(shm_path(name).c_str(), O_RDWR, 0);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT) {
+      throw FileNotFoundError(e, "no segment named '" + name + "' in /dev/shm (was it created, "
+                                 "and is its creator still running or was it persisted?)");
+    }
+    throw_os_error(e, "opening segment '" + name + "'");
+  }
+  // A creator formats a segment after sizing it and stores the magic last; an attach that
+  // races with creation sees an empty file or no magic for a moment, so both are retried
+  // briefly before being called "not an mpp segment".
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  for (;;) {
+    struct stat st {};
+    if (fstat(fd, &st) != 0) {
+      int e = errno;
+      close(fd);
+      throw_os_error(e, "fstat of segment '" + name + "'");
+    }
+    auto file_size = static_cast<std::size_t>(st.st_size);
+    std::string problem;
+    bool maybe_in_creation = false;
+    if (file_size < sizeof(SegmentHeader)) {
+      problem = file_size == 0 ? "it is empty"
+                               : "it is truncated (" + std::to_string(file_size) + " bytes)";
+      maybe_in_creation = file_size == 0;
+    } else {
+      void* base = mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (base == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        throw_os_error(e, "mapping segment '" + name + "'");
+      }
+      auto& h = *static_cast<SegmentHeader*>(base);
+      problem = header_problem(h, file_size);
+      if (problem.empty()) {
+        close(fd);
+        auto im = std::make_unique<Impl>();
+        im->name = name;
+        im->base = base;
+        im->size = file_size;
+        return std::shared_ptr<Segment>(new Segment(std::move(im)));
+      }
+      maybe_in_creation = h.magic.load(std::memory_order_acquire) == 0;
+      munmap(base, file_size);
+    }
+    if (!maybe_in_creation || std::chrono::steady_clock::now() > give_up) {
+      close(fd);
+      throw SegmentError("cannot attach to '/dev/shm/" + name + "': " + problem);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+std::shared_ptr<Segment> Segment::anonymous(std::size_t bytes, unsigned directory_entries) {
+  Layout l = layout_for(bytes, directory_entries, "creating an anonymous segment");
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) throw_os_error(errno, "mmap of an anonymous segment");
+  auto im = std::make_unique<Impl>();
+  im->base = base;
+  im->size = bytes;
+  format(base, bytes, {}, false, l, directory_entries, true);
+  return std::shared_ptr<Segment>(new Segment(std::move(im)));
+}
+
+const std::string& Segment::name() const noexcept { return impl_->name; }
+std::size_t Segment::size() const noexcept { return impl_->size; }
+bool Segment::is_creator() const noexcept { return impl_->creator != 0 && impl_->creator == getpid(); }
+SegmentHeader& Segment::header() noexcept { return impl_->header(); }
+bool Segment::read_only() const noexcept {
+  return impl_->header().read_only.load(std::memory_order_acquire) != 0;
+}
+
+void Segment::persist() noexcept {
+  impl_->persist = true;
+  impl_->header().persist.store(1);
+}
+
+namespace {
+
+void mark_read_only(SegmentHeader& h, const std::string& why) {
+  copy_cut(h.read_only_reason, sizeof h.read_only_reason, why);
+  h.read_only.store(1, std::memory_order_release);
+}
+
+// Walks every free list with the allocator's lock held: each entry must be a free block of
+// its class inside the used part of the heap, and no list may be longer than the heap could
+// hold (a cycle). Recomputes the derived counter. Returns what is wrong, or empty.
+std::string walk_heap(const Segment::Impl& im) {
+  HeapHeader& heap = im.heap();
+  const std::uint64_t top = heap.top.load(std::memory_order_relaxed);
+  if (top < heap.first_block || top > heap.end || top % 16 != 0) {
+    return "the heap's top (" + std::to_string(top) + ") is outside the heap";
+  }
+  const std::uint64_t max_steps = (top - heap.first_block) / 32 + 1;
+  std::uint64_t listed = 0;
+  for (std::uint32_t c = 1; c < HEAP_CLASSES; ++c) {
+    std::uint64_t steps = 0;
+    for (std::uint64_t off = heap.free_head[c].load(std::memory_order_relaxed); off != 0;
+         off = im.block(off)->next.load(std::memory_order_relaxed)) {
+      if (off < heap.first_block || off + heap_class_bytes(c) > top || off % 16 != 0) {
+        return "free list " + std::to_string(c) + " points outside the heap";
+      }
+      const BlockHeader* b = im.block(off);
+      if (b->tag != (BLOCK_MAGIC | c) || b->state.load() != static_cast<std::uint32_t>(BlockState::free)) {
+        return "free list " + std::to_string(c) + " holds a block that is not a free block of its class";
+      }
+      if (++steps > max_steps) return "free list " + std::to_string(c) + " is a cycle";
+      listed += heap_class_bytes(c);
+    }
+  }
+  heap.free_listed_bytes.store(listed, std::memory_order_relaxed);
+  return {};
+}
+
+// Under the allocator's lock, after its holder died: count it and check the heap. A kill
+// cannot break a list (each change is one store), so a failure here means something else
+// wrote over the heap; the segment then refuses to allocate rather than spread the damage.
+void recover_heap(Segment::Impl& im) {
+  SegmentHeader& h = im.header();
+  h.heap_recoveries.fetch_add(1, std::memory_order_relaxed);
+  std::string problem = walk_heap(im);
+  if (!problem.empty()) {
+    mark_read_only(h, "heap check after a crash failed: " + problem);
+    throw SegmentError("segment '" + im.name + "' is corrupt and now read-only: " + problem);
+  }
+}
+
+}  // namespace
+
+bool Segment::check_heap() {
+  if (read_only()) return false;
+  auto& im = *impl_;
+  std::string problem;
+  try {
+    RobustLockGuard guard(im.heap().mutex, [&] { recover_heap(im); });
+    problem = walk_heap(im);
+  } catch (const SegmentError&) {
+    return false;
+  }
+  if (!problem.empty()) mark_read_only(header(), "heap check failed: " + problem);
+  return problem.empty();
+}
+
+std::size_t Segment::free_bytes() const {
+  // Lock-free reads of counters: a report, not a promise (free-listed blocks serve only
+  // requests of their size class or smaller).
+  HeapHeader& heap = impl_->heap();
+  return heap.end - heap.top.load(std::memory_order_relaxed) +
+         heap.free_listed_bytes.load(std::memory_order_relaxed);
+}
+
+void* Segment::allocate(std::size_t bytes, std::size_t align) {
+  auto& im = *impl_;
+  auto refuse_read_only = [&] {
+    throw SegmentError("segment '" + im.name + "' is read-only: " + header().read_only_reason);
+  };
+  if (read_only()) refuse_read_only();
+  if (align < 16) align = 16;
+  if ((align & (align - 1)) != 0) throw ValueError("allocation alignment must be a power of two");
+  const std::uint64_t extra = align > 16 ? align : 0;  // room to slide up to the alignment
+  if (bytes > im.size) {
+    throw SegmentFull("cannot allocate " + std::to_string(bytes) + " bytes in a segment of " +
+                      std::to_string(im.size));
+  }
+  const std::uint64_t total = align_up(bytes + extra + BLOCK_HEADER_BYTES, 16);
+  const std::uint32_t c = class_for(std::max<std::uint64_t>(total, 32));
+  const std::uint64_t cbytes = heap_class_bytes(c);
+  HeapHeader& heap = im.heap();
+  std::uint64_t off = 0;
+  {
+    RobustLockGuard guard(heap.mutex, [&] { recover_heap(im); });
+    if (read_only()) refuse_read_only();
+    // 1. a free block of the class; 2. fresh space; 3. a free block of a larger class
+    // (it keeps its class, so it goes back to its own list when freed).
+    auto pop = [&](std::uint32_t k) {
+      std::uint64_t b = heap.free_head[k].load(std::memory_order_relaxed);
+      if (b == 0) return false;
+      heap.free_head[k].store(im.block(b)->next.load(std::memory_order_relaxed),
+                              std::memory_order_relaxed);  // publishes: b is off the list
+      im.block(b)->state.store(static_cast<std::uint32_t>(BlockState::allocated));
+      heap.free_listed_bytes.fetch_sub(heap_class_bytes(k), std::memory_order_relaxed);
+      off = b;
+      return true;
+    };
+    if (!pop(c)) {
+      std::uint64_t top = heap.top.load(std::memory_order_relaxed);
+      if (heap.end - top >= cbytes) {
+        heap.top.store(top + cbytes, std::memory_order_relaxed);  // publishes the block
+        BlockHeader* b = im.block(top);
+        b->tag = BLOCK_MAGIC | c;
+        b->state.store(static_cast<std::uint32_t>(BlockState::allocated));
+        b->next.store(0, std::memory_order_relaxed);
+        off = top;
+      } else {
+        for (std::uint32_t k = c + 1; k < HEAP_CLASSES && off == 0; ++k) pop(k);
+      }
+    }
+    if (off != 0) heap.allocations.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (off == 0) {
+    throw SegmentFull("segment '" + (im.name.empty() ? std::string("(anonymous)") : im.name) +
+                      "' has no room for " + std::to_string(bytes) + " more bytes (" +
+                      std::to_string(free_bytes()) + " bytes free, in pieces too small); "
+                      "create it larger");
+  }
+  char* user = static_cast<char*>(im.base) + off + BLOCK_HEADER_BYTES;
+  if (align > 16) {
+    auto addr = reinterpret_cast<std::uintptr_t>(user);
+    char* aligned = user + ((align - addr % align) % align);
+    if (aligned == user) aligned += align;  // keep room for the redirect header below it
+    auto* r = reinterpret_cast<BlockHeader*>(aligned - BLOCK_HEADER_BYTES);
+    r->tag = REDIRECT_MAGIC;
+    r->next.store(static_cast<std::uint64_t>(aligned - user), std::memory_order_relaxed);
+    return aligned;
+  }
+  return user;
+}
+
+void Segment::deallocate(void* p) noexcept {
+  if (!p || read_only()) return;  // a heap found corrupt is not touched again: the block leaks
+  auto& im = *impl_;
+  char* user = static_cast<char*>(p);
+  auto* h = reinterpret_cast<BlockHeader*>(user - BLOCK_HEADER_BYTES);
+  if (h->tag == REDIRECT_MAGIC) {
+    user -= h->next.load(std::memory_order_relaxed);
+    h = reinterpret_cast<BlockHeader*>(user - BLOCK_HEADER_BYTES);
+  }
+  const std::uint64_t off = offset_of(h);
+  HeapHeader& heap = im.heap();
+  if ((h->tag & 0xffff0000u) != BLOCK_MAGIC || off < heap.first_block || off >= heap.end ||
+      h->state.load() != static_cast<std::uint32_t>(BlockState::allocated)) {
+    return;  // not a live block of this heap (a double free): refusing is the safe choice
+  }
+  const std::uint32_t c = h->tag & 0xffffu;
+  if (c == 0 || c >= HEAP_CLASSES) return;
+  try {
+    RobustLockGuard guard(heap.mutex, [&] { recover_heap(im); });
+    h->state.store(static_cast<std::uint32_t>(BlockState::free));
+    h->next.store(heap.free_head[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
+    heap.free_head[c].store(off, std::memory_order_relaxed);  // publishes: b is on the list
+    heap.free_listed_bytes.fetch_add(heap_class_bytes(c), std::memory_order_relaxed);
+    heap.allocations.fetch_sub(1, std::memory_order_relaxed);
+  } catch (...) {
+    // The heap check after a recovery failed: the segment is read-only, the block leaks.
+  }
+}
+
+std::uint64_t Segment::offset_of(const void* p) const noexcept {
+  return static_cast<std::uint64_t>(static_cast<const char*>(p) - static_cast<const char*>(impl_->base));
+}
+
+void* Segment::at(std::uint64_t offset) const noexcept {
+  return static_cast<char*>(impl_->base) + offset;
+}
+
+namespace {
+
+std::string describe(ObjectKind kind, std::string_view key_type, std::string_view value_type) {
+  std::string s(kind_name(kind));
+  if (!key_type.empty() || !value_type.empty()) {
+    s += '<';
+    if (!key_type.empty()) {
+      s += key_type;
+      if (!value_type.empty()) s += ", ";
+    }
+    s += value_type;
+    s += '>';
+  }
+  return s;
+}
+
+void validate_object_name(std::string_view name) {
+  if (name.size() > MAX_OBJECT_NAME) {
+    throw ValueError("object name '" + std::string(name.substr(0, 40)) + "...' is " +
+                     std::to_string(name.size()) + " bytes; the limit is " +
+                     std::to_string(MAX_OBJECT_NAME));
+  }
+  if (name.find('\0') != std::string_view::npos) {
+    throw ValueError("an object name cannot contain a NUL byte");
+  }
+}
+
+}  // namespace
+
+// Matches a published entry against the spec; throws TypeMismatch when the name is taken
+// by something else.
+static void check_match(const Segment& seg, const DirectoryEntry& e, const Segment::ObjectSpec& spec) {
+  if (e.kind == spec.kind &&
+      e.type_hash == type_hash(spec.key_type, spec.value_type)) {
+    return;
+  }
+  throw TypeMismatch("object '" + std::string(spec.name) + "' in segment '" +
+                     (seg.name().empty() ? std::string("(anonymous)") : seg.name()) + "' is a " +
+                     describe(e.kind, e.key_type, e.value_type) + ", not the " +
+                     describe(spec.kind, spec.key_type, spec.value_type) + " asked for");
+}
+
+void* Segment::find(const ObjectSpec& spec) {
+  validate_object_name(spec.name);
+  if (spec.name.empty()) return nullptr;
+  auto& h = header();
+  DirectoryEntry* dir = impl_->directory();
+  for (unsigned i = 0; i < h.directory_capacity; ++i) {
+    if (dir[i].state.load(std::memory_order_acquire) != static_cast<std::uint32_t>(EntryState::published)) continue;
+    if (spec.name != std::string_view(dir[i].name)) continue;
+    check_match(*this, dir[i], spec);
+    return at(dir[i].object_offset);
+  }
+  return nullptr;
+}
+
+std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
+                                               const std::function<void(void*)>& construct) {
+  if (void* p = find(spec)) return {p, false};  // published entries never change: no lock
+  auto& h = header();
+  DirectoryEntry* dir = impl_->directory();
+  // A creator that died while building an entry left it `building`, possibly with its
+  // object's memory allocated (and half-constructed, so not reusable): the entry is freed
+  // and the memory counted as leaked.
+  RobustLockGuard guard(h.directory_mutex, [&] {
+    for (unsigned i = 0; i < h.directory_capacity; ++i) {
+      if (dir[i].state.load() == static_cast<std::uint32_t>(EntryState::building)) {
+        h.leaked.fetch_add(dir[i].object_bytes, std::memory_order_relaxed);
+        dir[i].state.store(static_cast<std::uint32_t>(EntryState::free));
+      }
+    }
+  });
+  std::string generated;
+  std::string_view name = spec.name;
+  if (name.empty()) {
+    generated = std::string(kind_name(spec.kind)) + "#" + std::to_string(h.objects_created.load() + 1);
+    name = generated;
+  } else if (void* p = find(spec)) {
+    return {p, false};  // created by another process while we waited for the lock
+  }
+  DirectoryEntry* slot = nullptr;
+  for (unsigned i = 0; i < h.directory_capacity && !slot; ++i) {
+    if (dir[i].state.load() == static_cast<std::uint32_t>(EntryState::free)) slot = &dir[i];
+  }
+  if (!slot) {
+    throw SegmentFull("segment '" + impl_->name + "' has no free directory entry for '" +
+                      std::string(name) + "' (all " + std::to_string(h.directory_capacity) +
+                      " are used); create it with more directory entries");
+  }
+  slot->kind = spec.kind;
+  slot->object_offset = 0;
+  slot->object_bytes = 0;
+  slot->type_hash = type_hash(spec.key_type, spec.value_type);
+  slot->creator_pid = getpid();
+  slot->creation_time_ns = now_ns();
+  copy_cut(slot->name, sizeof slot->name, name);
+  copy_cut(slot->key_type, sizeof slot->key_type, spec.key_type);
+  copy_cut(slot->value_type, sizeof slot->value_type, spec.value_type);
+  slot->object_bytes = spec.bytes;  // counted as leaked if we die from here on
+  slot->state.store(static_cast<std::uint32_t>(EntryState::building));
+  void* mem = nullptr;
+  try {
+    mem = allocate(spec.bytes, spec.align);
+    construct(mem);
+  } catch (...) {
+    if (mem) deallocate(mem);
+    slot->state.store(static_cast<std::uint32_t>(EntryState::free));
+    throw;
+  }
+  slot->object_offset = offset_of(mem);
+  h.objects_created.fetch_add(1, std::memory_order_relaxed);
+  slot->state.store(static_cast<std::uint32_t>(EntryState::published), std::memory_order_release);
+  return {mem, true};
+}
+
+}  // namespace mpp::detail

@@ -1,0 +1,285 @@
+#include "mpp/detail/segment.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mpp/errors.hpp"
+#include "support/child.hpp"
+
+using mpp::detail::ObjectKind;
+using mpp::detail::Segment;
+
+namespace {
+
+std::string unique_name(const char* what) {
+  static int n = 0;
+  return "mpp-test-" + std::string(what) + "-" + std::to_string(getpid()) + "-" + std::to_string(++n);
+}
+
+bool shm_exists(const std::string& name) {
+  struct stat st {};
+  return stat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+// Writes `bytes` of `fill` as /dev/shm/<name>, as a foreign program would.
+void write_foreign(const std::string& name, std::size_t bytes, char fill) {
+  int fd = shm_open(("/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  REQUIRE(fd >= 0);
+  std::string junk(bytes, fill);
+  if (bytes) REQUIRE(write(fd, junk.data(), bytes) == static_cast<ssize_t>(bytes));
+  close(fd);
+}
+
+// Runs the attach helper program (a separate executable, exec'd) and returns its output.
+std::string run_helper(const std::string& args) {
+  std::string cmd = std::string(MPP_ATTACH_HELPER) + " " + args;
+  FILE* f = popen(cmd.c_str(), "r");
+  REQUIRE(f);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, f)) out += buf;
+  pclose(f);
+  return out;
+}
+
+Segment::ObjectSpec spec(std::string_view name, ObjectKind kind, std::string k, std::string v,
+                         std::size_t bytes = 64) {
+  return Segment::ObjectSpec{name, kind, std::move(k), std::move(v), bytes};
+}
+
+}  // namespace
+
+TEST_CASE("a named segment has a complete header and is removed by its creator") {
+  auto name = unique_name("basic");
+  mode_t old = umask(0);
+  auto seg = Segment::create(name, 1 << 20);
+  umask(old);
+  auto& h = seg->header();
+  CHECK(h.magic.load() == mpp::detail::SEGMENT_MAGIC);
+  CHECK(h.format_version == mpp::detail::FORMAT_VERSION);
+  CHECK(h.creator_pid == getpid());
+  CHECK(h.size == (1u << 20));
+  CHECK(h.creation_time_ns > 0);
+  CHECK(std::string(h.name) == name);
+  CHECK(h.heap_offset + h.heap_size == h.size);
+  CHECK(seg->is_creator());
+  CHECK(seg->name() == name);
+  CHECK(seg->free_bytes() > 900'000);
+  struct stat st {};
+  REQUIRE(stat(("/dev/shm/" + name).c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);  // whatever the umask was
+  CHECK_THROWS_AS(Segment::create(name, 1 << 20), mpp::FileExistsError);
+
+  auto other = Segment::attach(name);
+  CHECK_FALSE(other->is_creator());
+  void* p = seg->allocate(100);
+  std::memcpy(p, "hello", 6);
+  CHECK(std::string(other->at<char>(seg->offset_of(p))) == "hello");
+  other.reset();  // an attacher's release removes nothing
+  CHECK(shm_exists(name));
+  seg.reset();
+  CHECK_FALSE(shm_exists(name));
+}
+
+TEST_CASE("a persisted segment outlives its creator's handle") {
+  auto name = unique_name("persist");
+  Segment::create(name, 1 << 20, {.mode = 0640, .persist = true});
+  CHECK(shm_exists(name));
+  auto seg = Segment::attach(name);
+  CHECK(seg->header().persist.load() == 1);
+  seg.reset();
+  CHECK(Segment::unlink(name));
+  CHECK_FALSE(Segment::unlink(name));
+}
+
+TEST_CASE("a forked child's release does not remove the creator's segment") {
+  auto name = unique_name("fork");
+  auto seg = Segment::create(name, 1 << 20);
+  mpp::test::Child child([&](int) {
+    if (seg->is_creator()) _exit(3);
+    seg.reset();  // runs ~Segment in the child
+    _exit(0);
+  });
+  CHECK(child.exit_code() == 0);
+  CHECK(shm_exists(name));
+  seg.reset();
+  CHECK_FALSE(shm_exists(name));
+}
+
+TEST_CASE("bad names are ValueErrors") {
+  CHECK_THROWS_AS(Segment::create("", 1 << 20), mpp::ValueError);
+  CHECK_THROWS_AS(Segment::create("a/b", 1 << 20), mpp::ValueError);
+  CHECK_THROWS_AS(Segment::create(std::string(300, 'x'), 1 << 20), mpp::ValueError);
+  CHECK_THROWS_AS(Segment::create("..", 1 << 20), mpp::ValueError);
+  CHECK_THROWS_AS(Segment::attach(""), mpp::ValueError);
+  CHECK_THROWS_AS(Segment::create(unique_name("tiny"), 100), mpp::ValueError);
+  auto seg = Segment::anonymous(1 << 20);
+  CHECK_THROWS_AS(seg->find_or_create(spec(std::string(200, 'n'), ObjectKind::dict, "int", "int"),
+                                      [](void*) {}),
+                  mpp::ValueError);
+}
+
+TEST_CASE("attaching to something that is not a usable segment is a clear error") {
+  CHECK_THROWS_AS(Segment::attach(unique_name("missing")), mpp::FileNotFoundError);
+
+  auto foreign = unique_name("foreign");
+  write_foreign(foreign, 64 * 1024, 'x');
+  CHECK_THROWS_WITH(Segment::attach(foreign), Catch::Contains("not an mpp segment"));
+  shm_unlink(("/" + foreign).c_str());
+
+  auto empty = unique_name("empty");
+  write_foreign(empty, 0, 0);
+  CHECK_THROWS_WITH(Segment::attach(empty), Catch::Contains("empty"));
+  shm_unlink(("/" + empty).c_str());
+
+  auto small = unique_name("small");
+  write_foreign(small, 10, 'm');
+  CHECK_THROWS_WITH(Segment::attach(small), Catch::Contains("truncated"));
+  shm_unlink(("/" + small).c_str());
+
+  auto cut = unique_name("cut");
+  Segment::create(cut, 1 << 20, {.persist = true});
+  REQUIRE(truncate(("/dev/shm/" + cut).c_str(), 1 << 19) == 0);
+  CHECK_THROWS_WITH(Segment::attach(cut), Catch::Contains("truncated"));
+  Segment::unlink(cut);
+
+  auto version = unique_name("version");
+  Segment::create(version, 1 << 20, {.persist = true})->header().format_version = 99;
+  CHECK_THROWS_WITH(Segment::attach(version), Catch::Contains("format version 99"));
+  Segment::unlink(version);
+
+  CHECK_THROWS_AS(Segment::attach(foreign), mpp::FileNotFoundError);
+}
+
+TEST_CASE("a segment /dev/shm cannot hold is refused at creation, and nothing is left") {
+  auto name = unique_name("huge");
+  // 64 TiB: more than any /dev/shm here; posix_fallocate refuses it instead of a later SIGBUS.
+  CHECK_THROWS_AS(Segment::create(name, std::size_t{64} << 40), mpp::Error);
+  CHECK_FALSE(shm_exists(name));
+}
+
+TEST_CASE("a full heap is SegmentFull, and frees make room again") {
+  auto seg = Segment::anonymous(256 * 1024);
+  std::vector<void*> blocks;
+  try {
+    for (;;) blocks.push_back(seg->allocate(1000));
+  } catch (const mpp::SegmentFull& e) {
+    CHECK_THAT(e.what(), Catch::Contains("no room"));
+  }
+  CHECK(blocks.size() > 100);
+  CHECK(seg->check_heap());
+  auto before = blocks.size();
+  for (void* p : blocks) seg->deallocate(p);
+  CHECK(seg->free_bytes() > 200 * 1024);
+  blocks.clear();
+  // Freed blocks serve their size class again (blocks are not merged: see segment.cpp).
+  for (std::size_t i = 0; i < before; ++i) blocks.push_back(seg->allocate(900 + i % 100));
+  CHECK_THROWS_AS(seg->allocate(1000), mpp::SegmentFull);
+  for (void* p : blocks) seg->deallocate(p);
+  seg->deallocate(blocks.front());  // a double free is refused, not a corruption
+  CHECK(seg->check_heap());
+  void* big = seg->allocate(500);
+  CHECK(big != nullptr);
+  void* aligned = seg->allocate(64, 256);
+  CHECK(reinterpret_cast<std::uintptr_t>(aligned) % 256 == 0);
+  seg->deallocate(aligned);
+  seg->deallocate(big);
+}
+
+TEST_CASE("the directory finds by name, publishes whole objects and refuses other types") {
+  auto seg = Segment::anonymous(1 << 20, 4);
+  int constructed = 0;
+  auto make = [&](void* p) {
+    ++constructed;
+    std::memset(p, 0x11, 64);
+  };
+  auto [a, created] = seg->find_or_create(spec("d", ObjectKind::dict, "int", "std::string"), make);
+  CHECK(created);
+  auto [b, again] = seg->find_or_create(spec("d", ObjectKind::dict, "int", "std::string"), make);
+  CHECK_FALSE(again);
+  CHECK(a == b);
+  CHECK(constructed == 1);
+  CHECK(seg->find(spec("d", ObjectKind::dict, "int", "std::string")) == a);
+  CHECK(seg->find(spec("nope", ObjectKind::dict, "int", "std::string")) == nullptr);
+  CHECK_THROWS_WITH(seg->find_or_create(spec("d", ObjectKind::dict, "std::string", "int"), make),
+                    Catch::Contains("dict<int, std::string>") &&
+                        Catch::Contains("dict<std::string, int>"));
+  CHECK_THROWS_AS(seg->find(spec("d", ObjectKind::list, "", "int")), mpp::TypeMismatch);
+
+  // A constructor that throws leaves no entry behind.
+  CHECK_THROWS_AS(seg->find_or_create(spec("bad", ObjectKind::list, "", "int"),
+                                      [](void*) { throw mpp::ValueError("no"); }),
+                  mpp::ValueError);
+  CHECK(seg->find(spec("bad", ObjectKind::list, "", "int")) == nullptr);
+
+  auto [l1, c1] = seg->find_or_create(spec("", ObjectKind::lock, "", ""), make);
+  auto [l2, c2] = seg->find_or_create(spec("", ObjectKind::lock, "", ""), make);
+  CHECK((c1 && c2 && l1 != l2));
+  seg->find_or_create(spec("y", ObjectKind::list, "", "int"), make);
+  CHECK_THROWS_AS(seg->find_or_create(spec("x", ObjectKind::list, "", "int"), make), mpp::SegmentFull);
+  CHECK_THROWS_AS(seg->find_or_create(spec("big", ObjectKind::list, "", "int", 2 << 20), make),
+                  mpp::SegmentFull);
+}
+
+TEST_CASE("SIGKILL inside allocate, 200 times: the heap is recovered, checked and still works") {
+  auto seg = Segment::anonymous(4 << 20);
+  std::mt19937 rng(12345);
+  constexpr int kRounds = 200;
+  for (int round = 0; round < kRounds; ++round) {
+    unsigned seed = rng();
+    mpp::test::Child child([&](int ready_fd) {
+      std::mt19937 r(seed);
+      void* held[16] = {};
+      for (long i = 0;; ++i) {
+        auto& slot = held[r() % 16];
+        if (slot) {
+          seg->deallocate(slot);
+          slot = nullptr;
+        } else {
+          slot = seg->allocate(1 + r() % 256);
+        }
+        if (i == 64) mpp::test::signal_ready(ready_fd);
+      }
+    });
+    REQUIRE(child.wait_ready());
+    // A random moment in the child's loop (a spin, not a sleep: this is not synchronisation).
+    volatile unsigned spin = 0;
+    for (unsigned n = rng() % 20000; n > 0; --n) spin = spin + 1;
+    child.kill_and_reap();
+    void* p = seg->allocate(128);  // takes over the allocator's lock if the child held it
+    std::memset(p, 0xab, 128);
+    seg->deallocate(p);
+    REQUIRE_FALSE(seg->read_only());
+  }
+  CHECK(seg->check_heap());
+  CHECK(seg->header().heap_recoveries.load() > 0);
+  INFO("recoveries: " << seg->header().heap_recoveries.load());
+  std::vector<void*> more;
+  for (int i = 0; i < 100; ++i) more.push_back(seg->allocate(1000));
+  for (void* p : more) seg->deallocate(p);
+  CHECK(seg->check_heap());
+}
+
+TEST_CASE("an unrelated process attaches by name (exec, not fork)") {
+  auto name = unique_name("exec");
+  auto seg = Segment::create(name, 1 << 20);
+  auto out = run_helper("segment " + name);
+  CHECK_THAT(out, Catch::StartsWith("ok creator=" + std::to_string(getpid())));
+  CHECK(seg->check_heap());
+
+  auto foreign = unique_name("exec-foreign");
+  write_foreign(foreign, 4096, 'z');
+  CHECK_THAT(run_helper("segment " + foreign), Catch::StartsWith("error: SegmentError"));
+  shm_unlink(("/" + foreign).c_str());
+  CHECK_THAT(run_helper("segment " + foreign), Catch::StartsWith("error: FileNotFoundError"));
+}
