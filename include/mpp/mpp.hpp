@@ -4,3 +4,4 @@
 #include "mpp/errors.hpp"
 #include "mpp/connection.hpp"
 #include "mpp/pipe.hpp"
+#include "mpp/process.hpp"
