@@ -58,10 +58,19 @@ struct ProcessTarget {
   virtual void operator()() = 0;
 };
 
-template <class F, class Tuple>
+template <class F, class... Args>
 struct BoundProcessTarget final : ProcessTarget {
+  using Tuple = std::tuple<Args...>;
   BoundProcessTarget(F f, Tuple args) : f_(std::move(f)), args_(std::move(args)) {}
-  void operator()() override { std::apply(f_, args_); }
+  // Runs once, in the child: arguments are passed as lvalues when the target accepts that
+  // (so `T&` parameters work), else moved (so move-only arguments work).
+  void operator()() override {
+    if constexpr (std::invocable<F&, Args&...>) {
+      std::apply(f_, args_);
+    } else {
+      std::apply(f_, std::move(args_));
+    }
+  }
   F f_;
   Tuple args_;
 };
@@ -92,11 +101,12 @@ class Process {
   // of the object, since the child is a fork).
   template <class F, class... Args>
     requires(!std::is_base_of_v<Process, std::remove_cvref_t<F>> &&
-             std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>)
+             (std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> ||
+              std::invocable<std::decay_t<F>&, std::decay_t<Args>...>))
   explicit Process(F&& target, Args&&... args) : Process() {
-    using Tuple = std::tuple<std::decay_t<Args>...>;
-    target_ = std::make_unique<detail::BoundProcessTarget<std::decay_t<F>, Tuple>>(
-        std::forward<F>(target), Tuple(std::forward<Args>(args)...));
+    using Target = detail::BoundProcessTarget<std::decay_t<F>, std::decay_t<Args>...>;
+    target_ = std::make_unique<Target>(std::forward<F>(target),
+                                       typename Target::Tuple(std::forward<Args>(args)...));
   }
 
   // Does not stop the child (see "Lifetime" above).
