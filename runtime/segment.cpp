@@ -13,6 +13,7 @@
 #include <new>
 #include <thread>
 
+#include "mpp/detail/segment_check.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::detail {
@@ -128,26 +129,6 @@ void format(void* base, std::size_t size, const std::string& name, bool persist,
 }
 
 // Why the mapped header cannot be used, or empty when it can.
-std::string header_problem(const SegmentHeader& h, std::size_t file_size) {
-  if (h.magic.load(std::memory_order_acquire) != SEGMENT_MAGIC) {
-    return "it is not an mpp segment (wrong magic number)";
-  }
-  if (h.format_version != FORMAT_VERSION || h.header_bytes != sizeof(SegmentHeader)) {
-    return "it has format version " + std::to_string(h.format_version) + ", this mpp reads " +
-           std::to_string(FORMAT_VERSION);
-  }
-  if (h.size != file_size) {
-    return "it is truncated or resized: the header says " + std::to_string(h.size) +
-           " bytes, the file has " + std::to_string(file_size);
-  }
-  if (h.directory_entry_bytes != sizeof(DirectoryEntry) || h.directory_offset < sizeof(SegmentHeader) ||
-      h.directory_offset + std::uint64_t{h.directory_capacity} * sizeof(DirectoryEntry) > h.heap_offset ||
-      h.heap_offset > file_size || h.heap_size > file_size - h.heap_offset ||
-      h.heap_size < sizeof(HeapHeader)) {
-    return "its header is corrupt (directory or heap outside the file)";
-  }
-  return {};
-}
 
 }  // namespace
 
@@ -308,30 +289,10 @@ void mark_read_only(SegmentHeader& h, const std::string& why) {
 // its class inside the used part of the heap, and no list may be longer than the heap could
 // hold (a cycle). Recomputes the derived counter. Returns what is wrong, or empty.
 std::string walk_heap(const Segment::Impl& im) {
-  HeapHeader& heap = im.heap();
-  const std::uint64_t top = heap.top.load(std::memory_order_relaxed);
-  if (top < heap.first_block || top > heap.end || top % 16 != 0) {
-    return "the heap's top (" + std::to_string(top) + ") is outside the heap";
-  }
-  const std::uint64_t max_steps = (top - heap.first_block) / 32 + 1;
   std::uint64_t listed = 0;
-  for (std::uint32_t c = 1; c < HEAP_CLASSES; ++c) {
-    std::uint64_t steps = 0;
-    for (std::uint64_t off = heap.free_head[c].load(std::memory_order_relaxed); off != 0;
-         off = im.block(off)->next.load(std::memory_order_relaxed)) {
-      if (off < heap.first_block || off + heap_class_bytes(c) > top || off % 16 != 0) {
-        return "free list " + std::to_string(c) + " points outside the heap";
-      }
-      const BlockHeader* b = im.block(off);
-      if (b->tag != (BLOCK_MAGIC | c) || b->state.load() != static_cast<std::uint32_t>(BlockState::free)) {
-        return "free list " + std::to_string(c) + " holds a block that is not a free block of its class";
-      }
-      if (++steps > max_steps) return "free list " + std::to_string(c) + " is a cycle";
-      listed += heap_class_bytes(c);
-    }
-  }
-  heap.free_listed_bytes.store(listed, std::memory_order_relaxed);
-  return {};
+  std::string problem = heap_problem(im.base, im.size, &listed);
+  if (problem.empty()) im.heap().free_listed_bytes.store(listed, std::memory_order_relaxed);
+  return problem;
 }
 
 // Under the allocator's lock, after its holder died: count it and check the heap. A kill

@@ -1,0 +1,101 @@
+#include "mpp/detail/segment_check.hpp"
+
+#include <cstring>
+
+namespace mpp::detail {
+namespace {
+
+// [offset, offset + bytes) lies inside [lo, hi), without overflow.
+bool inside(std::uint64_t offset, std::uint64_t bytes, std::uint64_t lo, std::uint64_t hi) {
+  return offset >= lo && offset <= hi && bytes <= hi - offset;
+}
+
+const HeapHeader& heap_of(const void* base) {
+  const auto& h = *static_cast<const SegmentHeader*>(base);
+  return *reinterpret_cast<const HeapHeader*>(static_cast<const char*>(base) + h.heap_offset);
+}
+
+}  // namespace
+
+std::string header_problem(const SegmentHeader& h, std::size_t file_size) {
+  if (h.magic.load(std::memory_order_acquire) != SEGMENT_MAGIC) {
+    return "it is not an mpp segment (wrong magic number)";
+  }
+  if (h.format_version != FORMAT_VERSION || h.header_bytes != sizeof(SegmentHeader)) {
+    return "it has format version " + std::to_string(h.format_version) + ", this mpp reads " +
+           std::to_string(FORMAT_VERSION);
+  }
+  if (h.size != file_size) {
+    return "it is truncated or resized: the header says " + std::to_string(h.size) +
+           " bytes, the file has " + std::to_string(file_size);
+  }
+  const std::uint64_t dir_bytes = std::uint64_t{h.directory_capacity} * sizeof(DirectoryEntry);
+  if (h.directory_entry_bytes != sizeof(DirectoryEntry) || h.directory_offset % 8 != 0 ||
+      !inside(h.directory_offset, dir_bytes, sizeof(SegmentHeader), file_size) ||
+      h.directory_offset + dir_bytes > h.heap_offset || h.heap_offset % 16 != 0 ||
+      !inside(h.heap_offset, h.heap_size, 0, file_size) || h.heap_size < sizeof(HeapHeader)) {
+    return "its header is corrupt (directory or heap outside the file)";
+  }
+  if (std::memchr(h.name, '\0', sizeof h.name) == nullptr ||
+      std::memchr(h.read_only_reason, '\0', sizeof h.read_only_reason) == nullptr) {
+    return "its header is corrupt (unterminated name)";
+  }
+  return {};
+}
+
+std::string heap_problem(const void* base, std::size_t size, std::uint64_t* free_listed) {
+  const auto& h = *static_cast<const SegmentHeader*>(base);
+  const HeapHeader& heap = heap_of(base);
+  const std::uint64_t heap_end = h.heap_offset + h.heap_size;
+  if (!inside(heap.first_block, 0, h.heap_offset + sizeof(HeapHeader), heap_end) ||
+      heap.end > heap_end || heap.end < heap.first_block) {
+    return "the heap's bounds are corrupt";
+  }
+  const std::uint64_t top = heap.top.load(std::memory_order_relaxed);
+  if (top < heap.first_block || top > heap.end || top % 16 != 0) {
+    return "the heap's top (" + std::to_string(top) + ") is outside the heap";
+  }
+  const auto* bytes = static_cast<const char*>(base);
+  const std::uint64_t max_steps = (top - heap.first_block) / 32 + 1;
+  std::uint64_t listed = 0;
+  for (std::uint32_t c = 1; c < HEAP_CLASSES; ++c) {
+    std::uint64_t steps = 0;
+    for (std::uint64_t off = heap.free_head[c].load(std::memory_order_relaxed); off != 0;) {
+      if (!inside(off, heap_class_bytes(c), heap.first_block, top) || off % 16 != 0 ||
+          off + sizeof(BlockHeader) > size) {
+        return "free list " + std::to_string(c) + " points outside the heap";
+      }
+      const auto* b = reinterpret_cast<const BlockHeader*>(bytes + off);
+      if (b->tag != (BLOCK_MAGIC | c) ||
+          b->state.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(BlockState::free)) {
+        return "free list " + std::to_string(c) + " holds a block that is not a free block of its class";
+      }
+      if (++steps > max_steps) return "free list " + std::to_string(c) + " is a cycle";
+      listed += heap_class_bytes(c);
+      off = b->next.load(std::memory_order_relaxed);
+    }
+  }
+  if (free_listed) *free_listed = listed;
+  return {};
+}
+
+std::string entry_problem(const void* base, std::size_t size, const DirectoryEntry& e) {
+  (void)size;
+  const auto& h = *static_cast<const SegmentHeader*>(base);
+  if (std::memchr(e.name, '\0', sizeof e.name) == nullptr ||
+      std::memchr(e.key_type, '\0', sizeof e.key_type) == nullptr ||
+      std::memchr(e.value_type, '\0', sizeof e.value_type) == nullptr) {
+    return "an entry's name or type is not terminated";
+  }
+  if (kind_name(e.kind) == "unknown" || e.kind == ObjectKind::none) {
+    return "entry '" + std::string(e.name) + "' has an unknown kind " +
+           std::to_string(static_cast<std::uint32_t>(e.kind));
+  }
+  if (!inside(e.object_offset, sizeof(ObjectHeader), h.heap_offset, h.heap_offset + h.heap_size) ||
+      e.object_offset % alignof(ObjectHeader) != 0 || e.object_bytes < sizeof(ObjectHeader)) {
+    return "entry '" + std::string(e.name) + "' points outside the heap";
+  }
+  return {};
+}
+
+}  // namespace mpp::detail
