@@ -63,6 +63,7 @@ void throw_os_error(int error_number, const std::string& what) {
   std::string msg = what + ": " + std::strerror(error_number);
   if (error_number == ENOENT) throw FileNotFoundError(error_number, msg);
   if (error_number == EEXIST) throw FileExistsError(error_number, msg);
+  if (error_number == EACCES || error_number == EPERM) throw PermissionError(error_number, msg);
   throw OSError(error_number, msg);
 }
 

@@ -41,6 +41,13 @@ class FileExistsError : public OSError {
   using OSError::OSError;
 };
 
+// The operation is not allowed: a program that is not executable, a directory that cannot be
+// searched. (Python: PermissionError.)
+class PermissionError : public OSError {
+ public:
+  using OSError::OSError;
+};
+
 // An argument has the right type but a value mpp cannot accept: an empty or too long
 // name, task_done() called more often than put(), a semaphore released too often.
 // (Python: ValueError.)
@@ -204,7 +211,7 @@ class TimeoutExpired : public Error {
 using subprocess::CalledProcessError;
 using subprocess::TimeoutExpired;
 
-// Throws FileNotFoundError, FileExistsError or OSError for `error_number`, with
+// Throws FileNotFoundError, FileExistsError, PermissionError (EACCES, EPERM) or OSError for `error_number`, with
 // "what: strerror" as the message.
 [[noreturn]] void throw_os_error(int error_number, const std::string& what);
 

@@ -5,3 +5,4 @@
 #include "mpp/connection.hpp"
 #include "mpp/pipe.hpp"
 #include "mpp/process.hpp"
+#include "mpp/subprocess.hpp"
