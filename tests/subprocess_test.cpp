@@ -287,8 +287,13 @@ TEST_CASE("children inherit only 0, 1, 2 and pass_fds") {
 
 TEST_CASE("communicate moves 100 MiB in and 2 x 100 MiB out at once without deadlock") {
   constexpr std::size_t size = 100u << 20;
-  std::string input(size, '\0');
-  for (std::size_t i = 0; i < size; ++i) input[i] = static_cast<char>((i * 7 + i / 4096) % 251);
+  // A pattern whose period (65521, a prime) is no multiple of any chunk or pipe size, so a
+  // lost, repeated or reordered chunk shows.
+  std::string block(65521, '\0');
+  for (std::size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>((i * 7 + i / 251) % 256);
+  std::string input;
+  input.reserve(size);
+  while (input.size() < size) input.append(block, 0, std::min(block.size(), size - input.size()));
   // stderr fills from a background job while cat echoes stdin to stdout: all three pipes are
   // full at once, and the child blocks on whichever the parent does not serve.
   sp::Popen p({"sh", "-c", "head -c " + std::to_string(size) + " /dev/zero >&2 & cat; wait"},
