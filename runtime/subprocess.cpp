@@ -175,10 +175,6 @@ bool expired(const std::optional<Clock::time_point>& deadline) {
 
 double seconds(const Timeout& t) { return t ? t->count() : 0.0; }
 
-PopenOptions popen_options(const RunOptions& o) {
-  return PopenOptions{o.stdin, o.stdout, o.stderr, o.shell, o.executable, o.cwd,
-                      o.env, o.close_fds, o.pass_fds, o.start_new_session};
-}
 
 }  // namespace
 
@@ -199,11 +195,14 @@ void CompletedProcess::check_returncode() const {
 // ---------------------------------------------------------------------------------------------
 // Popen
 
-Popen::Popen(Args args, PopenOptions options) : args_(std::move(args.argv)) {
+Popen::Popen(Args args, Options options) : args_(std::move(args.argv)) {
   cleanup_active();
   if (args_.empty()) throw ValueError("Popen: args is empty; give at least the program to run");
   if (options.stdin.kind() == Redirect::Kind::stdout_ || options.stdout.kind() == Redirect::Kind::stdout_)
     throw ValueError("Popen: STDOUT is only meaningful for stderr");
+  if (options.input || options.capture_output || options.timeout || options.check)
+    throw ValueError("Popen: input, capture_output, timeout and check are run()'s options; give "
+                     "input and timeout to communicate() or wait()");
   if (!options.pass_fds.empty()) options.close_fds = true;  // as Python does
 
   // The child's argv and the program that is executed.
@@ -541,19 +540,22 @@ std::pair<std::optional<std::string>, std::optional<std::string>> Popen::communi
 // ---------------------------------------------------------------------------------------------
 // run and friends
 
-CompletedProcess run(Args args, RunOptions options) {
+CompletedProcess run(Args args, Options options) {
   if (options.input && options.stdin.kind() != Redirect::Kind::inherit)
     throw ValueError("run: stdin and input may not both be used");
   if (options.capture_output && (options.stdout.kind() != Redirect::Kind::inherit ||
                                  options.stderr.kind() != Redirect::Kind::inherit))
     throw ValueError("run: stdout and stderr may not be used with capture_output");
-  PopenOptions po = popen_options(options);
-  if (options.input) po.stdin = PIPE;
-  if (options.capture_output) po.stdout = po.stderr = PIPE;
-  Popen p(std::move(args), std::move(po));
+  // run()'s own options stay here; the rest go to Popen.
+  std::optional<std::string> input = std::exchange(options.input, std::nullopt);
+  Timeout timeout = std::exchange(options.timeout, std::nullopt);
+  bool check = std::exchange(options.check, false);
+  if (input) options.stdin = PIPE;
+  if (std::exchange(options.capture_output, false)) options.stdout = options.stderr = PIPE;
+  Popen p(std::move(args), std::move(options));
   std::pair<std::optional<std::string>, std::optional<std::string>> out;
   try {
-    out = p.communicate(std::move(options.input), options.timeout);
+    out = p.communicate(std::move(input), timeout);
   } catch (...) {
     // As CPython: kill and reap; the TimeoutExpired already holds the output read so far.
     // Reading on would hang if a grandchild holds the pipes open.
@@ -562,20 +564,20 @@ CompletedProcess run(Args args, RunOptions options) {
     throw;
   }
   CompletedProcess cp{p.args(), *p.returncode(), std::move(out.first), std::move(out.second)};
-  if (options.check) cp.check_returncode();
+  if (check) cp.check_returncode();
   return cp;
 }
 
-int call(Args args, RunOptions options) {
+int call(Args args, Options options) {
   return run(std::move(args), std::move(options)).returncode;
 }
 
-int check_call(Args args, RunOptions options) {
+int check_call(Args args, Options options) {
   options.check = true;
   return run(std::move(args), std::move(options)).returncode;
 }
 
-std::string check_output(Args args, RunOptions options) {
+std::string check_output(Args args, Options options) {
   if (options.stdout.kind() != Redirect::Kind::inherit || options.capture_output)
     throw ValueError("check_output: stdout may not be given, it is the output");
   options.stdout = PIPE;

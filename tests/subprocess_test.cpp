@@ -433,6 +433,9 @@ TEST_CASE("bad arguments are ValueErrors and start no child") {
   CHECK_THROWS_AS(sp::Popen(std::vector<std::string>{}), mpp::ValueError);
   CHECK_THROWS_AS(sp::run({"cat"}, {.input = std::string("x"), .stdin = sp::DEVNULL}), mpp::ValueError);
   CHECK_THROWS_AS(sp::run({"cat"}, {.capture_output = true, .stdout = sp::PIPE}), mpp::ValueError);
+  CHECK_THROWS_AS(sp::Popen({"cat"}, {.input = std::string("x")}), mpp::ValueError);
+  CHECK_THROWS_AS(sp::Popen({"true"}, {.timeout = 1s}), mpp::ValueError);
+  CHECK_THROWS_AS(sp::Popen({"true"}, {.check = true}), mpp::ValueError);
   sp::Popen p({"true"});
   CHECK_THROWS_AS(p.communicate(std::string("x")), mpp::ValueError);
   p.wait();

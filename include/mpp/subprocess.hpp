@@ -70,8 +70,18 @@ class Args {
 // A timeout; fractional seconds are fine (`1.5s`, `200ms`). No value = wait forever.
 using Timeout = std::optional<std::chrono::duration<double>>;
 
-// Popen's keyword arguments, with Python's names and defaults.
-struct PopenOptions {
+// The keyword arguments of run(), call(), check_call(), check_output() and Popen, with
+// Python's names, defaults and order (designated initializers must keep this order).
+// The first four are run()'s own; Popen rejects them with a ValueError.
+struct Options {
+  // Bytes written to the child's stdin, which is then closed; implies stdin = PIPE.
+  std::optional<std::string> input{};
+  // true: stdout = stderr = PIPE (and neither may be given).
+  bool capture_output = false;
+  Timeout timeout{};
+  // true: a non-zero returncode throws CalledProcessError.
+  bool check = false;
+
   Redirect stdin{};
   Redirect stdout{};
   Redirect stderr{};
@@ -86,30 +96,9 @@ struct PopenOptions {
   std::optional<Environment> env{};
   // false: the child inherits every fd the parent did not mark close-on-exec.
   bool close_fds = true;
-  // fds the child keeps (at the same numbers) when close_fds is true.
+  // fds the child keeps (at the same numbers); giving any turns close_fds on, as in Python.
   std::vector<int> pass_fds{};
   // true: the child calls setsid() (it leaves the parent's session and process group).
-  bool start_new_session = false;
-};
-
-// run()'s keyword arguments: Popen's plus input, capture_output, timeout and check.
-struct RunOptions {
-  // Bytes written to the child's stdin, which is then closed; implies stdin = PIPE.
-  std::optional<std::string> input{};
-  // true: stdout = stderr = PIPE (and neither may be given).
-  bool capture_output = false;
-  Timeout timeout{};
-  // true: a non-zero returncode throws CalledProcessError.
-  bool check = false;
-  Redirect stdin{};
-  Redirect stdout{};
-  Redirect stderr{};
-  bool shell = false;
-  std::optional<std::string> executable{};
-  std::optional<std::string> cwd{};
-  std::optional<Environment> env{};
-  bool close_fds = true;
-  std::vector<int> pass_fds{};
   bool start_new_session = false;
 };
 
@@ -134,14 +123,15 @@ struct CompletedProcess {
 // construction or, once the parent exits, by init, so it never lingers as a zombie for long.
 class Popen {
  public:
-  // Starts `args[0]` with arguments `args` (see PopenOptions).
+  // Starts `args[0]` with arguments `args` (see Options).
   // Throws FileNotFoundError (program or cwd missing), PermissionError (not executable, or
   // cwd not searchable) or OSError (any other exec or system-call failure), each naming the
   // program or directory; ValueError for empty args, STDOUT given for stdin/stdout, or an
-  // invalid fd. No child is left behind when it throws.
-  explicit Popen(Args args, PopenOptions options = {});
+  // invalid fd, or input/capture_output/timeout/check given (they are run()'s; give input and
+  // timeout to communicate). No child is left behind when it throws.
+  explicit Popen(Args args, Options options = {});
   // Popen({"prog", "arg"}) — a brace list is the args, not a Popen to move from.
-  explicit Popen(std::initializer_list<std::string> args, PopenOptions options = {})
+  explicit Popen(std::initializer_list<std::string> args, Options options = {})
       : Popen(Args(args), std::move(options)) {}
 
   Popen(Popen&& other) noexcept;
@@ -209,20 +199,20 @@ class Popen {
   bool stderr_was_pipe_ = false;
 };
 
-// Runs a program to completion and returns its CompletedProcess (see RunOptions).
+// Runs a program to completion and returns its CompletedProcess (see Options).
 // Throws what Popen throws; CalledProcessError if check and returncode != 0; TimeoutExpired
 // (with the output so far) after killing and reaping the child if timeout passed; ValueError
 // for input together with stdin, or capture_output together with stdout or stderr.
-CompletedProcess run(Args args, RunOptions options = {});
+CompletedProcess run(Args args, Options options = {});
 
 // Runs and returns the returncode (Python: subprocess.call). Throws as run() does.
-int call(Args args, RunOptions options = {});
+int call(Args args, Options options = {});
 
 // Runs; throws CalledProcessError if the returncode is not 0, else returns 0.
-int check_call(Args args, RunOptions options = {});
+int check_call(Args args, Options options = {});
 
 // Runs with stdout = PIPE and check = true and returns what the child wrote to stdout.
 // Giving options.stdout is a ValueError.
-std::string check_output(Args args, RunOptions options = {});
+std::string check_output(Args args, Options options = {});
 
 }  // namespace mpp::subprocess
