@@ -2,6 +2,9 @@
 #pragma once
 
 #include "mpp/errors.hpp"
+#include "mpp/dict.hpp"
+#include "mpp/list.hpp"
+#include "mpp/manager.hpp"
 #include "mpp/connection.hpp"
 #include "mpp/pipe.hpp"
 #include "mpp/process.hpp"

@@ -1,6 +1,8 @@
 // Attaches to a segment by name from a process that shares nothing else with its creator,
 // and reports what it finds. Exec'd by segment_test and manager_test.
 //   mpp_attach_helper segment NAME      attach, check the heap, allocate and free
+//   mpp_attach_helper manager NAME      read dict "d"["from-parent"], set "from-helper" = 2,
+//                                       append "helper" to list "l"
 // Prints one line starting with "ok" or "error: <exception type>: <message>".
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <string>
 
 #include "mpp/detail/segment.hpp"
+#include "mpp/manager.hpp"
 #include "mpp/errors.hpp"
 
 namespace {
@@ -26,6 +29,16 @@ int run_segment(const std::string& name) {
   return 0;
 }
 
+int run_manager(const std::string& name) {
+  auto m = mpp::Manager::attach(name);
+  auto d = m.dict<std::string, int>("d");
+  int from_parent = d.at("from-parent");
+  d.set("from-helper", 2);
+  m.list<std::string>("l").append("helper");
+  std::printf("ok parent=%d\n", from_parent);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -36,6 +49,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1], name = argv[2];
   try {
     if (cmd == "segment") return run_segment(name);
+    if (cmd == "manager") return run_manager(name);
   } catch (const mpp::FileNotFoundError& e) {
     std::printf("error: FileNotFoundError: %s\n", e.what());
     return 1;

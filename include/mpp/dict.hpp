@@ -1,0 +1,303 @@
+// mpp::Dict<K, V> — Python's manager.dict(), living in a shared-memory segment.
+//
+//   auto d = manager.dict<std::string, int>("counts");
+//   d.set("a", 1);  d["b"] = 2;  int a = d["a"];
+//   d.modify("a", [](int& v) { v += 1; });     // atomic read-modify-write of one key
+//   { auto r = d.read(); std::string_view s = r.view(k); }  // zero copy while r lives
+//
+// Keys and values go through the one codec (detail/codec.hpp): trivially copyable types
+// inline, std::string as characters, other types with serialize() as archives. Keys are
+// equal when their encodings are equal (mind padding bytes in trivially copyable keys).
+// Iteration order is insertion order, as in Python.
+//
+// Concurrency: readers share the dict, writers are exclusive; every method is one atomic
+// step under the lock. A handle is a cheap value (it holds the segment), valid in forked
+// children; other processes get their own through Manager::attach(...).dict<K,V>(name).
+//
+// After a crash: a process killed at any instruction while it holds the lock (reading or
+// writing) blocks nobody; the next user recovers the lock, rebuilds the index from the
+// list of entries and settles the one change that was in progress. The dict is then valid:
+// each pair the dead process was setting is either fully there or not at all; at most the
+// blocks it was allocating or freeing are leaked (counted in ObjectHeader::leaked).
+// SegmentFull from any method leaves the dict exactly as it was, and usable.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mpp/detail/codec.hpp"
+#include "mpp/detail/dict_core.hpp"
+#include "mpp/detail/segment.hpp"
+#include "mpp/errors.hpp"
+
+namespace mpp {
+
+template <class K, class V>
+class Dict {
+  static_assert(alignof(V) <= 16 && alignof(K) <= 16, "mpp stores values 16-byte aligned");
+
+ public:
+  using key_type = K;
+  using mapped_type = V;
+
+  // Opens the dict `name` in `seg`, making it empty if it does not exist. Throws
+  // TypeMismatch, SegmentFull, ValueError (see Manager::dict).
+  static Dict open(std::shared_ptr<detail::Segment> seg, std::string_view name) {
+    detail::Segment::ObjectSpec spec{name, detail::ObjectKind::dict, detail::type_fingerprint<K>(),
+                                     detail::type_fingerprint<V>(), sizeof(detail::DictState),
+                                     alignof(detail::DictState)};
+    auto [mem, created] = seg->find_or_create(spec, [&](void* p) {
+      detail::DictCore::construct(*seg, p, static_cast<std::uint32_t>(detail::encoding_of<K>),
+                                  static_cast<std::uint32_t>(detail::encoding_of<V>));
+    });
+    (void)created;
+    return Dict(std::move(seg), static_cast<detail::DictState*>(mem));
+  }
+
+  // d[k] = v. Throws SegmentFull (d unchanged).
+  void set(const K& key, const V& value) {
+    auto k = detail::encode(key);
+    auto v = detail::encode(value);
+    auto g = core_.write();
+    core_.set_locked(k.bytes(), detail::hash_bytes(k.bytes()), v.bytes());
+  }
+
+  // The value of `key`. Throws KeyError if absent.
+  V at(const K& key) const {
+    auto k = detail::encode(key);
+    auto g = core_.read();
+    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    if (!n) throw KeyError(missing(key));
+    return detail::decode<V>(n->value());
+  }
+
+  // Python's d.get(k): the value, or nullopt.
+  std::optional<V> get(const K& key) const {
+    auto k = detail::encode(key);
+    auto g = core_.read();
+    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    if (!n) return std::nullopt;
+    return detail::decode<V>(n->value());
+  }
+
+  // Python's d.get(k, default).
+  V get(const K& key, const V& default_value) const {
+    auto v = get(key);
+    return v ? std::move(*v) : default_value;
+  }
+
+  bool contains(const K& key) const {
+    auto k = detail::encode(key);
+    auto g = core_.read();
+    return core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes())) != nullptr;
+  }
+
+  // Removes `key`; returns whether it was there (Python's `del d[k]` raises instead: use pop).
+  bool erase(const K& key) {
+    auto k = detail::encode(key);
+    auto g = core_.write();
+    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    if (!n) return false;
+    core_.erase_locked(n);
+    return true;
+  }
+
+  // Python's d.pop(k): removes and returns the value. Throws KeyError if absent.
+  V pop(const K& key) {
+    auto k = detail::encode(key);
+    auto g = core_.write();
+    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    if (!n) throw KeyError(missing(key));
+    V v = detail::decode<V>(n->value());
+    core_.erase_locked(n);
+    return v;
+  }
+
+  // Python's d.pop(k, default).
+  V pop(const K& key, const V& default_value) {
+    auto k = detail::encode(key);
+    auto g = core_.write();
+    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    if (!n) return default_value;
+    V v = detail::decode<V>(n->value());
+    core_.erase_locked(n);
+    return v;
+  }
+
+  // Python's d.setdefault(k, default): the value of k, inserting `default_value` first if
+  // absent. One atomic step.
+  V setdefault(const K& key, const V& default_value) {
+    auto k = detail::encode(key);
+    auto h = detail::hash_bytes(k.bytes());
+    auto g = core_.write();
+    if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(n->value());
+    auto v = detail::encode(default_value);
+    core_.set_locked(k.bytes(), h, v.bytes());
+    return default_value;
+  }
+
+  // The atomic read-modify-write Python's Manager lacks: fn(V&) runs under the dict's
+  // exclusive lock on the current value (or `initial` if absent) and the result is stored.
+  // Returns the new value. If fn throws, nothing changes. fn must not use this dict.
+  template <class F>
+  V modify(const K& key, F&& fn, const V& initial = V{}) {
+    auto k = detail::encode(key);
+    auto h = detail::hash_bytes(k.bytes());
+    auto g = core_.write();
+    auto* n = core_.find_locked(k.bytes(), h);
+    V v = n ? detail::decode<V>(n->value()) : initial;
+    std::invoke(std::forward<F>(fn), v);
+    auto e = detail::encode(v);
+    if (n) {
+      core_.assign_locked(n, e.bytes());
+    } else {
+      core_.set_locked(k.bytes(), h, e.bytes());
+    }
+    return v;
+  }
+
+  // Python's d.update(other): all pairs or none (SegmentFull leaves d unchanged).
+  template <class Pairs>
+  void update(const Pairs& pairs) {
+    std::vector<detail::Encoded> keep;
+    std::vector<std::pair<detail::Bytes, detail::Bytes>> raw;
+    for (const auto& [key, value] : pairs) {
+      keep.push_back(detail::encode(static_cast<const K&>(key)));
+      keep.push_back(detail::encode(static_cast<const V&>(value)));
+    }
+    for (std::size_t i = 0; i < keep.size(); i += 2) raw.emplace_back(keep[i].bytes(), keep[i + 1].bytes());
+    auto g = core_.write();
+    core_.set_many_locked(raw);
+  }
+  void update(std::initializer_list<std::pair<K, V>> pairs) {
+    update<std::initializer_list<std::pair<K, V>>>(pairs);
+  }
+  void update(const Dict& other) { update(other.items()); }
+
+  // Python's d[k], both ways: `d[k] = v` sets, `V x = d[k]` reads (KeyError if absent).
+  class Ref {
+   public:
+    Ref& operator=(const V& v) {
+      d_.set(k_, v);
+      return *this;
+    }
+    operator V() const { return d_.at(k_); }
+
+   private:
+    friend class Dict;
+    Ref(Dict& d, K k) : d_(d), k_(std::move(k)) {}
+    Dict& d_;
+    K k_;
+  };
+  Ref operator[](const K& key) { return Ref(*this, key); }
+  V operator[](const K& key) const { return at(key); }
+
+  std::size_t size() const { return static_cast<std::size_t>(core_.size()); }
+  bool empty() const { return size() == 0; }
+  void clear() {
+    auto g = core_.write();
+    core_.clear_locked();
+  }
+
+  // Consistent snapshots (taken under one shared lock), in insertion order.
+  std::vector<K> keys() const {
+    std::vector<K> out;
+    auto g = core_.read();
+    out.reserve(core_.size());
+    core_.for_each_locked([&](detail::DictNode& n) {
+      out.push_back(detail::decode<K>(n.key()));
+      return true;
+    });
+    return out;
+  }
+  std::vector<V> values() const {
+    std::vector<V> out;
+    auto g = core_.read();
+    out.reserve(core_.size());
+    core_.for_each_locked([&](detail::DictNode& n) {
+      out.push_back(detail::decode<V>(n.value()));
+      return true;
+    });
+    return out;
+  }
+  std::vector<std::pair<K, V>> items() const {
+    std::vector<std::pair<K, V>> out;
+    auto g = core_.read();
+    out.reserve(core_.size());
+    core_.for_each_locked([&](detail::DictNode& n) {
+      out.emplace_back(detail::decode<K>(n.key()), detail::decode<V>(n.value()));
+      return true;
+    });
+    return out;
+  }
+
+  // Calls fn(key, value) for every pair under one shared lock, with zero-copy views
+  // (detail::View: const T& for trivially copyable types, std::string_view for strings).
+  // fn must not change this dict (ValueError). Return false from fn to stop early (or
+  // return void to visit all).
+  template <class F>
+  void for_each(F&& fn) const {
+    auto g = core_.read();
+    core_.for_each_locked([&](detail::DictNode& n) {
+      if constexpr (std::is_same_v<std::invoke_result_t<F&, detail::View<K>, detail::View<V>>, bool>) {
+        return fn(detail::view<K>(n.key()), detail::view<V>(n.value()));
+      } else {
+        fn(detail::view<K>(n.key()), detail::view<V>(n.value()));
+        return true;
+      }
+    });
+  }
+
+  // A shared lock on the dict; views it hands out are valid while it lives.
+  class ReadGuard {
+   public:
+    bool contains(const K& key) const { return find(key) != nullptr; }
+    // The value of `key`, borrowed from shared memory. Throws KeyError if absent.
+    detail::View<V> view(const K& key) const {
+      auto* n = find(key);
+      if (!n) throw KeyError(missing(key));
+      return detail::view<V>(n->value());
+    }
+    std::size_t size() const { return d_->size(); }
+
+   private:
+    friend class Dict;
+    explicit ReadGuard(const Dict& d) : d_(&d), g_(d.core_.read()) {}
+    detail::DictNode* find(const K& key) const {
+      auto k = detail::encode(key);
+      return d_->core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    }
+    const Dict* d_;
+    detail::SharedGuard g_;
+  };
+  ReadGuard read() const { return ReadGuard(*this); }
+
+  // Walks the whole structure (taking the exclusive lock) and returns what is wrong with it,
+  // empty when it is sound. For tests and mpp-inspect-like checks.
+  std::string check() const { return core_.check(); }
+  // Bytes given up by crash recoveries.
+  std::uint64_t leaked_bytes() const { return core_.state().hdr.leaked.load(); }
+  // How many times a dead holder's lock was recovered.
+  std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
+
+ private:
+  Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
+  static std::string missing(const K& key) {
+    if constexpr (std::is_arithmetic_v<K>) {
+      return "key " + std::to_string(key) + " is not in the dict";
+    } else if constexpr (std::is_convertible_v<const K&, std::string_view>) {
+      return "key '" + std::string(std::string_view(key)) + "' is not in the dict";
+    } else {
+      return "key is not in the dict";
+    }
+  }
+
+  detail::DictCore core_;
+};
+
+}  // namespace mpp

@@ -1,0 +1,208 @@
+// mpp::List<T> — Python's manager.list(), living in a shared-memory segment.
+//
+//   auto l = manager.list<int>("pids");
+//   l.append(getpid());  l.extend({1, 2});  int last = l.get(-1);  l.insert(0, 7);
+//
+// Elements go through the one codec (detail/codec.hpp). Indexes are Python's: negative
+// ones count from the end; an index out of range is an IndexError.
+//
+// Concurrency: readers share, writers are exclusive; every method is one atomic step.
+// A handle is a cheap value (it holds the segment), valid in forked children.
+//
+// After a crash: a process killed at any instruction while it holds the lock blocks nobody;
+// the next user recovers the lock, finishes or drops the one change that was in progress
+// and the list is valid: each element the dead process was adding is fully there or not at
+// all. SegmentFull from any method leaves the list exactly as it was, and usable.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mpp/detail/codec.hpp"
+#include "mpp/detail/list_core.hpp"
+#include "mpp/detail/segment.hpp"
+#include "mpp/errors.hpp"
+
+namespace mpp {
+
+template <class T>
+class List {
+  static_assert(alignof(T) <= 16, "mpp stores values 16-byte aligned");
+
+ public:
+  using value_type = T;
+
+  // Opens the list `name` in `seg`, making it empty if it does not exist. Throws
+  // TypeMismatch, SegmentFull, ValueError (see Manager::list).
+  static List open(std::shared_ptr<detail::Segment> seg, std::string_view name) {
+    detail::Segment::ObjectSpec spec{name, detail::ObjectKind::list, "", detail::type_fingerprint<T>(),
+                                     sizeof(detail::ListState), alignof(detail::ListState)};
+    auto [mem, created] = seg->find_or_create(spec, [&](void* p) {
+      detail::ListCore::construct(p, static_cast<std::uint32_t>(detail::encoding_of<T>));
+    });
+    (void)created;
+    return List(std::move(seg), static_cast<detail::ListState*>(mem));
+  }
+
+  // Adds v at the end. Throws SegmentFull (list unchanged).
+  void append(const T& v) {
+    auto e = detail::encode(v);
+    auto g = core_.write();
+    core_.append_locked(e.bytes());
+  }
+
+  // Adds every element of `values` at the end, all or none.
+  template <class Range>
+  void extend(const Range& values) {
+    std::vector<detail::Encoded> keep;
+    for (const auto& v : values) keep.push_back(detail::encode(static_cast<const T&>(v)));
+    std::vector<std::span<const std::byte>> raw;
+    raw.reserve(keep.size());
+    for (auto& e : keep) raw.push_back(e.bytes());
+    auto g = core_.write();
+    core_.extend_locked(raw);
+  }
+  void extend(std::initializer_list<T> values) { extend<std::initializer_list<T>>(values); }
+
+  // The element at index i (negative: from the end). Throws IndexError.
+  T get(long long i) const {
+    auto g = core_.read();
+    return detail::decode<T>(core_.item_locked(resolve(i))->bytes());
+  }
+  T operator[](long long i) const { return get(i); }
+
+  // Replaces the element at index i. Throws IndexError, SegmentFull (list unchanged).
+  void set(long long i, const T& v) {
+    auto e = detail::encode(v);
+    auto g = core_.write();
+    core_.set_locked(resolve(i), e.bytes());
+  }
+
+  // Python's l.insert(i, v): before index i; i past either end clamps, as in Python.
+  void insert(long long i, const T& v) {
+    auto e = detail::encode(v);
+    auto g = core_.write();
+    const auto n = static_cast<long long>(core_.size_locked());
+    if (i < 0) i = std::max(0LL, i + n);
+    if (i > n) i = n;
+    core_.insert_locked(static_cast<std::uint64_t>(i), e.bytes());
+  }
+
+  // Python's l.pop(i=-1): removes and returns. Throws IndexError (empty list or bad index).
+  T pop(long long i = -1) {
+    auto g = core_.write();
+    auto idx = resolve(i, "pop");
+    T v = detail::decode<T>(core_.item_locked(idx)->bytes());
+    core_.remove_at_locked(idx);
+    return v;
+  }
+
+  // Python's l.remove(v): removes the first element equal to v. Throws ValueError if none.
+  void remove(const T& v) {
+    auto e = detail::encode(v);
+    auto g = core_.write();
+    auto i = find(e.bytes(), 0);
+    if (!i) throw ValueError("List.remove(x): x not in list");
+    core_.remove_at_locked(*i);
+  }
+
+  // Python's l.index(v, start=0): position of the first element equal to v. Throws ValueError.
+  std::size_t index(const T& v, std::size_t start = 0) const {
+    auto e = detail::encode(v);
+    auto g = core_.read();
+    auto i = find(e.bytes(), start);
+    if (!i) throw ValueError("List.index(x): x not in list");
+    return static_cast<std::size_t>(*i);
+  }
+
+  // Python's l.count(v).
+  std::size_t count(const T& v) const {
+    auto e = detail::encode(v);
+    auto g = core_.read();
+    std::size_t c = 0;
+    const auto n = core_.size_locked();
+    for (std::uint64_t i = 0; i < n; ++i) c += equal(core_.item_locked(i)->bytes(), e.bytes());
+    return c;
+  }
+
+  std::size_t size() const {
+    auto g = core_.read();
+    return static_cast<std::size_t>(core_.size_locked());
+  }
+  bool empty() const { return size() == 0; }
+  void clear() {
+    auto g = core_.write();
+    core_.clear_locked();
+  }
+
+  // A consistent copy of every element (Python: list(l) / l[:]).
+  std::vector<T> to_vector() const {
+    auto g = core_.read();
+    const auto n = core_.size_locked();
+    std::vector<T> out;
+    out.reserve(n);
+    for (std::uint64_t i = 0; i < n; ++i) out.push_back(detail::decode<T>(core_.item_locked(i)->bytes()));
+    return out;
+  }
+
+  // Calls fn(view) for every element under one shared lock, with zero-copy views.
+  template <class F>
+  void for_each(F&& fn) const {
+    auto g = core_.read();
+    const auto n = core_.size_locked();
+    for (std::uint64_t i = 0; i < n; ++i) fn(detail::view<T>(core_.item_locked(i)->bytes()));
+  }
+
+  // A shared lock; views it hands out are valid while it lives.
+  class ReadGuard {
+   public:
+    std::size_t size() const { return static_cast<std::size_t>(l_->core_.size_locked()); }
+    detail::View<T> view(long long i) const {
+      return detail::view<T>(l_->core_.item_locked(l_->resolve(i))->bytes());
+    }
+
+   private:
+    friend class List;
+    explicit ReadGuard(const List& l) : l_(&l), g_(l.core_.read()) {}
+    const List* l_;
+    detail::SharedGuard g_;
+  };
+  ReadGuard read() const { return ReadGuard(*this); }
+
+  // Walks the structure (exclusive lock) and returns what is wrong, empty when sound.
+  std::string check() const { return core_.check(); }
+  std::uint64_t leaked_bytes() const { return core_.state().hdr.leaked.load(); }
+  std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
+
+ private:
+  List(std::shared_ptr<detail::Segment> seg, detail::ListState* st) : core_(std::move(seg), st) {}
+
+  // Lock held.
+  std::uint64_t resolve(long long i, const char* what = "index") const {
+    const auto n = static_cast<long long>(core_.size_locked());
+    const long long j = i < 0 ? i + n : i;
+    if (j < 0 || j >= n) {
+      throw IndexError(std::string("list ") + what + " out of range: " + std::to_string(i) +
+                       " in a list of " + std::to_string(n));
+    }
+    return static_cast<std::uint64_t>(j);
+  }
+  static bool equal(std::span<const std::byte> a, std::span<const std::byte> b) {
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
+  }
+  std::optional<std::uint64_t> find(std::span<const std::byte> e, std::size_t start) const {
+    const auto n = core_.size_locked();
+    for (std::uint64_t i = start; i < n; ++i) {
+      if (equal(core_.item_locked(i)->bytes(), e)) return i;
+    }
+    return std::nullopt;
+  }
+
+  detail::ListCore core_;
+};
+
+}  // namespace mpp

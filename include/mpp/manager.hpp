@@ -1,0 +1,92 @@
+// mpp::Manager — Python's multiprocessing.Manager(), over one shared-memory segment.
+//
+//   mpp::Manager m("jobs", 64 << 20);      // creates /dev/shm/jobs (64 MiB, mode 0600)
+//   mpp::Manager m;                        // a unique name, for sharing with forked children
+//   auto m2 = mpp::Manager::attach("jobs"); // from any process on the machine
+//   auto d = m.dict<std::string, int>("counts");
+//   auto l = m.list<double>("samples");
+//
+// A Manager and every object handle it gives out are cheap values holding a shared_ptr to
+// the segment: copy them freely, use them in forked children. The segment is removed when
+// the last handle is released in the process that created it (never in a forked child, never
+// by an attacher), unless persist() was called. Objects are found by name: asking again for
+// a name returns the same object; asking with another kind or other types throws
+// TypeMismatch naming both.
+//
+// After a crash: a process killed while it holds any lock of the segment (an object's or
+// the allocator's) blocks nobody; the next user recovers the lock and the object is valid.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mpp/detail/segment.hpp"
+#include "mpp/dict.hpp"
+#include "mpp/list.hpp"
+
+namespace mpp {
+
+class Manager {
+ public:
+  // Size of a Manager made without one.
+  static constexpr std::size_t default_bytes = 16 << 20;
+
+  struct Options {
+    unsigned mode = 0600;              // permissions, set whatever the umask
+    bool persist = false;              // keep the segment after the creator is done with it
+    unsigned directory_entries = 128;  // how many named objects it can hold
+  };
+
+  // Creates the segment /dev/shm/<name> of `bytes` bytes, reserving its pages now.
+  // Throws ValueError for a bad name or size, FileExistsError if it exists, SegmentFull if
+  // /dev/shm has no room for it.
+  Manager(const std::string& name, std::size_t bytes, Options options);
+  Manager(const std::string& name, std::size_t bytes = default_bytes)
+      : Manager(name, bytes, Options{}) {}
+
+  // Creates a segment with a fresh unique name ("mpp-<pid>-<n>-<random>"), for processes
+  // forked after it. Throws as the named constructor.
+  Manager() : Manager(std::size_t{default_bytes}) {}
+  explicit Manager(std::size_t bytes);
+
+  // Opens an existing segment by name, from any process. Throws FileNotFoundError if there
+  // is none, SegmentError if the file is not an mpp segment of this version.
+  static Manager attach(const std::string& name);
+
+  // Wraps a segment some other component made (an anonymous one, for example).
+  explicit Manager(std::shared_ptr<detail::Segment> segment) : seg_(std::move(segment)) {}
+
+  const std::string& name() const noexcept { return seg_->name(); }
+  std::size_t size() const noexcept { return seg_->size(); }
+  // Bytes the segment's heap can still hand out (blocks of one size class are reused only
+  // for that class or smaller ones; see README "Design notes").
+  std::size_t free_bytes() const { return seg_->free_bytes(); }
+  // Whether this process created the segment (and will remove it).
+  bool is_creator() const noexcept { return seg_->is_creator(); }
+  // Keeps the segment in /dev/shm after the creator releases it (mpp-inspect rm removes it).
+  void persist() noexcept { seg_->persist(); }
+
+  // The shared dict `name` of K -> V (Python: manager.dict()), made empty if new.
+  // Throws TypeMismatch if `name` is another kind of object or has other types, SegmentFull
+  // if there is no room, ValueError for a bad name.
+  template <class K, class V>
+  Dict<K, V> dict(std::string_view name) {
+    return Dict<K, V>::open(seg_, name);
+  }
+
+  // The shared list `name` of T (Python: manager.list()), made empty if new. Throws as dict().
+  template <class T>
+  List<T> list(std::string_view name) {
+    return List<T>::open(seg_, name);
+  }
+
+  // The segment, for the factories of other components.
+  const std::shared_ptr<detail::Segment>& segment() const noexcept { return seg_; }
+
+ private:
+  std::shared_ptr<detail::Segment> seg_;
+};
+
+}  // namespace mpp

@@ -1,0 +1,276 @@
+#include "mpp/detail/list_core.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <unordered_set>
+
+#include "mpp/errors.hpp"
+
+namespace mpp::detail {
+namespace {
+
+enum Op : std::uint32_t { op_append = 1, op_extend = 2, op_set = 3, op_insert = 4, op_remove = 5, op_grow = 6 };
+
+std::uint64_t item_bytes(ListItem* it) { return ListItem::bytes_for(it->len); }
+
+}  // namespace
+
+void ListCore::construct(void* mem, std::uint32_t value_enc) {
+  auto* st = new (mem) ListState();
+  st->value_encoding = value_enc;
+}
+
+SharedGuard ListCore::read() const {
+  return SharedGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
+}
+
+ExclusiveGuard ListCore::write() const {
+  return ExclusiveGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
+}
+
+ListArray* ListCore::array() const noexcept {
+  std::uint64_t off = st_->array.load(std::memory_order_acquire);
+  return off ? seg_->at<ListArray>(off) : nullptr;
+}
+
+std::uint64_t ListCore::size_locked() const noexcept {
+  ListArray* a = array();
+  return a ? a->size.load(std::memory_order_acquire) : 0;
+}
+
+ListItem* ListCore::item_locked(std::uint64_t i) const noexcept {
+  return seg_->at<ListItem>(array()->items[i].load(std::memory_order_relaxed));
+}
+
+ListItem* ListCore::build(std::span<const std::byte> v, bool pending) {
+  const std::size_t bytes = ListItem::bytes_for(v.size());
+  ListItem* it = pending ? static_cast<ListItem*>(st_->intent.allocate_pending(*seg_, bytes))
+                         : new (st_->intent.allocate(*seg_, bytes, 0)) ListItem();
+  it->len = static_cast<std::uint32_t>(v.size());
+  it->tag = LIST_ITEM_TAG;
+  if (!v.empty()) std::memcpy(it->data(), v.data(), v.size());
+  return it;
+}
+
+void ListCore::reserve(std::uint64_t need) {
+  ListArray* a = array();
+  const std::uint64_t cap = a ? a->capacity : 0;
+  if (need <= cap) return;
+  const std::uint64_t ncap = std::max<std::uint64_t>({8, cap * 2, need});
+  auto* na = new (st_->intent.allocate(*seg_, ListArray::bytes_for(ncap), 1)) ListArray();
+  na->capacity = ncap;
+  const std::uint64_t n = a ? a->size.load(std::memory_order_relaxed) : 0;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    new (&na->items[i]) std::atomic<std::uint64_t>(a->items[i].load(std::memory_order_relaxed));
+  }
+  na->size.store(n, std::memory_order_relaxed);
+  if (a) st_->intent.retire(seg_->offset_of(a), ListArray::bytes_for(cap), 1);
+  st_->array.store(seg_->offset_of(na), std::memory_order_release);  // publishes
+  st_->hdr.bytes.fetch_add(ListArray::bytes_for(ncap) - (a ? ListArray::bytes_for(cap) : 0),
+                           std::memory_order_relaxed);
+  if (a) seg_->deallocate(a);
+}
+
+void ListCore::append_locked(std::span<const std::byte> v) {
+  Intent& in = st_->intent;
+  in.begin(op_append);
+  try {
+    const std::uint64_t n = size_locked();
+    reserve(n + 1);
+    ListItem* it = build(v, false);
+    ListArray* a = array();
+    a->items[n].store(seg_->offset_of(it), std::memory_order_relaxed);
+    a->size.store(n + 1, std::memory_order_release);  // publishes
+    st_->hdr.count.store(n + 1, std::memory_order_relaxed);
+    st_->hdr.bytes.fetch_add(item_bytes(it), std::memory_order_relaxed);
+  } catch (...) {
+    in.end();
+    throw;
+  }
+  in.end();
+}
+
+void ListCore::extend_locked(std::span<const std::span<const std::byte>> vs) {
+  if (vs.empty()) return;
+  Intent& in = st_->intent;
+  in.begin(op_extend);
+  const std::uint64_t n = size_locked();
+  try {
+    reserve(n + vs.size());
+    for (auto it = vs.rbegin(); it != vs.rend(); ++it) build(*it, true);
+  } catch (...) {
+    for (std::uint64_t off = in.pending.load(); off != 0;) {
+      auto* it = seg_->at<ListItem>(off);
+      std::uint64_t next = it->next.load(std::memory_order_relaxed);
+      in.pending.store(next, std::memory_order_relaxed);
+      seg_->deallocate(it);
+      off = next;
+    }
+    in.end();
+    throw;
+  }
+  ListArray* a = array();
+  std::uint64_t i = n, added = 0;
+  for (std::uint64_t off = in.pending.load(); off != 0; ++i) {
+    auto* it = seg_->at<ListItem>(off);
+    a->items[i].store(off, std::memory_order_relaxed);
+    added += item_bytes(it);
+    off = it->next.load(std::memory_order_relaxed);
+  }
+  a->size.store(n + vs.size(), std::memory_order_release);  // publishes them all
+  st_->hdr.count.store(n + vs.size(), std::memory_order_relaxed);
+  st_->hdr.bytes.fetch_add(added, std::memory_order_relaxed);
+  in.end();
+}
+
+void ListCore::set_locked(std::uint64_t i, std::span<const std::byte> v) {
+  Intent& in = st_->intent;
+  in.begin(op_set);
+  ListItem* it;
+  try {
+    it = build(v, false);
+  } catch (...) {
+    in.end();
+    throw;
+  }
+  ListArray* a = array();
+  auto* old = seg_->at<ListItem>(a->items[i].load(std::memory_order_relaxed));
+  in.retire(seg_->offset_of(old), item_bytes(old));
+  a->items[i].store(seg_->offset_of(it), std::memory_order_release);  // publishes
+  st_->hdr.bytes.fetch_add(item_bytes(it) - item_bytes(old), std::memory_order_relaxed);
+  seg_->deallocate(old);
+  in.end();
+}
+
+void ListCore::insert_locked(std::uint64_t i, std::span<const std::byte> v) {
+  const std::uint64_t n = size_locked();
+  if (i >= n) {
+    append_locked(v);
+    return;
+  }
+  Intent& in = st_->intent;
+  in.begin(op_insert);
+  ListArray* a = array();
+  ListArray* na;
+  ListItem* it;
+  try {
+    na = new (in.allocate(*seg_, ListArray::bytes_for(a->capacity > n ? a->capacity : n * 2), 1)) ListArray();
+    it = build(v, false);
+  } catch (...) {
+    if (std::uint64_t f = in.fresh[1].load()) seg_->deallocate(seg_->at(f));
+    in.end();
+    throw;
+  }
+  na->capacity = a->capacity > n ? a->capacity : n * 2;
+  for (std::uint64_t j = 0, k = 0; j <= n; ++j) {
+    std::uint64_t off = j == i ? seg_->offset_of(it) : a->items[k++].load(std::memory_order_relaxed);
+    new (&na->items[j]) std::atomic<std::uint64_t>(off);
+  }
+  na->size.store(n + 1, std::memory_order_relaxed);
+  in.retire(seg_->offset_of(a), ListArray::bytes_for(a->capacity), 1);
+  st_->array.store(seg_->offset_of(na), std::memory_order_release);  // publishes
+  st_->hdr.count.store(n + 1, std::memory_order_relaxed);
+  st_->hdr.bytes.fetch_add(item_bytes(it) + ListArray::bytes_for(na->capacity) -
+                               ListArray::bytes_for(a->capacity),
+                           std::memory_order_relaxed);
+  seg_->deallocate(a);
+  in.end();
+}
+
+void ListCore::remove_at_locked(std::uint64_t i) noexcept {
+  Intent& in = st_->intent;
+  ListArray* a = array();
+  const std::uint64_t n = a->size.load(std::memory_order_relaxed);
+  auto* x = seg_->at<ListItem>(a->items[i].load(std::memory_order_relaxed));
+  in.begin(op_remove);
+  in.index.store(i, std::memory_order_relaxed);
+  in.size_before.store(n, std::memory_order_relaxed);
+  in.retire(seg_->offset_of(x), item_bytes(x));
+  for (std::uint64_t j = i; j + 1 < n; ++j) {
+    a->items[j].store(a->items[j + 1].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  a->size.store(n - 1, std::memory_order_release);  // publishes
+  st_->hdr.count.store(n - 1, std::memory_order_relaxed);
+  st_->hdr.bytes.fetch_sub(item_bytes(x), std::memory_order_relaxed);
+  seg_->deallocate(x);
+  in.end();
+}
+
+void ListCore::clear_locked() noexcept {
+  while (std::uint64_t n = size_locked()) remove_at_locked(n - 1);
+}
+
+namespace {
+
+bool in_heap(Segment& seg, std::uint64_t off, std::uint64_t bytes) {
+  const auto& h = seg.header();
+  return off >= h.heap_offset && off % 16 == 0 && off + bytes <= h.heap_offset + h.heap_size;
+}
+
+bool plausible_item(Segment& seg, std::uint64_t off) {
+  if (!in_heap(seg, off, sizeof(ListItem))) return false;
+  auto* it = seg.at<ListItem>(off);
+  return it->tag == LIST_ITEM_TAG && in_heap(seg, off, ListItem::bytes_for(it->len));
+}
+
+}  // namespace
+
+// Under the lock of a holder that died, with every reader gone.
+void ListCore::recover() {
+  Intent& in = st_->intent;
+  const std::uint64_t aoff = st_->array.load();
+  ListArray* a = array();
+  if (a && (!in_heap(*seg_, aoff, 32) || a->tag != LIST_ARRAY_TAG ||
+            !in_heap(*seg_, aoff, ListArray::bytes_for(a->capacity)) || a->size.load() > a->capacity)) {
+    throw SegmentError("a list's array is corrupt; the list cannot be recovered");
+  }
+  if (a && in.op.load() == op_remove && a->size.load() == in.size_before.load()) {
+    // A removal was shifting items left: finish it (or drop it if no item moved yet).
+    const std::uint64_t n = in.size_before.load(), i = in.index.load();
+    const std::uint64_t x = in.old[0].load();
+    if (i < n && a->items[i].load() != x) {
+      std::uint64_t j = i;
+      while (j + 1 < n && a->items[j].load() != a->items[j + 1].load()) ++j;
+      for (std::uint64_t m = j + 1; m + 1 < n; ++m) a->items[m].store(a->items[m + 1].load());
+      a->size.store(n - 1);
+      in.old[0].store(0);  // not freed yet (that comes after the size store): free it now
+      if (plausible_item(*seg_, x)) seg_->deallocate(seg_->at(x));
+    }
+  }
+  std::unordered_set<std::uint64_t> live;
+  const std::uint64_t n = a ? a->size.load() : 0;
+  std::uint64_t bytes = a ? ListArray::bytes_for(a->capacity) : 0;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::uint64_t off = a->items[i].load();
+    live.insert(off);
+    if (plausible_item(*seg_, off)) bytes += item_bytes(seg_->at<ListItem>(off));
+  }
+  finish_intent(*seg_, in, st_->hdr.leaked,
+                [&](std::uint64_t off) { return live.count(off) > 0 || off == aoff; });
+  st_->hdr.count.store(n);
+  st_->hdr.bytes.store(bytes);
+}
+
+std::string ListCore::check() const {
+  auto guard = write();
+  ListArray* a = array();
+  if (!a) return st_->hdr.count.load() == 0 ? std::string() : "count is not 0 for an empty list";
+  const std::uint64_t aoff = st_->array.load();
+  if (a->tag != LIST_ARRAY_TAG || !in_heap(*seg_, aoff, ListArray::bytes_for(a->capacity))) {
+    return "the array is not a list array";
+  }
+  const std::uint64_t n = a->size.load();
+  if (n > a->capacity) return "size exceeds capacity";
+  std::unordered_set<std::uint64_t> seen;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::uint64_t off = a->items[i].load();
+    if (!plausible_item(*seg_, off)) return "item " + std::to_string(i) + " is not an item";
+    if (!seen.insert(off).second) return "item " + std::to_string(i) + " appears twice";
+  }
+  if (st_->hdr.count.load() != n) return "count does not match size";
+  if (st_->intent.op.load() != 0) return "an unfinished change was left behind";
+  return {};
+}
+
+}  // namespace mpp::detail

@@ -1,0 +1,107 @@
+#include "mpp/manager.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <string>
+
+#include "mpp/errors.hpp"
+#include "support/child.hpp"
+
+namespace {
+
+bool shm_exists(const std::string& name) {
+  struct stat st {};
+  return stat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+std::string run_helper(const std::string& args) {
+  std::string cmd = std::string(MPP_ATTACH_HELPER) + " " + args;
+  FILE* f = popen(cmd.c_str(), "r");
+  REQUIRE(f);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, f)) out += buf;
+  pclose(f);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a Manager creates, attaches and removes its segment") {
+  std::string name = "mpp-test-manager-" + std::to_string(getpid());
+  {
+    mpp::Manager m(name, 1 << 20);
+    CHECK(m.name() == name);
+    CHECK(m.is_creator());
+    CHECK(m.size() == (1u << 20));
+    CHECK(m.free_bytes() > 500'000);
+    auto other = mpp::Manager::attach(name);
+    CHECK_FALSE(other.is_creator());
+    CHECK_THROWS_AS(mpp::Manager(name, 1 << 20), mpp::FileExistsError);
+  }
+  CHECK_FALSE(shm_exists(name));
+  CHECK_THROWS_AS(mpp::Manager::attach(name), mpp::FileNotFoundError);
+  CHECK_THROWS_AS(mpp::Manager("", 1 << 20), mpp::ValueError);
+  CHECK_THROWS_AS(mpp::Manager("a/b", 1 << 20), mpp::ValueError);
+}
+
+TEST_CASE("an anonymous Manager gets a unique name and is shared with forked children") {
+  mpp::Manager a, b;
+  CHECK(a.name() != b.name());
+  CHECK(shm_exists(a.name()));
+  auto d = a.dict<int, int>("d");
+  mpp::test::Child child([&](int) {
+    auto l = a.list<int>("l");
+    l.append(getpid());
+    d.set(1, 42);
+  });
+  CHECK(child.exit_code() == 0);
+  CHECK(d.get(1) == 42);
+  CHECK(a.list<int>("l").get(0) == child.pid());
+  std::string name = a.name();
+  a = mpp::Manager(std::size_t{1} << 20);
+  CHECK(shm_exists(name));  // d still holds the segment
+  d = b.dict<int, int>("d");
+  CHECK_FALSE(shm_exists(name));
+}
+
+TEST_CASE("a persisted Manager's segment stays until removed") {
+  std::string name = "mpp-test-persist-" + std::to_string(getpid());
+  {
+    mpp::Manager m(name, 1 << 20, {.persist = true});
+    m.dict<std::string, int>("d").set("x", 1);
+  }
+  CHECK(shm_exists(name));
+  {
+    auto m = mpp::Manager::attach(name);
+    CHECK(m.dict<std::string, int>("d").at("x") == 1);
+  }
+  CHECK(mpp::detail::Segment::unlink(name));
+}
+
+TEST_CASE("the same name gives the same object; other types are a TypeMismatch naming both") {
+  mpp::Manager m;
+  auto d1 = m.dict<std::string, int>("d");
+  auto d2 = m.dict<std::string, int>("d");
+  d1.set("k", 5);
+  CHECK(d2.at("k") == 5);
+  CHECK_THROWS_WITH((m.dict<int, int>("d")),
+                    Catch::Contains("dict<std::string, int>") && Catch::Contains("dict<int, int>"));
+  CHECK_THROWS_AS(m.list<int>("d"), mpp::TypeMismatch);
+  auto l = m.list<double>("l");
+  CHECK_THROWS_WITH(m.list<float>("l"), Catch::Contains("list<double>") && Catch::Contains("list<float>"));
+}
+
+TEST_CASE("an unrelated process attaches to a Manager and uses its dict and list") {
+  std::string name = "mpp-test-exec-manager-" + std::to_string(getpid());
+  mpp::Manager m(name, 1 << 20);
+  auto d = m.dict<std::string, int>("d");
+  d.set("from-parent", 1);
+  auto out = run_helper("manager " + name);
+  CHECK_THAT(out, Catch::StartsWith("ok parent=1"));
+  CHECK(d.at("from-helper") == 2);
+  CHECK(m.list<std::string>("l").to_vector() == std::vector<std::string>{"helper"});
+}
