@@ -1,0 +1,221 @@
+#include "segment_reader.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "mpp/detail/segment_check.hpp"
+#include "mpp/detail/segment_format.hpp"
+#include "procfs.hpp"
+
+namespace mpp::inspect {
+namespace {
+
+using namespace mpp::detail;
+
+thread_local sigjmp_buf* g_sigbus_jump = nullptr;
+
+void on_sigbus(int) {
+  if (g_sigbus_jump) siglongjmp(*g_sigbus_jump, 1);
+  signal(SIGBUS, SIG_DFL);
+  raise(SIGBUS);
+}
+
+LockInfo lock_info(const RobustMutex& m) {
+  LockInfo l;
+  l.holder = m.holder();
+  l.holder_alive = l.holder != 0 && pid_alive(l.holder);
+  l.recoveries = m.recoveries();
+  return l;
+}
+
+std::string cstr(const char* s, std::size_t cap) { return std::string(s, strnlen(s, cap)); }
+
+}  // namespace
+
+void guard_sigbus(const std::function<void()>& read) {
+  sigjmp_buf jump;
+  struct sigaction sa {}, old {};
+  sa.sa_handler = on_sigbus;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGBUS, &sa, &old);
+  sigjmp_buf* outer = g_sigbus_jump;
+  if (sigsetjmp(jump, 1) != 0) {
+    g_sigbus_jump = outer;
+    sigaction(SIGBUS, &old, nullptr);
+    throw InspectError(4, "the file shrank while it was being read (SIGBUS); try again");
+  }
+  g_sigbus_jump = &jump;
+  try {
+    read();
+  } catch (...) {
+    g_sigbus_jump = outer;
+    sigaction(SIGBUS, &old, nullptr);
+    throw;
+  }
+  g_sigbus_jump = outer;
+  sigaction(SIGBUS, &old, nullptr);
+}
+
+MappedSegment::MappedSegment(const std::string& name_or_path) {
+  bool is_path = name_or_path.find('/') != std::string::npos;
+  std::string path = is_path ? name_or_path : "/dev/shm/" + name_or_path;
+  name_ = is_path ? path.substr(path.rfind('/') + 1) : name_or_path;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT) throw InspectError(3, "no such segment: " + path);
+    throw InspectError(4, "cannot open " + path + ": " + std::strerror(e));
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    throw InspectError(4, path + " is not a regular file, so not an mpp segment");
+  }
+  size_ = static_cast<std::size_t>(st.st_size);
+  if (size_ < sizeof(SegmentHeader)) {
+    close(fd);
+    throw InspectError(4, path + " is not an mpp segment: " +
+                              (size_ == 0 ? std::string("it is empty")
+                                          : "it is too small (" + std::to_string(size_) + " bytes)"));
+  }
+  base_ = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+  int e = errno;
+  close(fd);
+  if (base_ == MAP_FAILED) {
+    base_ = nullptr;
+    throw InspectError(4, "cannot map " + path + ": " + std::strerror(e));
+  }
+}
+
+MappedSegment::~MappedSegment() {
+  if (base_) munmap(base_, size_);
+}
+
+SegmentInfo read_image(const void* base, std::size_t size, const std::string& name, bool deep) {
+  if (size < sizeof(SegmentHeader)) throw InspectError(4, name + " is too small to be a segment");
+  const auto& h = *static_cast<const SegmentHeader*>(base);
+  if (std::string p = header_problem(h, size); !p.empty()) {
+    throw InspectError(4, name + " is not a usable mpp segment: " + p);
+  }
+  SegmentInfo s;
+  s.name = name;
+  s.size = h.size;
+  s.heap_size = h.heap_size;
+  s.creator_pid = h.creator_pid;
+  s.created = static_cast<double>(h.creation_time_ns) / 1e9;
+  s.creator_alive = same_process_alive(h.creator_pid, s.created);
+  s.persist = h.persist.load() != 0;
+  s.read_only = h.read_only.load() != 0;
+  s.read_only_reason = cstr(h.read_only_reason, sizeof h.read_only_reason);
+  s.heap_recoveries = h.heap_recoveries.load();
+  s.leaked = h.leaked.load();
+  s.directory_lock = lock_info(h.directory_mutex);
+  s.directory_capacity = h.directory_capacity;
+
+  const auto* bytes = static_cast<const char*>(base);
+  const auto& heap = *reinterpret_cast<const HeapHeader*>(bytes + h.heap_offset);
+  s.heap_lock = lock_info(heap.mutex);
+  std::uint64_t listed = heap.free_listed_bytes.load();
+  if (deep) {
+    // The heap may be changing under us (we take no lock): a finding must persist over a
+    // few looks before it is reported.
+    std::string problem;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      problem = heap_problem(base, size, &listed);
+      if (problem.empty()) break;
+    }
+    if (!problem.empty()) s.findings.push_back("heap: " + problem);
+  }
+  const std::uint64_t top = heap.top.load();
+  if (top >= heap.first_block && top <= heap.end && heap.end <= h.heap_offset + h.heap_size) {
+    std::uint64_t carved = top - heap.first_block;
+    s.used = carved > listed ? carved - listed : 0;
+    s.free = (heap.end - top) + std::min(listed, carved);
+  } else {
+    s.findings.push_back("heap: its top or end lies outside the heap");
+  }
+  if (s.read_only) s.findings.push_back("segment is read-only: " + s.read_only_reason);
+
+  const auto* dir = reinterpret_cast<const DirectoryEntry*>(bytes + h.directory_offset);
+  for (std::uint32_t i = 0; i < h.directory_capacity; ++i) {
+    const DirectoryEntry& e = dir[i];
+    auto state = e.state.load(std::memory_order_acquire);
+    if (state == static_cast<std::uint32_t>(EntryState::free)) continue;
+    if (state == static_cast<std::uint32_t>(EntryState::building)) {
+      if (!h.directory_mutex.holder()) {
+        s.findings.push_back("directory entry " + std::to_string(i) +
+                             " was left half-built by a dead creator (recovered on next use)");
+      }
+      continue;
+    }
+    ObjectInfo o;
+    if (state != static_cast<std::uint32_t>(EntryState::published)) {
+      o.problem = "directory entry " + std::to_string(i) + " has an invalid state " + std::to_string(state);
+    } else {
+      o.problem = entry_problem(base, size, e);
+    }
+    if (!o.problem.empty()) {
+      s.findings.push_back(o.problem);
+      o.name = "#" + std::to_string(i);
+      s.objects.push_back(std::move(o));
+      continue;
+    }
+    o.name = cstr(e.name, sizeof e.name);
+    o.kind = std::string(kind_name(e.kind));
+    o.key_type = cstr(e.key_type, sizeof e.key_type);
+    o.value_type = cstr(e.value_type, sizeof e.value_type);
+    o.offset = e.object_offset;
+    o.state_bytes = e.object_bytes;
+    o.creator_pid = e.creator_pid;
+    o.created = static_cast<double>(e.creation_time_ns) / 1e9;
+    const auto& oh = *reinterpret_cast<const ObjectHeader*>(bytes + e.object_offset);
+    o.count = oh.count.load();
+    o.bytes = oh.bytes.load();
+    o.leaked = oh.leaked.load();
+    o.lock = lock_info(oh.mutex);
+    if (o.lock.holder != 0 && !o.lock.holder_alive) {
+      s.findings.push_back("object '" + o.name + "': its lock is held by dead pid " +
+                           std::to_string(o.lock.holder) + " (the next locker recovers it)");
+    }
+    s.objects.push_back(std::move(o));
+  }
+  if (s.heap_lock.holder != 0 && !s.heap_lock.holder_alive) {
+    s.findings.push_back("the allocator's lock is held by dead pid " +
+                         std::to_string(s.heap_lock.holder) + " (the next allocation recovers it)");
+  }
+  return s;
+}
+
+SegmentInfo read_segment(const MappedSegment& m, bool deep) {
+  SegmentInfo s;
+  guard_sigbus([&] { s = read_image(m.base(), m.size(), m.name(), deep); });
+  auto mappers = shm_mappers();
+  if (auto it = mappers.find(m.name()); it != mappers.end()) s.mapped_by = it->second;
+  // This process maps it too, read-only, while it looks; it is not a user of the segment.
+  std::erase(s.mapped_by, getpid());
+  return s;
+}
+
+std::vector<std::string> shm_files() {
+  std::vector<std::string> out;
+  DIR* d = opendir("/dev/shm");
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace mpp::inspect
