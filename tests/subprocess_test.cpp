@@ -3,6 +3,8 @@
 // sleep: a child that must stay alive blocks reading a pipe the test holds.
 #include "mpp/subprocess.hpp"
 
+#include "support/child.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -254,6 +256,32 @@ TEST_CASE("DEVNULL and file descriptors as stdin, stdout and stderr") {
   require_no_children();
 }
 
+TEST_CASE("fds 1 and 2 given to the child swapped reach the right places") {
+  // In a forked process whose fd 1 is pipe `one` and fd 2 is pipe `two`, the child gets
+  // stdout = 2 and stderr = 1. Done naively (dup2(2, 1) then dup2(1, 2)) both would be `two`.
+  int one[2], two[2];
+  REQUIRE(::pipe(one) == 0);
+  REQUIRE(::pipe(two) == 0);
+  mpp::test::Child c([&](int) {
+    if (::dup2(one[1], 1) < 0 || ::dup2(two[1], 2) < 0) _exit(2);
+    for (int fd : {one[0], one[1], two[0], two[1]}) ::close(fd);
+    sp::Popen p({"sh", "-c", "echo to-out; echo to-err >&2"}, {.stdout = 2, .stderr = 1});
+    _exit(p.wait() == 0 ? 0 : 3);
+  });
+  ::close(one[1]);
+  ::close(two[1]);
+  CHECK(c.exit_code() == 0);
+  char buf[32] = {};
+  CHECK(::read(two[0], buf, sizeof buf - 1) == 7);
+  CHECK(std::string(buf) == "to-out\n");
+  std::fill(std::begin(buf), std::end(buf), '\0');
+  CHECK(::read(one[0], buf, sizeof buf - 1) == 7);
+  CHECK(std::string(buf) == "to-err\n");
+  ::close(one[0]);
+  ::close(two[0]);
+  require_no_children();
+}
+
 TEST_CASE("children inherit only 0, 1, 2 and pass_fds") {
   int p[2];
   REQUIRE(::pipe(p) == 0);  // deliberately without O_CLOEXEC
@@ -279,6 +307,13 @@ TEST_CASE("children inherit only 0, 1, 2 and pass_fds") {
   char buf[16] = {};
   CHECK(::read(p[0], buf, sizeof buf) == 8);
   CHECK(std::string(buf) == "through\n");
+  // A passed fd far above the others: the closed gap below it is no error.
+  int high = ::fcntl(p[1], F_DUPFD_CLOEXEC, 200);
+  REQUIRE(high >= 200);
+  auto gap = fds_of(sp::check_output({"sh", "-c", list}, {.pass_fds = {high}}));
+  CHECK(gap.count(high) == 1);
+  CHECK(gap.count(p[1]) == 0);
+  ::close(high);
   CHECK_THROWS_AS(sp::run({"true"}, {.pass_fds = {9999}}), mpp::ValueError);
   ::close(p[0]);
   ::close(p[1]);
