@@ -16,6 +16,7 @@
 
 #include "dump.hpp"
 #include "mpp/detail/segment.hpp"
+#include "mpp/manager.hpp"
 #include "segment_reader.hpp"
 #include "support/child.hpp"
 
@@ -67,16 +68,22 @@ struct Unlinker {
   }
 };
 
+struct Point {
+  int x, y;
+};
+
 bool shm_exists(const std::string& name) { return access(("/dev/shm/" + name).c_str(), F_OK) == 0; }
 
 }  // namespace
 
 TEST_CASE("list and show report a live segment's objects, in text and JSON") {
   const std::string name = unique_name("show");
-  auto seg = Segment::create(name, 1 << 20);
-  auto& d = make_object(*seg, "counts", ObjectKind::dict, "std::string", "long int");
-  d.count = 3;
-  make_object(*seg, "jobs", ObjectKind::queue, "", "std::string");
+  mpp::Manager m(name, 1 << 20);
+  auto d = m.dict<std::string, long>("counts");
+  d.set("a", 1);
+  d.set("b", 2);
+  d.set("c", 3);
+  m.list<std::string>("jobs").append("x");
 
   Run list = inspect("list");
   CHECK(list.status == 0);
@@ -100,11 +107,45 @@ TEST_CASE("list and show report a live segment's objects, in text and JSON") {
   Run text = inspect("show " + name);
   CHECK(text.status == 0);
   CHECK(text.out.find("counts") != std::string::npos);
-  CHECK(text.out.find("queue") != std::string::npos);
+  CHECK(text.out.find("list") != std::string::npos);
 
   Run check = inspect("check " + name);
   CHECK(check.status == 0);
   CHECK(check.out.find("sound") != std::string::npos);
+}
+
+TEST_CASE("dump prints a dict's and a list's contents from their type names") {
+  const std::string name = unique_name("dump");
+  mpp::Manager m(name, 1 << 20);
+  auto d = m.dict<std::string, long>("counts");
+  d.set("apple", 3);
+  d.set("pear", -7);
+  auto l = m.list<std::string>("words");
+  l.append("hello");
+  l.append(std::string("tab\there", 8));
+  auto pts = m.list<Point>("points");  // a user's trivially copyable type: shown as hex
+  pts.append({1, 2});
+
+  Run text = inspect("dump " + name + " counts");
+  REQUIRE(text.status == 0);
+  CHECK(text.out.find("\"apple\": 3") != std::string::npos);
+  CHECK(text.out.find("\"pear\": -7") != std::string::npos);
+
+  auto j = json::parse(inspect("dump " + name + " words --json").out).as_object();
+  auto& rows = j["entries"].as_array();
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].as_object()["value"].as_string() == "\"hello\"");
+  CHECK(rows[1].as_object()["value"].as_string() == "\"tab\\x09here\"");
+
+  Run hexed = inspect("dump " + name + " points");
+  CHECK(hexed.out.find("Point [8 bytes] 0100000002000000") != std::string::npos);
+
+  for (int i = 0; i < 30; ++i) d.set("k" + std::to_string(i), i);
+  auto limited = json::parse(inspect("dump " + name + " counts --limit 5 --json").out).as_object();
+  CHECK(limited["entries"].as_array().size() == 5);
+  CHECK(limited["truncated"].as_bool());
+  CHECK(inspect("dump " + name + " nothing").status == 3);
+  CHECK(inspect("check " + name).status == 0);
 }
 
 TEST_CASE("a lock held by a SIGKILLed process is named as held by a dead pid") {
@@ -232,13 +273,19 @@ TEST_CASE("the reader survives thousands of mutated segment images") {
   // in its header, directory and heap header: every read must end in a result or an
   // InspectError. Run under ASan, an out-of-bounds read fails the test.
   auto seg = Segment::anonymous(64 * 1024, 8);
-  make_object(*seg, "a", ObjectKind::dict, "int", "int");
-  make_object(*seg, "b", ObjectKind::list, "", "std::string");
-  void* p = seg->allocate(100);
-  seg->deallocate(p);
+  mpp::Manager m(seg);
+  auto d = m.dict<std::string, long>("d");
+  for (int i = 0; i < 20; ++i) d.set("key" + std::to_string(i), i);
+  d.erase("key3");
+  auto l = m.list<std::string>("l");
+  for (int i = 0; i < 20; ++i) l.append(std::string(static_cast<std::size_t>(i), 'x'));
+  make_object(*seg, "e", ObjectKind::event, "", "");
   std::vector<std::byte> pristine(seg->size());
   std::memcpy(pristine.data(), seg->at(0), seg->size());
-  const std::size_t hot = seg->header().heap_offset + 4096;  // header, directory, heap header
+  // Mutate where the structure is: header, directory, heap header and the used heap.
+  const auto& heap = *reinterpret_cast<const mpp::detail::HeapHeader*>(
+      static_cast<const char*>(seg->at(0)) + seg->header().heap_offset);
+  const std::size_t hot = heap.top.load();
 
   std::mt19937_64 rng(12345);
   int readable = 0, refused = 0;

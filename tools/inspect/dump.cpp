@@ -3,7 +3,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <limits>
 
+#include "mpp/detail/dict_core.hpp"
+#include "mpp/detail/list_core.hpp"
 #include "mpp/detail/segment_format.hpp"
 
 namespace mpp::inspect {
@@ -91,22 +95,161 @@ std::string format_value(std::string_view type, std::span<const std::byte> b) {
   return std::string(type) + " [" + std::to_string(b.size()) + " bytes] " + hex(b);
 }
 
-DumpResult dump_object(const void* base, std::size_t size, const ObjectInfo& o, std::size_t limit) {
-  (void)limit;
-  DumpResult d;
+namespace {
+
+using namespace mpp::detail;
+
+// A read-only, bounds-checked view of an image: every pointer it hands out lies wholly
+// inside the heap, or it reports why not.
+class Image {
+ public:
+  Image(const void* base, std::size_t size) : b_(static_cast<const char*>(base)), size_(size) {
+    const auto& h = *reinterpret_cast<const SegmentHeader*>(b_);
+    lo_ = h.heap_offset;
+    hi_ = h.heap_offset + h.heap_size;
+    if (hi_ > size_) hi_ = size_;
+  }
+  template <class T>
+  const T* at(std::uint64_t off, std::uint64_t extra = 0) const {
+    if (off < lo_ || off > hi_ || sizeof(T) + extra > hi_ - off || off % alignof(T) != 0) return nullptr;
+    return reinterpret_cast<const T*>(b_ + off);
+  }
+  std::span<const std::byte> bytes(const void* p, std::size_t n) const {
+    return {static_cast<const std::byte*>(p), n};
+  }
+  // The most nodes a heap of this size could hold: walks longer than this are cycles.
+  std::uint64_t max_nodes() const { return (hi_ - lo_) / 16 + 1; }
+
+ private:
+  const char* b_;
+  std::size_t size_;
+  std::uint64_t lo_ = 0, hi_ = 0;
+};
+
+// Walks a dict's truth (its insertion-order list); calls row(key, value) for each node up
+// to `limit`; returns problems found and the number of nodes seen.
+std::uint64_t walk_dict(const Image& img, const ObjectInfo& o, std::size_t limit,
+                        std::vector<std::string>& problems,
+                        const std::function<void(std::span<const std::byte>, std::span<const std::byte>)>& row) {
+  const auto* st = img.at<DictState>(o.offset);
+  if (!st || o.state_bytes < sizeof(DictState)) {
+    problems.push_back("its state is too small for a " + o.kind + " or lies outside the heap");
+    return 0;
+  }
+  std::uint64_t seen = 0;
+  for (std::uint64_t off = st->head.load(std::memory_order_acquire); off != 0;) {
+    const auto* n = img.at<DictNode>(off);
+    if (!n) {
+      problems.push_back("a node link points outside the heap");
+      break;
+    }
+    if (n->tag != DICT_NODE_TAG) {
+      problems.push_back("node at offset " + std::to_string(off) + " has a bad tag");
+      break;
+    }
+    std::uint64_t need = DictNode::bytes_for(n->key_len, n->value_len) - sizeof(DictNode);
+    if (!img.at<DictNode>(off, need)) {
+      problems.push_back("node at offset " + std::to_string(off) + " runs past the heap");
+      break;
+    }
+    if (++seen > img.max_nodes()) {
+      problems.push_back("its node list is a cycle");
+      break;
+    }
+    if (seen <= limit) {
+      const auto* k = reinterpret_cast<const char*>(n) + sizeof(DictNode);
+      const auto* v = reinterpret_cast<const char*>(n) + DictNode::value_offset(n->key_len);
+      row(img.bytes(k, n->key_len), img.bytes(v, n->value_len));
+    }
+    off = n->next.load(std::memory_order_acquire);
+  }
+  return seen;
+}
+
+std::uint64_t walk_list(const Image& img, const ObjectInfo& o, std::size_t limit,
+                        std::vector<std::string>& problems,
+                        const std::function<void(std::span<const std::byte>)>& row) {
+  const auto* st = img.at<ListState>(o.offset);
+  if (!st || o.state_bytes < sizeof(ListState)) {
+    problems.push_back("its state is too small for a " + o.kind + " or lies outside the heap");
+    return 0;
+  }
+  std::uint64_t aoff = st->array.load(std::memory_order_acquire);
+  if (aoff == 0) return 0;
+  const auto* arr = img.at<ListArray>(aoff);
+  if (!arr || arr->tag != LIST_ARRAY_TAG) {
+    problems.push_back("its item array is missing or has a bad tag");
+    return 0;
+  }
+  std::uint64_t size = arr->size.load(std::memory_order_acquire);
+  if (arr->capacity == 0 || size > arr->capacity || !img.at<ListArray>(aoff, 8 * (arr->capacity - 1))) {
+    problems.push_back("its item array's size or capacity is impossible");
+    return 0;
+  }
+  for (std::uint64_t i = 0; i < size; ++i) {
+    const auto* it = img.at<ListItem>(arr->items[i].load(std::memory_order_acquire));
+    if (!it || it->tag != LIST_ITEM_TAG || !img.at<ListItem>(arr->items[i].load(), it->len)) {
+      problems.push_back("item " + std::to_string(i) + " is outside the heap or has a bad tag");
+      return i;
+    }
+    if (i < limit) row(img.bytes(reinterpret_cast<const char*>(it) + sizeof(ListItem), it->len));
+  }
+  return size;
+}
+
+std::string no_listing(const ObjectInfo& o, const void* base, std::size_t size) {
   const auto* bytes = static_cast<const char*>(base);
-  std::uint64_t state_end = o.offset + o.state_bytes;
-  if (state_end > size) state_end = size;
-  const std::uint64_t from = o.offset + sizeof(mpp::detail::ObjectHeader);
+  std::uint64_t state_end = std::min<std::uint64_t>(o.offset + o.state_bytes, size);
+  const std::uint64_t from = o.offset + sizeof(ObjectHeader);
   std::span<const std::byte> state;
   if (from < state_end) {
     state = {reinterpret_cast<const std::byte*>(bytes + from), static_cast<std::size_t>(state_end - from)};
   }
-  d.note = "this version cannot list the contents of a " + o.kind + "; its state after the header: " +
-           hex(state, 64);
+  return "this version cannot list the contents of a " + o.kind + "; its state after the header: " +
+         hex(state, 64);
+}
+
+}  // namespace
+
+DumpResult dump_object(const void* base, std::size_t size, const ObjectInfo& o, std::size_t limit) {
+  DumpResult d;
+  Image img(base, size);
+  std::vector<std::string> problems;
+  std::uint64_t n = 0;
+  if (o.kind == "dict") {
+    n = walk_dict(img, o, limit, problems, [&](auto k, auto v) {
+      d.rows.push_back({format_value(o.key_type, k), format_value(o.value_type, v)});
+    });
+  } else if (o.kind == "list") {
+    n = walk_list(img, o, limit, problems,
+                  [&](auto v) { d.rows.push_back({std::nullopt, format_value(o.value_type, v)}); });
+  } else {
+    d.note = no_listing(o, base, size);
+    return d;
+  }
+  d.truncated = n > limit;
+  if (!problems.empty()) d.note = "stopped: " + problems.front();
   return d;
 }
 
-std::vector<std::string> check_object(const void*, std::size_t, const ObjectInfo&) { return {}; }
+std::vector<std::string> check_object(const void* base, std::size_t size, const ObjectInfo& o) {
+  Image img(base, size);
+  std::vector<std::string> problems;
+  std::uint64_t n = 0;
+  if (o.kind == "dict") {
+    n = walk_dict(img, o, 0, problems, [](auto, auto) {});
+  } else if (o.kind == "list") {
+    n = walk_list(img, o, 0, problems, [](auto) {});
+  } else {
+    return problems;
+  }
+  // The element count is derived state: it may lag while a writer holds the lock, and is
+  // recomputed when a dead writer's lock is recovered. Only a free lock makes it a finding.
+  if (problems.empty() && o.lock.holder == 0 && n != o.count) {
+    problems.push_back("its element count says " + std::to_string(o.count) + " but " +
+                       std::to_string(n) + " elements are linked");
+  }
+  return problems;
+}
 
 }  // namespace mpp::inspect
