@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -62,13 +63,35 @@ void close_fd(int& fd) noexcept {
 }
 
 // Children whose Popen was destroyed while they ran (Python's subprocess._active): reaped
-// without blocking whenever a new Popen is made.
-std::mutex g_active_mutex;
-std::vector<pid_t> g_active;
+// without blocking whenever a new Popen is made. Never destroyed, so that a Popen destroyed
+// during static destruction can still use it; its lock is held across fork and the child
+// starts with an empty list (the parent's children are not the child's).
+struct Active {
+  std::mutex m;
+  std::vector<pid_t> pids;
+};
+
+// The fork handlers use this pointer, not active(): a fork while another thread is still
+// inside active()'s first call must not wait for that call's static initialisation.
+Active* g_active = nullptr;
+
+Active& active() {
+  static Active* a = [] {
+    g_active = new Active;
+    pthread_atfork([] { g_active->m.lock(); }, [] { g_active->m.unlock(); },
+                   [] {
+                     g_active->pids.clear();
+                     g_active->m.unlock();
+                   });
+    return g_active;
+  }();
+  return *a;
+}
 
 void cleanup_active() {
-  std::lock_guard<std::mutex> lock(g_active_mutex);
-  std::erase_if(g_active, [](pid_t pid) {
+  Active& a = active();
+  std::lock_guard<std::mutex> lock(a.m);
+  std::erase_if(a.pids, [](pid_t pid) {
     int status;
     pid_t r = ::waitpid(pid, &status, WNOHANG);
     return r == pid || (r < 0 && errno == ECHILD);
@@ -379,8 +402,9 @@ Popen& Popen::operator=(Popen&& o) noexcept {
 Popen::~Popen() {
   close_all();
   if (pid_ > 0 && !returncode_ && !try_reap()) {
-    std::lock_guard<std::mutex> lock(g_active_mutex);
-    g_active.push_back(pid_);
+    Active& a = active();
+    std::lock_guard<std::mutex> lock(a.m);
+    a.pids.push_back(pid_);
   }
   close_fd(pidfd_);
 }

@@ -407,6 +407,25 @@ TEST_CASE("communicate with a timeout keeps its progress and can be called again
   require_no_children();
 }
 
+TEST_CASE("input left unwritten at a timeout is written by the next communicate") {
+  int go[2];
+  REQUIRE(::pipe2(go, O_CLOEXEC) == 0);
+  // The child reads nothing from stdin until the test writes a line to `go`.
+  sp::Popen p({"sh", "-c", "read x <&" + std::to_string(go[0]) + "; exec cat"},
+              {.stdin = sp::PIPE, .stdout = sp::PIPE, .pass_fds = {go[0]}});
+  ::close(go[0]);
+  std::string input(4u << 20, '\0');
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<char>(i % 253);
+  CHECK_THROWS_AS(p.communicate(input, 20ms), sp::TimeoutExpired);
+  REQUIRE(::write(go[1], "go\n", 3) == 3);
+  ::close(go[1]);
+  auto [out, err] = p.communicate();
+  CHECK(out->size() == input.size());
+  CHECK(*out == input);
+  CHECK(p.returncode() == 0);
+  require_no_children();
+}
+
 TEST_CASE("Popen: pipes used directly, poll, wait with a timeout, signals") {
   sp::Popen p({"cat"}, {.stdin = sp::PIPE, .stdout = sp::PIPE});
   CHECK(p.pid() > 0);
