@@ -1,0 +1,170 @@
+// Queue<T>, JoinableQueue<T> and SimpleQueue<T>: Python's multiprocessing queues, in shared
+// memory. Many producers and many consumers, in any processes that share the segment:
+// children forked after a standalone queue was made, or any process that attached to the
+// Manager segment holding a named one (Manager::queue).
+//
+// Values go through the one codec (detail/codec.hpp): any trivially copyable type,
+// std::string, or a type with a Boost.Serialization serialize(). Small messages are copied
+// into a ring inside the queue; large ones (over 64 KiB, or a quarter of the ring) into a
+// block of the segment's heap, so one message may be as large as the segment's free memory.
+//
+// Blocking: a caller that must wait spins for a few microseconds (catching a busy peer
+// without a system call), then sleeps on a futex word. An idle queue uses no CPU.
+//
+// After a crash (contract): a producer or consumer SIGKILLed at any instruction inside put
+// or get leaves the queue valid and usable by everyone else. Each message is delivered
+// whole or not at all, and never twice: a message is taken by one atomic store after the
+// consumer has copied it out; a consumer killed before that store leaves it for the next
+// consumer, one killed after it (before get returns) takes it to its grave. A producer
+// killed before its publishing store leaves no trace of the message. The one thing a crash
+// can cost is a leaked heap block (a large message killed in a window of a few
+// instructions), never a corrupt queue. A consumer killed between get() and task_done()
+// leaves join() waiting, as in Python.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "mpp/detail/codec.hpp"
+#include "mpp/detail/queue_core.hpp"
+#include "mpp/errors.hpp"
+
+namespace mpp {
+
+// multiprocessing.Queue. Copies of a Queue are handles on the same queue.
+template <class T>
+class Queue {
+ public:
+  // A standalone queue in its own anonymous shared memory, shared with children forked
+  // after it is made. `maxsize` 0 means bounded only by memory. `capacity_bytes` is the
+  // size of that memory (address space; pages are used only as messages need them): the
+  // largest message, or the most queued bytes, is a little less. Throws ValueError for a
+  // capacity too small, OSError when the memory cannot be mapped.
+  explicit Queue(std::size_t maxsize = 0,
+                 std::size_t capacity_bytes = detail::QueueCore::default_capacity)
+      : Queue(detail::ObjectKind::queue, maxsize, capacity_bytes) {}
+
+  // A handle on a queue that already exists in a segment (what Manager::queue returns).
+  explicit Queue(detail::QueueCore core) : core_(std::move(core)) {}
+
+  // Puts `item`, waiting as long as needed for room (maxsize, or memory). Throws
+  // ValueError after close(), SegmentFull when the item can never fit, and whatever T's
+  // serialize() throws. After return the item is in the queue.
+  void put(const T& item) { put_until(item, std::nullopt); }
+  // Waits at most `timeout` for room; throws Full when there was none.
+  template <class Rep, class Period>
+  void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
+    put_until(item, detail::deadline_after(timeout));
+  }
+  // Puts only if there is room now; else throws Full.
+  void put_nowait(const T& item) { put_until(item, detail::Clock::now()); }
+
+  // Removes and returns the oldest item, waiting as long as needed. Throws ValueError after
+  // close(); DecodeError when the item is not a T (it is dropped, the queue stays usable).
+  T get() { return get_until(std::nullopt); }
+  // Waits at most `timeout`; throws Empty when nothing came.
+  template <class Rep, class Period>
+  T get(std::chrono::duration<Rep, Period> timeout) {
+    return get_until(detail::deadline_after(timeout));
+  }
+  // Takes an item only if one is there now; else throws Empty.
+  T get_nowait() { return get_until(detail::Clock::now()); }
+
+  // The number of items queued (exact at the instant it is read; other processes may
+  // change it right after, as Python warns).
+  std::size_t qsize() const noexcept { return core_.qsize(); }
+  bool empty() const noexcept { return qsize() == 0; }
+  // True when maxsize > 0 and qsize() >= maxsize.
+  bool full() const noexcept { return core_.full(); }
+  std::size_t maxsize() const noexcept { return core_.maxsize(); }
+
+  // This handle will put and get no more (Python: close()); later calls on it throw
+  // ValueError. Other handles, in this or other processes, are not affected, and what was
+  // put stays in the queue.
+  void close() noexcept { closed_ = true; }
+
+  // Checks the queue's structure (takes both of its locks): empty when valid, else what is
+  // wrong. For tests and mpp-inspect.
+  std::string check() const { return core_.check(); }
+
+  // The engine, for Manager and tools.
+  const detail::QueueCore& core() const noexcept { return core_; }
+
+ protected:
+  Queue(detail::ObjectKind kind, std::size_t maxsize, std::size_t capacity_bytes)
+      : core_(detail::QueueCore::standalone(kind, maxsize, capacity_bytes,
+                                            detail::type_fingerprint<T>())) {}
+
+  void check_open() const {
+    if (closed_) throw ValueError("the queue is closed (close() was called on this handle)");
+  }
+
+  void put_until(const T& item, std::optional<detail::Clock::time_point> deadline) {
+    check_open();
+    core_.put(detail::encode(item).bytes(), deadline);
+  }
+
+  T get_until(std::optional<detail::Clock::time_point> deadline) {
+    check_open();
+    std::optional<T> out;
+    core_.get(
+        [](void* ctx, detail::ByteView bytes) {
+          static_cast<std::optional<T>*>(ctx)->emplace(detail::decode<T>(bytes));
+        },
+        &out, deadline);
+    return std::move(*out);
+  }
+
+  detail::QueueCore core_;
+  bool closed_ = false;
+};
+
+// multiprocessing.JoinableQueue: a Queue that also counts unfinished tasks.
+template <class T>
+class JoinableQueue : public Queue<T> {
+ public:
+  // As Queue's constructor.
+  explicit JoinableQueue(std::size_t maxsize = 0,
+                         std::size_t capacity_bytes = detail::QueueCore::default_capacity)
+      : Queue<T>(detail::ObjectKind::joinable_queue, maxsize, capacity_bytes) {}
+  explicit JoinableQueue(detail::QueueCore core) : Queue<T>(std::move(core)) {}
+
+  // Marks one item got from the queue as processed. Throws ValueError when called more
+  // times than items were put.
+  void task_done() { this->core_.task_done(); }
+
+  // Blocks until every item ever put has had its task_done(). With a timeout, throws
+  // TimeoutError when tasks are still unfinished then (an mpp addition).
+  void join() { this->core_.join(std::nullopt); }
+  template <class Rep, class Period>
+  void join(std::chrono::duration<Rep, Period> timeout) {
+    this->core_.join(detail::deadline_after(timeout));
+  }
+};
+
+// multiprocessing.SimpleQueue: put, get, empty, close; unbounded.
+template <class T>
+class SimpleQueue {
+ public:
+  // As Queue's constructor, without maxsize.
+  explicit SimpleQueue(std::size_t capacity_bytes = detail::QueueCore::default_capacity)
+      : q_(detail::QueueCore::standalone(detail::ObjectKind::simple_queue, 0, capacity_bytes,
+                                         detail::type_fingerprint<T>())) {}
+  explicit SimpleQueue(detail::QueueCore core) : q_(std::move(core)) {}
+
+  // As Queue::put and Queue::get (blocking).
+  void put(const T& item) { q_.put(item); }
+  T get() { return q_.get(); }
+  bool empty() const noexcept { return q_.empty(); }
+  void close() noexcept { q_.close(); }
+  std::string check() const { return q_.check(); }
+
+ private:
+  Queue<T> q_;
+};
+
+}  // namespace mpp
