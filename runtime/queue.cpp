@@ -93,7 +93,7 @@ bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t
 std::size_t QueueCore::state_bytes(std::size_t ring_bytes) { return kStateBytes + ring_bytes; }
 
 std::size_t QueueCore::default_ring_bytes(std::size_t segment_bytes) {
-  std::size_t want = std::clamp<std::size_t>(segment_bytes / 16, 4096, std::size_t{1} << 20);
+  std::size_t want = std::clamp<std::size_t>(segment_bytes / 8, 4096, std::size_t{16} << 20);
   return std::bit_floor(want);
 }
 
@@ -147,9 +147,9 @@ void QueueCore::recover_put(Segment& seg, QueueState& s) noexcept {
 void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline) {
   QueueState& s = *st_;
   const std::uint32_t R = s.ring_bytes;
-  const bool on_heap = payload.size() > s.inline_max;
-  const std::uint32_t rec = on_heap ? kHeader + sizeof(HeapRef) : kHeader + round8(payload.size());
-  if (on_heap && payload.size() > seg_->size()) {
+  const bool large = payload.size() > s.inline_max;
+  constexpr std::uint32_t kRefRecord = kHeader + sizeof(HeapRef);
+  if (large && payload.size() > seg_->size()) {
     throw SegmentFull("a message of " + std::to_string(payload.size()) +
                       " bytes can never fit in a queue whose segment has " +
                       std::to_string(seg_->size()) + " bytes; make the queue with a larger capacity");
@@ -160,15 +160,25 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
     RobustLockGuard g(s.header.mutex, put_recover_);
     const std::uint64_t t = s.tail.load(std::memory_order_relaxed);
     const std::uint32_t tpos = pos_of(t);
-    std::uint64_t h = s.cached_head;
     seen_head = s.head.load(std::memory_order_acquire);
     if (s.maxsize != 0 && std::uint32_t(msgs_of(t) - msgs_of(seen_head)) >= s.maxsize) return false;
     const std::uint32_t idx = tpos & (R - 1);
     const std::uint32_t contig = R - idx;
-    const std::uint32_t need = rec <= contig ? rec : contig + rec;
-    if (R - std::uint32_t(tpos - pos_of(h)) < need) {
-      h = s.cached_head = seen_head;
-      if (R - std::uint32_t(tpos - pos_of(h)) < need) return false;
+    auto need_for = [&](std::uint32_t rec) { return rec <= contig ? rec : contig + rec; };
+    bool on_heap = large;
+    std::uint32_t rec = on_heap ? kRefRecord : kHeader + round8(payload.size());
+    std::uint32_t need = need_for(rec);
+    if (R - std::uint32_t(tpos - pos_of(s.cached_head)) < need) {
+      s.cached_head = seen_head;
+      std::uint32_t room = R - std::uint32_t(tpos - pos_of(seen_head));
+      if (room < need) {
+        // A full ring still takes a small message by reference to a heap block, so an
+        // unbounded queue is bounded by its segment, not by its ring.
+        if (on_heap || room < need_for(kRefRecord)) return false;
+        on_heap = true;
+        rec = kRefRecord;
+        need = need_for(rec);
+      }
     }
     std::uint32_t at = idx;
     if (rec > contig) {

@@ -1,0 +1,288 @@
+#include "mpp/queue.hpp"
+
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "support/child.hpp"
+
+using namespace std::chrono_literals;
+using mpp::test::Child;
+
+TEST_CASE("a Queue is FIFO for values of any codec type") {
+  mpp::Queue<std::vector<int>> q;
+  CHECK(q.empty());
+  q.put({1, 2, 3, 4});
+  q.put({});
+  q.put(std::vector<int>(1000, 7));
+  CHECK(q.qsize() == 3);
+  CHECK_FALSE(q.full());
+  CHECK(q.get() == std::vector<int>{1, 2, 3, 4});
+  CHECK(q.get().empty());
+  CHECK(q.get() == std::vector<int>(1000, 7));
+  CHECK(q.empty());
+
+  mpp::Queue<std::string> s(0, 8 << 20);
+  for (int i = 0; i < 5000; ++i) s.put(std::string(static_cast<std::size_t>(i % 300), char('a' + i % 26)));
+  for (int i = 0; i < 5000; ++i) {
+    REQUIRE(s.get() == std::string(static_cast<std::size_t>(i % 300), char('a' + i % 26)));
+  }
+  CHECK(s.check().empty());
+}
+
+TEST_CASE("maxsize, Full, Empty and timeouts behave as Python's") {
+  mpp::Queue<int> q(2);
+  CHECK(q.maxsize() == 2);
+  CHECK_THROWS_AS(q.get_nowait(), mpp::Empty);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(q.get(20ms), mpp::Empty);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
+  q.put(1);
+  q.put_nowait(2);
+  CHECK(q.full());
+  CHECK_THROWS_AS(q.put_nowait(3), mpp::Full);
+  t0 = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(q.put(3, 20ms), mpp::Full);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
+  CHECK(q.get_nowait() == 1);
+  q.put(3, 1s);
+  CHECK(q.get(1s) == 2);
+  CHECK(q.get() == 3);
+  CHECK(q.check().empty());
+}
+
+TEST_CASE("close() stops this handle only") {
+  mpp::Queue<int> q;
+  mpp::Queue<int> other = q;
+  q.put(1);
+  q.close();
+  CHECK_THROWS_AS(q.put(2), mpp::ValueError);
+  CHECK_THROWS_AS(q.get(), mpp::ValueError);
+  CHECK(other.get() == 1);
+}
+
+TEST_CASE("a blocked get wakes when a child puts, a blocked put when a child gets") {
+  mpp::Queue<int> q(1);
+  mpp::Queue<int> back(1);
+  Child child([&](int) {
+    for (int i = 0; i < 1000; ++i) q.put(i);
+    back.put(-1);
+  });
+  for (int i = 0; i < 1000; ++i) REQUIRE(q.get() == i);
+  CHECK(back.get() == -1);
+  CHECK(child.exit_code() == 0);
+}
+
+TEST_CASE("4 producers x 4 consumers x 100k messages: each received exactly once") {
+  constexpr int kProducers = 4, kConsumers = 4, kEach = 100'000;
+  struct Seen {
+    std::array<std::atomic<std::uint8_t>, kProducers * kEach> count{};
+  };
+  mpp::test::SharedMapping<Seen> seen;
+  mpp::Queue<std::uint64_t> q(0, 8 << 20);
+  std::vector<std::unique_ptr<Child>> kids;
+  for (int c = 0; c < kConsumers; ++c) {
+    kids.push_back(std::make_unique<Child>([&](int) {
+      for (;;) {
+        std::uint64_t v = q.get();
+        if (v == UINT64_MAX) return;
+        seen->count[v].fetch_add(1, std::memory_order_relaxed);
+      }
+    }));
+  }
+  std::vector<std::unique_ptr<Child>> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.push_back(std::make_unique<Child>([&, p](int) {
+      for (int i = 0; i < kEach; ++i) q.put(static_cast<std::uint64_t>(p) * kEach + i);
+    }));
+  }
+  for (auto& p : producers) CHECK(p->exit_code() == 0);
+  for (int c = 0; c < kConsumers; ++c) q.put(UINT64_MAX);
+  for (auto& k : kids) CHECK(k->exit_code() == 0);
+  int wrong = 0;
+  for (auto& c : seen->count) wrong += c.load() != 1;
+  CHECK(wrong == 0);
+  CHECK(q.empty());
+  CHECK(q.check().empty());
+}
+
+TEST_CASE("large messages go through the heap: a 64 MiB message, and many of 1 MiB") {
+  mpp::Queue<std::string> q;  // default capacity: 128 MiB
+  std::string big(64u << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>(i / 4096 * 7);
+  Child child([&](int) {
+    q.put(big);
+    for (int i = 0; i < 200; ++i) q.put(std::string(1 << 20, static_cast<char>(i)));
+  });
+  std::string got = q.get();
+  CHECK(got == big);
+  for (int i = 0; i < 200; ++i) {
+    std::string m = q.get();
+    REQUIRE(m.size() == (1u << 20));
+    REQUIRE(m.front() == static_cast<char>(i));
+    REQUIRE(m.back() == static_cast<char>(i));
+  }
+  CHECK(child.exit_code() == 0);
+  CHECK(q.check().empty());
+}
+
+TEST_CASE("a message that can never fit is SegmentFull, not a hang") {
+  mpp::Queue<std::string> q(0, 1 << 20);
+  CHECK_THROWS_AS(q.put(std::string(2 << 20, 'x')), mpp::SegmentFull);
+  q.put("still usable");
+  CHECK(q.get() == "still usable");
+}
+
+TEST_CASE("an undecodable item is a DecodeError and is dropped") {
+  mpp::Queue<std::string> raw;
+  mpp::Queue<std::int64_t> typed(raw.core());
+  raw.put("abc");
+  raw.put(std::string(8, '\0'));
+  CHECK_THROWS_AS(typed.get(), mpp::DecodeError);
+  CHECK(typed.get() == 0);
+}
+
+TEST_CASE("JoinableQueue: join waits for every task_done, and one too many is a ValueError") {
+  mpp::JoinableQueue<int> q;
+  CHECK_THROWS_AS(q.task_done(), mpp::ValueError);
+  q.join();  // nothing put: returns at once
+  for (int i = 0; i < 10; ++i) q.put(i);
+  CHECK_THROWS_AS(q.join(10ms), mpp::TimeoutError);
+  Child worker([&](int) {
+    for (int i = 0; i < 10; ++i) {
+      (void)q.get();
+      q.task_done();
+    }
+  });
+  q.join();
+  CHECK(q.empty());
+  CHECK(worker.exit_code() == 0);
+  CHECK_THROWS_AS(q.task_done(), mpp::ValueError);
+}
+
+TEST_CASE("SimpleQueue: put, get, empty, close") {
+  mpp::SimpleQueue<std::string> q;
+  CHECK(q.empty());
+  Child child([&](int) { q.put("from the child"); });
+  CHECK(q.get() == "from the child");
+  CHECK(q.empty());
+  CHECK(child.exit_code() == 0);
+  q.close();
+  CHECK_THROWS_AS(q.put("x"), mpp::ValueError);
+}
+
+namespace {
+
+// A crash-test message: who made it, a checksum over its payload, and a payload whose
+// size varies from a few bytes to past the inline limit (so heap records are killed too).
+struct Made {
+  std::uint32_t round, seq;
+};
+
+std::string make_message(std::uint32_t round, std::uint32_t seq) {
+  std::size_t n = (seq % 16 == 5) ? 70'000 + seq % 1000 : 8 + (seq * 37) % 500;
+  std::string m(sizeof(Made) + 8 + n, '\0');
+  Made id{round, seq};
+  std::memcpy(m.data(), &id, sizeof id);
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto c = static_cast<unsigned char>((round * 131 + seq * 7 + i) & 0xff);
+    m[sizeof(Made) + 8 + i] = static_cast<char>(c);
+    sum = sum * 31 + c;
+  }
+  std::memcpy(m.data() + sizeof(Made), &sum, 8);
+  return m;
+}
+
+// The message's (round, seq) if it is whole, else nothing.
+std::optional<Made> check_message(const std::string& m) {
+  if (m.size() < sizeof(Made) + 8) return std::nullopt;
+  Made id;
+  std::memcpy(&id, m.data(), sizeof id);
+  if (make_message(id.round, id.seq) != m) return std::nullopt;
+  return id;
+}
+
+}  // namespace
+
+TEST_CASE("crash loop: 200+ SIGKILLs of producers and consumers inside put and get") {
+  constexpr int kRounds = 110, kPerRound = 4096;
+  struct Shared {
+    std::atomic<std::uint64_t> progress{0};
+    std::atomic<int> torn{0};
+    std::array<std::atomic<std::uint8_t>, kRounds * kPerRound> seen{};
+  };
+  mpp::test::SharedMapping<Shared> sh;
+  mpp::Queue<std::string> q(64, 16 << 20);
+  auto consume = [&](const std::string& m) {
+    auto id = check_message(m);
+    if (!id || id->round >= kRounds || id->seq >= kPerRound) {
+      sh->torn.fetch_add(1);
+      return;
+    }
+    sh->seen[id->round * kPerRound + id->seq].fetch_add(1);
+  };
+  std::mt19937 rng(42);
+  int kills = 0;
+  for (std::uint32_t round = 0; round < kRounds; ++round) {
+    Child producer([&, round](int) {
+      for (std::uint32_t seq = 0; seq < kPerRound; ++seq) {
+        q.put(make_message(round, seq));
+        sh->progress.fetch_add(1);
+      }
+      pause();
+    });
+    Child consumer([&](int) {
+      for (;;) {
+        consume(q.get());
+        sh->progress.fetch_add(1);
+      }
+    });
+    // Kill each at a random point of its run (no sleeps: wait for a random amount of
+    // progress), the first chosen at random.
+    bool producer_first = rng() % 2 == 0;
+    for (int k = 0; k < 2; ++k) {
+      bool kill_producer = (k == 0) == producer_first;
+      std::uint64_t target = sh->progress.load() + 1 + rng() % 300;
+      while (sh->progress.load() < target) {
+        // With its partner dead, a consumer stops at an empty queue and a producer at a
+        // full one: kill it there, asleep inside get or put.
+        if (k == 1 && (kill_producer ? q.full() : q.empty())) break;
+        sched_yield();
+      }
+      (kill_producer ? producer : consumer).kill_and_reap();
+      ++kills;
+    }
+  }
+  CHECK(kills >= 200);
+  INFO(q.check());
+  CHECK(q.check().empty());
+  // Drain what is left: every message whole, none twice.
+  while (!q.empty()) consume(q.get_nowait());
+  CHECK(sh->torn.load() == 0);
+  int dup = 0, got = 0;
+  for (auto& c : sh->seen) {
+    dup += c.load() > 1;
+    got += c.load() == 1;
+  }
+  CHECK(dup == 0);
+  CHECK(got > 0);
+  // Still fully usable, with heap messages too.
+  for (std::uint32_t i = 0; i < 64; ++i) q.put_nowait(make_message(0, i));
+  CHECK_THROWS_AS(q.put_nowait("x"), mpp::Full);
+  for (std::uint32_t i = 0; i < 64; ++i) CHECK(q.get_nowait() == make_message(0, i));
+  CHECK(q.check().empty());
+}
