@@ -274,7 +274,7 @@ TEST_CASE("crash loop: 200+ SIGKILLs of producers and consumers inside put and g
     bool producer_first = rng() % 2 == 0;
     for (int k = 0; k < 2; ++k) {
       bool kill_producer = (k == 0) == producer_first;
-      std::uint64_t target = sh->progress.load() + 1 + rng() % 300;
+      std::uint64_t target = sh->progress.load() + 1 + rng() % 40;
       while (sh->progress.load() < target) {
         // With its partner dead, a consumer stops at an empty queue and a producer at a
         // full one: kill it there, asleep inside get or put.
