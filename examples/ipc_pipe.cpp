@@ -1,13 +1,12 @@
 // The tutorial's section VIII, "Using Pipe": a child sends two lists through a Pipe, the
 // parent receives both. (Python: parent_conn, child_conn = Pipe(); conn.send([1,2,3]) ...)
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <boost/serialization/vector.hpp>
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 #include "mpp/pipe.hpp"
+#include "mpp/process.hpp"
 
 namespace {
 
@@ -26,16 +25,12 @@ void print(const std::vector<int>& v) {
 }  // namespace
 
 int main() {
-  // The two ends, like two telephones joined by a line.
+  // Two ends, like two telephones joined by a line; child_conn goes to the child.
   auto [parent_conn, child_conn] = mpp::Pipe<std::vector<int>>();
-  pid_t p = fork();
-  if (p == 0) {
-    put_id(child_conn);
-    _exit(0);
-  }
+  mpp::Process p(put_id, std::ref(child_conn));
+  p.start();
   print(parent_conn.recv());  // [1, 2, 3]
   print(parent_conn.recv());  // [4, 5, 6]
-  int status = 0;
-  waitpid(p, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+  p.join();
+  return p.exitcode() == 0 ? 0 : 1;
 }

@@ -7,5 +7,6 @@
 #include "mpp/manager.hpp"
 #include "mpp/connection.hpp"
 #include "mpp/pipe.hpp"
+#include "mpp/queue.hpp"
 #include "mpp/process.hpp"
 #include "mpp/subprocess.hpp"
