@@ -48,6 +48,9 @@ inline void cpu_relax() noexcept {
 // while an idle queue costs at most this much CPU per blocked call.
 constexpr auto kSpin = std::chrono::microseconds(20);
 
+// The longest a blocked caller sleeps before it looks again by itself (see block_until).
+constexpr auto kMaxSleep = std::chrono::milliseconds(100);
+
 // Wakes every sleeper on `w` if one announced itself (the low bit). The state change being
 // announced must be stored before this is called; the fence orders that store before the
 // read of the bit (a sleeper sets the bit, then re-checks the state: one of the two sees
@@ -83,8 +86,12 @@ bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t
   for (;;) {
     std::uint32_t key = w.fetch_or(1u, std::memory_order_seq_cst) | 1u;
     if (attempt()) return true;
-    if (deadline && Clock::now() >= *deadline) return false;
-    futex_wait(w, key, deadline);
+    auto now = Clock::now();
+    if (deadline && now >= *deadline) return false;
+    // Sleep in slices: a peer SIGKILLed between its publishing store and its wake-up call
+    // would otherwise leave us asleep beside a message (or free room) forever.
+    auto until = now + kMaxSleep;
+    futex_wait(w, key, deadline && *deadline < until ? *deadline : until);
   }
 }
 
