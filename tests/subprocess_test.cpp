@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <thread>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -521,5 +523,59 @@ TEST_CASE("a moved Popen owns the child") {
   c.wait();  // else the assignment abandons a running child (see the test above)
   c = std::move(b);
   CHECK(c.returncode() == 0);
+  require_no_children();
+}
+
+TEST_CASE("children start with SIGPIPE at its default even if the parent ignores it") {
+  struct sigaction ign {}, old{};
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  REQUIRE(::sigaction(SIGPIPE, &ign, &old) == 0);
+  auto status = sp::check_output({"sh", "-c", "grep SigIgn /proc/$$/status"});
+  ::sigaction(SIGPIPE, &old, nullptr);
+  // SigIgn is a hex mask; bit (SIGPIPE - 1) set means ignored.
+  unsigned long long mask = std::stoull(status.substr(status.find(':') + 1), nullptr, 16);
+  CHECK((mask & (1ull << (SIGPIPE - 1))) == 0);
+  require_no_children();
+}
+
+TEST_CASE("no fd leaks in the parent, on success and on every error path, from two threads") {
+  auto count_fds = [] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  std::size_t before = count_fds();
+  auto work = [](int id) {
+    for (int i = 0; i < 20; ++i) {
+      auto r = sp::run({"sh", "-c", "cat; echo " + std::to_string(id) + " >&2"},
+                       {.input = std::string("in"), .capture_output = true});
+      if (r.stdout != "in" || r.stderr != std::to_string(id) + "\n") throw std::runtime_error("bad output");
+      try {
+        sp::run({"mpp-no-such-program-anywhere"}, {.capture_output = true});
+      } catch (const mpp::FileNotFoundError&) {
+      }
+      try {
+        sp::run({"true"}, {.stdin = sp::DEVNULL, .stdout = sp::PIPE, .cwd = "/nonexistent"});
+      } catch (const mpp::FileNotFoundError&) {
+      }
+      try {
+        sp::run({"true"}, {.stdout = sp::PIPE, .pass_fds = {9999}});
+      } catch (const mpp::ValueError&) {
+      }
+    }
+  };
+  std::exception_ptr failure;
+  std::thread other([&] {
+    try {
+      work(2);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  work(1);
+  other.join();
+  if (failure) std::rethrow_exception(failure);
+  CHECK(count_fds() == before);
   require_no_children();
 }
