@@ -16,7 +16,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ORDER = ["1 process", "mpp", "mpp (local + merge)", "mpp Pipe", "isolated (pipes)", "python mp",
-         "python mp (per word)", "python mp Pipe", "boost.interprocess"]
+         "python mp (local + merge)", "python mp (per word)", "python mp Queue", "python mp Pipe",
+         "boost.interprocess"]
+
+
+COLORS = {}
+
+
+def color(variant):
+    """The same colour for a variant in every panel."""
+    if variant not in COLORS:
+        palette = plt.get_cmap("tab10").colors
+        i = ORDER.index(variant) if variant in ORDER else len(ORDER) + len(COLORS)
+        COLORS[variant] = palette[i % len(palette)]
+    return COLORS[variant]
 
 
 def variant_order(names):
@@ -52,7 +65,8 @@ def scaling_panel(ax, cases, key, scale, ylabel, title, size_param):
         med = [p[1] for p in pts]
         lo = [p[1] - p[2] for p in pts]
         hi = [p[3] - p[1] for p in pts]
-        ax.errorbar(xs, med, yerr=[lo, hi], marker="o", capsize=3, label=variant)
+        ax.errorbar(xs, med, yerr=[lo, hi], marker="o", capsize=3, label=variant,
+                    color=color(variant))
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8])
     ax.set_xticklabels(["1", "2", "4", "8"])
@@ -82,7 +96,7 @@ def bars_panel(ax, cases, key, scale, ylabel, title):
                     med.append(v[0])
                     lo.append(v[0] - v[1])
                     hi.append(v[2] - v[0])
-        ax.bar(xs, med, width, yerr=[lo, hi], capsize=2, label=variant)
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=2, label=variant, color=color(variant))
     ax.set_xticks(range(len(cases)))
     ax.set_xticklabels([c["name"] for c in cases], fontsize=8)
     ax.set_yscale("log")
