@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "mpp/pipe.hpp"
+#include "mpp/queue.hpp"
 #include "workloads.hpp"
 
 namespace bench {
@@ -32,7 +33,7 @@ struct PipeChannel {
     ::close(fd[0]);
     ::close(fd[1]);
   }
-  void send(std::string_view m) {
+  void send(const std::string& m) {
     std::uint64_t n = m.size();
     iovec iov[2] = {{&n, sizeof n}, {const_cast<char*>(m.data()), m.size()}};
     std::size_t done = 0, total = sizeof n + m.size();
@@ -56,12 +57,22 @@ struct PipeChannel {
   }
 };
 
+// mpp::Queue<std::string>: standalone, in anonymous shared memory inherited by the child.
+struct MppQueueChannel {
+  mpp::Queue<std::string> q;
+  void send(const std::string& m) { q.put(m); }
+  std::size_t recv(std::string& buf) {
+    buf = q.get();
+    return buf.size();
+  }
+};
+
 // mpp::Pipe: a one-way Connection, bytes in and out with Python's send_bytes and
 // recv_bytes_into.
 struct MppPipeChannel {
   std::pair<mpp::Connection<std::string>, mpp::Connection<std::string>> ends =
       mpp::Pipe<std::string>(false);
-  void send(std::string_view m) { ends.second.send_bytes(m); }
+  void send(const std::string& m) { ends.second.send_bytes(m); }
   std::size_t recv(std::string& buf) {
     return ends.first.recv_bytes_into(std::span<char>(buf.data(), buf.size()));
   }
@@ -86,7 +97,7 @@ struct BoostChannel {
     q.reset();
     boost::interprocess::message_queue::remove(name.c_str());
   }
-  void send(std::string_view m) { q->send(m.data(), m.size(), 0); }
+  void send(const std::string& m) { q->send(m.data(), m.size(), 0); }
   std::size_t recv(std::string& buf) {
     std::size_t got = 0;
     unsigned prio = 0;
@@ -150,8 +161,8 @@ RunOut round_trips(Channel& ping, Channel& pong, std::size_t size, std::size_t c
   Worker echo = spawn([&](int, int) {
     std::string buf(size, '\0');
     for (std::size_t i = 0; i < count; ++i) {
-      const std::size_t got = ping.recv(buf);
-      pong.send(std::string_view(buf.data(), got));
+      if (ping.recv(buf) != size) throw std::runtime_error("echo got a message of another size");
+      pong.send(buf);
     }
   });
   RunOut out;
@@ -216,7 +227,7 @@ void add_cases(Plan& plan, const Sizes& s) {
         {"mbps", "MB/s", "MB/s", 1, true, {kMpp, kIsolated}, 0, ""},
     };
     const std::size_t ci = plan.add_case(std::move(c));
-    plan.add(not_yet(ci, kMpp, "mpp::Queue has not landed"));
+    plan.add(measured(ci, kMpp, throughput_of<MppQueueChannel>(s.size, s.count)));
     plan.add(measured(ci, "mpp Pipe", throughput_of<MppPipeChannel>(s.size, s.count)));
     plan.add(measured(ci, kIsolated, throughput_of<PipeChannel>(s.size, s.count)));
     const std::vector<std::string> args{"--kind", "throughput", "--bytes", std::to_string(s.size),
@@ -236,7 +247,7 @@ void add_cases(Plan& plan, const Sizes& s) {
     c.params = {{"kind", "latency"}, {"bytes", s.size}, {"round_trips", s.trips}};
     c.metrics = {{"rtt", "round trip", "µs", 1e-6, false, {kMpp, kIsolated}, 0, ""}};
     const std::size_t ci = plan.add_case(std::move(c));
-    plan.add(not_yet(ci, kMpp, "mpp::Queue has not landed"));
+    plan.add(measured(ci, kMpp, latency_of<MppQueueChannel>(s.size, s.trips)));
     plan.add(measured(ci, "mpp Pipe", latency_of<MppPipeChannel>(s.size, s.trips)));
     plan.add(measured(ci, kIsolated, latency_of<PipeChannel>(s.size, s.trips)));
     const std::vector<std::string> args{"--kind", "latency", "--bytes", std::to_string(s.size),

@@ -26,6 +26,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "mpp/manager.hpp"
 #include "workloads.hpp"
 
 namespace bench {
@@ -214,6 +215,47 @@ RunOut isolated(const Corpus& corpus, int workers) {
   return result(corpus, wall, digest(total));
 }
 
+// ---- mpp: a Dict<std::string, uint64_t> in a Manager's segment, inherited by the workers ---
+
+struct MppDict {
+  mpp::Manager manager{std::size_t(64) << 20};
+  mpp::Dict<std::string, std::uint64_t> counts = manager.dict<std::string, std::uint64_t>("counts");
+};
+
+// Every word one atomic read-modify-write of the shared dict (Dict::modify): what Python's
+// Manager dict cannot do without a separate lock.
+RunOut mpp_per_word(const Corpus& corpus, int workers, MppDict& d) {
+  d.counts.clear();
+  auto body = [&d](std::string_view slice, int, int out) {
+    std::string key;
+    for_each_word(slice, [&](std::string_view w) {
+      key.assign(w);
+      d.counts.modify(key, [](std::uint64_t& v) { ++v; });
+    });
+    write_pod(out, char(1));
+  };
+  const double wall = run_slices(corpus, workers, body);
+  return result(corpus, wall, digest(d.counts.items()));
+}
+
+// Each worker counts privately, then adds its counts to the shared dict, one modify per
+// distinct word.
+RunOut mpp_local_merge(const Corpus& corpus, int workers, MppDict& d) {
+  d.counts.clear();
+  auto body = [&d](std::string_view slice, int, int out) {
+    LocalCounts local;
+    for_each_word(slice, [&](std::string_view w) { ++local[w]; });
+    std::string key;
+    for (const auto& [w, c] : local) {
+      key.assign(w);
+      d.counts.modify(key, [c = c](std::uint64_t& v) { v += c; });
+    }
+    write_pod(out, char(1));
+  };
+  const double wall = run_slices(corpus, workers, body);
+  return result(corpus, wall, digest(d.counts.items()));
+}
+
 // ---- raw Boost.Interprocess: an unordered_map in a managed segment behind one mutex ------
 
 namespace bip = boost::interprocess;
@@ -280,8 +322,15 @@ void add_case(Plan& plan, const std::shared_ptr<Corpus>& corpus, std::size_t wor
   };
   const std::size_t ci = plan.add_case(std::move(c));
 
-  plan.add(not_yet(ci, kMpp, "mpp::Dict has not landed"));
-  plan.add(not_yet(ci, "mpp (local + merge)", "mpp::Dict has not landed"));
+  auto mpp_dict = std::make_shared<std::unique_ptr<MppDict>>();
+  auto with_dict = [&](const char* variant, RunOut (*run)(const Corpus&, int, MppDict&)) {
+    Task t = measured(ci, variant, [=] { return run(*corpus, workers, **mpp_dict); });
+    t.setup = [=] { *mpp_dict = std::make_unique<MppDict>(); };
+    t.teardown = [=] { mpp_dict->reset(); };
+    plan.add(std::move(t));
+  };
+  with_dict(kMpp, mpp_per_word);
+  with_dict("mpp (local + merge)", mpp_local_merge);
 
   plan.add(measured(ci, kIsolated, [=] { return isolated(*corpus, workers); }));
 
