@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -146,6 +147,27 @@ TEST_CASE("dump prints a dict's and a list's contents from their type names") {
   CHECK(limited["truncated"].as_bool());
   CHECK(inspect("dump " + name + " nothing").status == 3);
   CHECK(inspect("check " + name).status == 0);
+}
+
+TEST_CASE("watch refreshes until its count and follows changes") {
+  const std::string name = unique_name("watch");
+  mpp::Manager m(name, 1 << 20);
+  m.dict<int, int>("d").set(1, 1);
+  Run r = inspect("watch " + name + " --interval 0.05 --count 3 --json");
+  REQUIRE(r.status == 0);
+  std::istringstream lines(r.out);
+  std::string line;
+  int snapshots = 0;
+  while (std::getline(lines, line)) {
+    auto j = json::parse(line).as_object();
+    CHECK(j["object_list"].as_array()[0].as_object()["count"].as_int64() == 1);
+    ++snapshots;
+  }
+  CHECK(snapshots == 3);
+  Run text = inspect("watch " + name + " --interval 0.05 --count 2");
+  CHECK(text.status == 0);
+  CHECK(text.out.find("mpp-inspect watch " + name) != std::string::npos);
+  CHECK(inspect("watch " + name + " --interval -1").status == 2);
 }
 
 TEST_CASE("a lock held by a SIGKILLed process is named as held by a dead pid") {
