@@ -111,7 +111,12 @@ QueueCore::QueueCore(std::shared_ptr<Segment> seg, QueueState* st)
 QueueCore QueueCore::named(std::shared_ptr<Segment> segment, std::string_view name,
                            ObjectKind kind, std::size_t maxsize, std::size_t ring_bytes,
                            const std::string& value_type) {
-  if (ring_bytes == 0) ring_bytes = default_ring_bytes(segment->free_bytes());
+  if (ring_bytes == 0) {
+    // A queue in a Manager shares the segment with other objects: a modest ring, since
+    // large messages and overflow go to the heap anyway.
+    ring_bytes = std::bit_floor(
+        std::clamp<std::size_t>(segment->free_bytes() / 16, 4096, std::size_t{1} << 20));
+  }
   if (ring_bytes < 1024 || ring_bytes > (std::size_t{1} << 31) || !std::has_single_bit(ring_bytes)) {
     throw ValueError("a queue's ring must be a power of two between 1 KiB and 2 GiB, not " +
                      std::to_string(ring_bytes) + " bytes");

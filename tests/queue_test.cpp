@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "mpp/manager.hpp"
 #include "support/child.hpp"
 
 using namespace std::chrono_literals;
@@ -305,4 +306,43 @@ TEST_CASE("crash loop: 200+ SIGKILLs of producers and consumers inside put and g
   CHECK_THROWS_AS(q.put_nowait("x"), mpp::Full);
   for (std::uint32_t i = 0; i < 64; ++i) CHECK(q.get_nowait() == make_message(0, i));
   CHECK(q.check().empty());
+}
+
+TEST_CASE("named queues live in a Manager: found by name from an attached process, type-checked") {
+  std::string name = "mpp-queue-test-" + std::to_string(getpid());
+  {
+    mpp::Manager m(name, 8 << 20);
+    auto q = m.queue<std::string>("jobs", 100);
+    auto done = m.joinable_queue<int>("done");
+    auto log = m.simple_queue<std::string>("log");
+    Child worker([&](int) {
+      // Attach by name, as an unrelated process would.
+      auto m2 = mpp::Manager::attach(name);
+      auto jobs = m2.queue<std::string>("jobs");
+      auto d = m2.joinable_queue<int>("done");
+      for (;;) {
+        std::string job = jobs.get();
+        if (job == "stop") break;
+        d.put(static_cast<int>(job.size()));
+      }
+      m2.simple_queue<std::string>("log").put("worker done");
+    });
+    q.put("a");
+    q.put(std::string(100'000, 'b'));  // a heap message in the Manager's segment
+    q.put("stop");
+    CHECK(done.get() == 1);
+    done.task_done();
+    CHECK(done.get() == 100'000);
+    done.task_done();
+    done.join();
+    CHECK(log.get() == "worker done");
+    CHECK(worker.exit_code() == 0);
+    CHECK(q.maxsize() == 100);
+    CHECK(m.queue<std::string>("jobs").maxsize() == 100);  // the same queue
+    CHECK_THROWS_AS(m.queue<int>("jobs"), mpp::TypeMismatch);
+    CHECK_THROWS_AS(m.joinable_queue<std::string>("jobs"), mpp::TypeMismatch);
+    CHECK_THROWS_AS(m.queue<int>("bad", 0, 3000), mpp::ValueError);
+    CHECK(q.check().empty());
+  }
+  CHECK(access(("/dev/shm/" + name).c_str(), F_OK) != 0);  // nothing left behind
 }

@@ -25,6 +25,7 @@
 #include "mpp/detail/segment.hpp"
 #include "mpp/dict.hpp"
 #include "mpp/list.hpp"
+#include "mpp/queue.hpp"
 
 namespace mpp {
 
@@ -82,10 +83,40 @@ class Manager {
     return List<T>::open(seg_, name);
   }
 
+  // The shared queue `name` of T (Python: manager.Queue(maxsize)), made if new with
+  // `maxsize` (0: bounded only by the segment) and a ring of `ring_bytes` for small
+  // messages (a power of two; 0 picks a share of the segment's free bytes, at most 1 MiB;
+  // larger messages and overflow go to the segment's heap). An existing queue keeps the
+  // maxsize and ring it was made with. Throws TypeMismatch if `name` is another kind of
+  // object or has another T, SegmentFull, ValueError (bad name or ring size).
+  template <class T>
+  Queue<T> queue(std::string_view name, std::size_t maxsize = 0, std::size_t ring_bytes = 0) {
+    return Queue<T>(named_queue<T>(name, detail::ObjectKind::queue, maxsize, ring_bytes));
+  }
+  // The shared JoinableQueue `name` (Python: manager.JoinableQueue()). As queue().
+  template <class T>
+  JoinableQueue<T> joinable_queue(std::string_view name, std::size_t maxsize = 0,
+                                  std::size_t ring_bytes = 0) {
+    return JoinableQueue<T>(
+        named_queue<T>(name, detail::ObjectKind::joinable_queue, maxsize, ring_bytes));
+  }
+  // The shared SimpleQueue `name`. As queue(), unbounded.
+  template <class T>
+  SimpleQueue<T> simple_queue(std::string_view name, std::size_t ring_bytes = 0) {
+    return SimpleQueue<T>(named_queue<T>(name, detail::ObjectKind::simple_queue, 0, ring_bytes));
+  }
+
   // The segment, for the factories of other components.
   const std::shared_ptr<detail::Segment>& segment() const noexcept { return seg_; }
 
  private:
+  template <class T>
+  detail::QueueCore named_queue(std::string_view name, detail::ObjectKind kind,
+                                std::size_t maxsize, std::size_t ring_bytes) {
+    return detail::QueueCore::named(seg_, name, kind, maxsize, ring_bytes,
+                                    detail::type_fingerprint<T>());
+  }
+
   std::shared_ptr<detail::Segment> seg_;
 };
 

@@ -77,7 +77,7 @@ class QueueCore {
 
   // How many bytes a queue's state plus its ring take in a segment.
   static std::size_t state_bytes(std::size_t ring_bytes);
-  // The ring size used for a segment of `segment_bytes` when none is asked for.
+  // The ring of a standalone queue whose anonymous segment has `segment_bytes`.
   static std::size_t default_ring_bytes(std::size_t segment_bytes);
 
   // A queue in a fresh anonymous segment of `capacity` bytes, for sharing with children
