@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "mpp/detail/shared_lock.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::detail {
@@ -35,7 +36,7 @@ bool RobustMutex::after_acquire(int rc, const Recover& recover) {
         recover();
       } catch (...) {
         pthread_mutex_consistent(&m_);
-        holder_pid_.store(getpid(), std::memory_order_relaxed);
+        holder_pid_.store(current_pid(), std::memory_order_relaxed);
         recoveries_.fetch_add(1, std::memory_order_relaxed);
         unlock();
         throw;
@@ -54,7 +55,7 @@ bool RobustMutex::after_acquire(int rc, const Recover& recover) {
   } else if (rc != 0) {
     throw_os_error(rc, "locking a shared mutex");
   }
-  holder_pid_.store(getpid(), std::memory_order_relaxed);
+  holder_pid_.store(current_pid(), std::memory_order_relaxed);
   return recovered;
 }
 
@@ -81,7 +82,7 @@ std::optional<bool> RobustMutex::try_lock(const Recover& recover) {
 void RobustMutex::unlock() {
   // For a recursive mutex only the outermost unlock releases it (glibc keeps the depth in
   // __data.__count); the recorded holder is cleared only then, and only by the holder.
-  pid_t self = getpid();
+  pid_t self = current_pid();
   bool outermost = m_.__data.__count <= 1;
   if (outermost && holder_pid_.load(std::memory_order_relaxed) == self) {
     holder_pid_.store(0, std::memory_order_relaxed);

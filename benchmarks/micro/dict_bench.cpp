@@ -1,0 +1,175 @@
+// Dict and List against std::unordered_map (private memory, with and without a std::mutex).
+// Python's Manager doing the same work is benchmarks/python/dict_bench.py; the closing note
+// of issue 3 puts the two side by side. "contended" runs a forked second process doing the
+// same operation on the same dict for the whole measurement; `total_ops` counts both.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <benchmark/benchmark.h>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "mpp/manager.hpp"
+
+namespace {
+
+constexpr int kKeys = 1000;
+
+mpp::Manager& manager() {
+  static mpp::Manager m(std::size_t{512} << 20);
+  return m;
+}
+
+template <class V>
+V make_value(int i) {
+  if constexpr (std::is_same_v<V, std::string>) {
+    return std::string(100, static_cast<char>('a' + i % 26));
+  } else {
+    return static_cast<V>(i);
+  }
+}
+
+template <class V>
+mpp::Dict<long, V> filled_dict(const std::string& name) {
+  auto d = manager().dict<long, V>(name);
+  for (int i = 0; i < kKeys; ++i) d.set(i, make_value<V>(i));
+  return d;
+}
+
+// A forked process running `op(i)` in a loop until stopped; counts its operations.
+class Rival {
+ public:
+  template <class Op>
+  explicit Rival(Op op) {
+    counter_ = manager().dict<int, long>("rival-control");
+    counter_.set(0, 0);  // 0: running
+    pid_ = fork();
+    if (pid_ == 0) {
+      long n = 0;
+      for (long i = 0;; ++i) {
+        op(i);
+        if ((++n & 1023) == 0) {
+          counter_.set(1, n);
+          if (counter_.get(0, 0) != 0) break;
+        }
+      }
+      _exit(0);
+    }
+  }
+  long stop() {
+    counter_.set(0, 1);
+    int st;
+    waitpid(pid_, &st, 0);
+    return counter_.get(1, 0);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  mpp::Dict<int, long> counter_ = manager().dict<int, long>("rival-control");
+};
+
+// Operations per second of wall-clock time, of this process and of both together (the
+// rival's count is sampled every 1024 of its operations).
+void report(benchmark::State& state, std::chrono::steady_clock::time_point t0, long other) {
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  state.counters["ops_wall"] = static_cast<double>(state.iterations()) / secs;
+  state.counters["total_ops_wall"] = static_cast<double>(state.iterations() + other) / secs;
+}
+
+template <class V>
+void BM_MppDictGet(benchmark::State& state) {
+  auto d = filled_dict<V>("get-" + std::to_string(sizeof(V)));
+  const bool contended = state.range(0) != 0;
+  std::unique_ptr<Rival> rival;
+  if (contended) rival = std::make_unique<Rival>([d](long i) { benchmark::DoNotOptimize(d.get(i % kKeys)); });
+  long i = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) benchmark::DoNotOptimize(d.get(i++ % kKeys));
+  report(state, t0, rival ? rival->stop() : 0);
+}
+
+template <class V>
+void BM_MppDictSet(benchmark::State& state) {
+  auto d = filled_dict<V>("set-" + std::to_string(sizeof(V)));
+  const bool contended = state.range(0) != 0;
+  const V v = make_value<V>(7);
+  std::unique_ptr<Rival> rival;
+  if (contended) rival = std::make_unique<Rival>([d, v](long i) mutable { d.set(i % kKeys, v); });
+  long i = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) d.set(i++ % kKeys, v);
+  report(state, t0, rival ? rival->stop() : 0);
+}
+
+void BM_MppDictIncrement(benchmark::State& state) {
+  auto d = manager().dict<long, long>("incr");
+  for (auto _ : state) d.modify(1, [](long& v) { ++v; });
+}
+
+void BM_MppListAppend(benchmark::State& state) {
+  auto l = manager().list<long>("append");
+  long i = 0;
+  for (auto _ : state) {
+    l.append(i++);
+    if ((i & 0xfffff) == 0) {
+      state.PauseTiming();
+      l.clear();
+      state.ResumeTiming();
+    }
+  }
+  l.clear();
+}
+
+template <class V, bool Locked>
+void BM_StdUnorderedMapGet(benchmark::State& state) {
+  std::unordered_map<long, V> m;
+  std::mutex mu;
+  for (int i = 0; i < kKeys; ++i) m[i] = make_value<V>(i);
+  long i = 0;
+  for (auto _ : state) {
+    if constexpr (Locked) {
+      std::lock_guard g(mu);
+      benchmark::DoNotOptimize(m.find(i++ % kKeys)->second);
+    } else {
+      benchmark::DoNotOptimize(m.find(i++ % kKeys)->second);
+    }
+  }
+}
+
+template <class V, bool Locked>
+void BM_StdUnorderedMapSet(benchmark::State& state) {
+  std::unordered_map<long, V> m;
+  std::mutex mu;
+  for (int i = 0; i < kKeys; ++i) m[i] = make_value<V>(i);
+  const V v = make_value<V>(7);
+  long i = 0;
+  for (auto _ : state) {
+    if constexpr (Locked) {
+      std::lock_guard g(mu);
+      m[i++ % kKeys] = v;
+    } else {
+      m[i++ % kKeys] = v;
+    }
+    benchmark::ClobberMemory();
+  }
+}
+
+}  // namespace
+
+BENCHMARK_TEMPLATE(BM_MppDictGet, long)->Arg(0)->Arg(1)->ArgName("contended");
+BENCHMARK_TEMPLATE(BM_MppDictSet, long)->Arg(0)->Arg(1)->ArgName("contended");
+BENCHMARK_TEMPLATE(BM_MppDictGet, std::string)->Arg(0)->Arg(1)->ArgName("contended");
+BENCHMARK_TEMPLATE(BM_MppDictSet, std::string)->Arg(0)->Arg(1)->ArgName("contended");
+BENCHMARK(BM_MppDictIncrement);
+BENCHMARK(BM_MppListAppend);
+BENCHMARK_TEMPLATE(BM_StdUnorderedMapGet, long, false);
+BENCHMARK_TEMPLATE(BM_StdUnorderedMapGet, long, true);
+BENCHMARK_TEMPLATE(BM_StdUnorderedMapSet, long, false);
+BENCHMARK_TEMPLATE(BM_StdUnorderedMapSet, long, true);
+BENCHMARK_TEMPLATE(BM_StdUnorderedMapGet, std::string, true);
+BENCHMARK_TEMPLATE(BM_StdUnorderedMapSet, std::string, true);
+BENCHMARK_MAIN();
