@@ -22,7 +22,9 @@ void ListCore::construct(void* mem, std::uint32_t value_enc) {
 }
 
 SharedGuard ListCore::read() const {
-  return SharedGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
+  return SharedGuard(
+      st_->hdr.mutex, st_->readers,
+      [this] { return RobustMutex::Recover([this] { const_cast<ListCore*>(this)->recover(); }); }, 0);
 }
 
 ExclusiveGuard ListCore::write() const {

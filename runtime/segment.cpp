@@ -152,7 +152,8 @@ bool Segment::unlink(const std::string& name) {
   throw_os_error(errno, "removing segment '" + name + "'");
 }
 
-Segment::Segment(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Segment::Segment(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)), base_(static_cast<char*>(impl_->base)) {}
 Segment::~Segment() = default;
 
 std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t bytes,
@@ -426,14 +427,6 @@ void Segment::deallocate(void* p) noexcept {
   } catch (...) {
     // The heap check after a recovery failed: the segment is read-only, the block leaks.
   }
-}
-
-std::uint64_t Segment::offset_of(const void* p) const noexcept {
-  return static_cast<std::uint64_t>(static_cast<const char*>(p) - static_cast<const char*>(impl_->base));
-}
-
-void* Segment::at(std::uint64_t offset) const noexcept {
-  return static_cast<char*>(impl_->base) + offset;
 }
 
 namespace {

@@ -73,7 +73,8 @@ void drain_readers(ReaderSlots& r) {
 
 int claim_slot(ReaderSlots& r, pid_t pid) noexcept {
   // Start where this thread's id points, so the threads and processes spread over the slots.
-  unsigned start = static_cast<unsigned>(std::hash<pthread_t>{}(pthread_self()) ^ static_cast<unsigned>(pid));
+  thread_local const unsigned start =
+      static_cast<unsigned>(std::hash<pthread_t>{}(pthread_self()) ^ static_cast<unsigned>(pid));
   for (unsigned k = 0; k < ReaderSlots::kSlots; ++k) {
     unsigned i = (start + k) % ReaderSlots::kSlots;
     std::int32_t expected = 0;
@@ -139,18 +140,28 @@ void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept {
   }
 }
 
-int lock_shared(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover) {
-  const pid_t pid = current_pid();
-  int i = claim_slot(r, pid);
-  if (i >= 0) {
-    if (r.writer.load(std::memory_order_seq_cst) == 0) {
-      track(&r, 1);
-      return i;
-    }
-    release_slot(r, i);
+int try_lock_shared_fast(ReaderSlots& r) noexcept {
+  if (r.writer.load(std::memory_order_relaxed) != 0) return -1;
+  int i = claim_slot(r, current_pid());
+  if (i < 0) return -1;
+  if (r.writer.load(std::memory_order_seq_cst) == 0) {
+    track(&r, 1);
+    return i;
   }
+  release_slot(r, i);
+  return -1;
+}
+
+int lock_shared(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover) {
+  int i = try_lock_shared_fast(r);
+  return i >= 0 ? i : lock_shared_slow(m, r, recover);
+}
+
+int lock_shared_slow(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover) {
+  const pid_t pid = current_pid();
   // A writer is active (or died active), or every slot is busy: queue on the mutex.
   lock_mutex(m, r, recover);
+  int i;
   r.writer.store(0, std::memory_order_seq_cst);  // nobody writes while we hold the mutex
   i = claim_slot(r, pid);
   if (i >= 0) m.unlock();

@@ -88,8 +88,10 @@ class Segment {
 
   // Position independence: every pointer stored inside the segment is an offset from its
   // base, since each process maps it at its own address.
-  std::uint64_t offset_of(const void* p) const noexcept;
-  void* at(std::uint64_t offset) const noexcept;
+  std::uint64_t offset_of(const void* p) const noexcept {
+    return static_cast<std::uint64_t>(static_cast<const char*>(p) - base_);
+  }
+  void* at(std::uint64_t offset) const noexcept { return base_ + offset; }
   template <class T>
   T* at(std::uint64_t offset) const noexcept {
     return static_cast<T*>(at(offset));
@@ -121,6 +123,7 @@ class Segment {
  private:
   explicit Segment(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  char* base_;  // the mapping's address in this process (inline offset arithmetic)
 };
 
 }  // namespace mpp::detail

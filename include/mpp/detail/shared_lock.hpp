@@ -48,6 +48,11 @@ void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept;
 int lock_shared(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover);
 void unlock_shared(RobustMutex& m, ReaderSlots& r, int slot) noexcept;
 
+// The uncontended path of lock_shared, inline (no writer, a free slot): the slot, or -1
+// when the caller must take the slow path (lock_shared_slow, which starts from scratch).
+int try_lock_shared_fast(ReaderSlots& r) noexcept;
+int lock_shared_slow(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover);
+
 // RAII forms.
 class ExclusiveGuard {
  public:
@@ -71,6 +76,12 @@ class SharedGuard {
  public:
   SharedGuard(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover)
       : m_(&m), r_(&r), slot_(lock_shared(m, r, recover)) {}
+  // Builds the recovery function only when the fast path fails.
+  template <class F>
+  SharedGuard(RobustMutex& m, ReaderSlots& r, F&& make_recover, int)
+      : m_(&m), r_(&r), slot_(try_lock_shared_fast(r)) {
+    if (slot_ < 0) slot_ = lock_shared_slow(m, r, make_recover());
+  }
   ~SharedGuard() {
     if (m_) unlock_shared(*m_, *r_, slot_);
   }
