@@ -48,6 +48,15 @@ class PermissionError : public OSError {
   using OSError::OSError;
 };
 
+// A connection to a server (Redis, a network manager) could not be made, was refused or
+// dropped; error_number() is the errno when the system reported one, else 0. A command in
+// flight when the connection dropped may or may not have been applied. (Python:
+// ConnectionError.)
+class ConnectionError : public OSError {
+ public:
+  using OSError::OSError;
+};
+
 // An argument has the right type but a value mpp cannot accept: an empty or too long
 // name, task_done() called more often than put(), a semaphore released too often.
 // (Python: ValueError.)
