@@ -144,15 +144,15 @@ class Queue {
   // Full at once if there is no room.
   void put_nowait(const T& value) { put_one(value, false, std::nullopt); }
   // Appends every value of `values` in order, in one round trip per 1000 values. With a
-  // maxsize, all are added or (Full) none.
+  // maxsize, waits until all fit and adds them at once (ValueError if they never can).
   template <std::ranges::input_range R>
   void put_many(const R& values) {
-    std::vector<mpp::detail::Encoded> enc;
-    std::vector<std::string_view> views;
-    for (const auto& v : values) enc.push_back(mpp::detail::portable_encode<T>(v));
-    views.reserve(enc.size());
-    for (const auto& e : enc) views.push_back(mpp::detail::as_chars(e.bytes()));
-    if (!views.empty()) core_.put(views, true, std::nullopt);
+    put_range(values, std::nullopt);
+  }
+  // Waits at most `timeout` for room for all of them; Full (none added) if there was none.
+  template <std::ranges::input_range R, class Rep, class Period>
+  void put_many(const R& values, std::chrono::duration<Rep, Period> timeout) {
+    put_range(values, detail::to_ms(timeout));
   }
 
   // Takes the oldest message, waiting for one; acknowledge it with task_done(). Throws
@@ -214,6 +214,28 @@ class Queue {
     auto e = mpp::detail::portable_encode<T>(value);
     std::string_view v = mpp::detail::as_chars(e.bytes());
     core_.put(std::span<const std::string_view>(&v, 1), block, timeout);
+  }
+  template <class R>
+  void put_range(const R& values, std::optional<std::chrono::milliseconds> timeout) {
+    std::vector<mpp::detail::Encoded> enc;
+    // Borrow the bytes of strings only when the range holds them; elements made on the fly
+    // (a view, a conversion) are encoded into owned bytes.
+    constexpr bool lvalues_of_t =
+        std::is_same_v<std::remove_cvref_t<std::ranges::range_reference_t<const R>>, T> &&
+        std::is_lvalue_reference_v<std::ranges::range_reference_t<const R>>;
+    for (const auto& v : values) {
+      if constexpr (lvalues_of_t) {
+        enc.push_back(mpp::detail::portable_encode<T>(v));
+      } else {
+        std::string owned;
+        mpp::detail::portable_encode_to(static_cast<const T&>(T(v)), owned);
+        enc.emplace_back(std::move(owned));
+      }
+    }
+    std::vector<std::string_view> views;
+    views.reserve(enc.size());
+    for (const auto& e : enc) views.push_back(mpp::detail::as_chars(e.bytes()));
+    if (!views.empty()) core_.put(views, true, timeout);
   }
   static T one(std::vector<std::string> got) { return mpp::detail::portable_decode<T>(got.front()); }
 
