@@ -10,3 +10,6 @@
 #include "mpp/queue.hpp"
 #include "mpp/process.hpp"
 #include "mpp/subprocess.hpp"
+// Not included here: mpp::redis (Queue and Dict on a Redis server) is a library of its own,
+// mpp::redis, with the headers <mpp/redis/connection.hpp>, <mpp/redis/queue.hpp> and
+// <mpp/redis/dict.hpp>.

@@ -1,0 +1,69 @@
+// The tutorial's distributed processes (section 10, task_worker.py) over Redis: takes
+// tasks from the master's queue, squares them, puts the results back, and acknowledges
+// each task only once its result is out — if this worker dies in between, the task goes to
+// another worker after the visibility timeout.
+//
+//   redis_task_worker --url redis://:password@10.0.0.5:6379/0
+#include <mpp/redis/queue.hpp>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+namespace {
+
+struct Flags {
+  std::string url;
+  std::string prefix;
+  int tasks = 10;
+  int timeout_s = 1;
+};
+
+Flags parse(int argc, char** argv) {
+  Flags f;
+  if (const char* u = std::getenv("MPP_REDIS_URL")) f.url = u;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw mpp::ValueError(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--url") f.url = value();
+    else if (a == "--prefix") f.prefix = value();
+    else if (a == "--tasks") f.tasks = std::stoi(value());
+    else if (a == "--timeout") f.timeout_s = std::stoi(value());
+    else throw mpp::ValueError("unknown flag " + a +
+                               "; flags: --url redis://[user:password@]host:port/db "
+                               "--prefix KEYPREFIX --tasks N --timeout SECONDS");
+  }
+  if (f.url.empty()) f.url = "redis://127.0.0.1:6379/0";
+  return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Flags f = parse(argc, argv);
+    auto conn = std::make_shared<mpp::redis::Connection>(f.url);
+    mpp::redis::Queue<int> task(conn, f.prefix + "task_queue");
+    mpp::redis::Queue<std::string> result(conn, f.prefix + "result_queue");
+
+    for (int i = 0; i < f.tasks; ++i) {
+      try {
+        int n = task.get(std::chrono::seconds(f.timeout_s));
+        std::cout << "run task " << n << "*" << n << std::endl;
+        result.put(std::to_string(n) + " * " + std::to_string(n) + " = " +
+                   std::to_string(n * n));
+        task.task_done();
+      } catch (const mpp::Empty&) {
+        std::cout << "task queue is empty" << std::endl;
+      }
+    }
+    std::cout << "worker exit" << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "redis_task_worker: " << e.what() << "\n";
+  }
+  return 1;
+}
