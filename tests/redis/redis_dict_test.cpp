@@ -39,6 +39,8 @@ TEST_CASE("set, get, [], contains, erase, pop, setdefault as mpp::Dict") {
   CHECK(d.get("a") == 1);
   CHECK(d.get("zz") == std::nullopt);
   CHECK(d.get("zz", -1) == -1);
+  CHECK(d.at("a") == 1);
+  CHECK_THROWS_AS(d.at("zz"), mpp::KeyError);
   CHECK(static_cast<long>(d["b"]) == 2);
   try {
     long v = d["missing"];
@@ -58,6 +60,8 @@ TEST_CASE("set, get, [], contains, erase, pop, setdefault as mpp::Dict") {
   CHECK(d.setdefault("c", 3) == 3);
   CHECK(d.setdefault("c", 4) == 3);
   CHECK(d.size() == 1);
+  d.update({{"x", 10}, {"y", 20}});
+  CHECK(d.size() == 3);
   d.clear();
   CHECK(d.size() == 0);
 }
@@ -100,8 +104,8 @@ TEST_CASE("modify() is atomic across processes") {
     kids.push_back(std::make_unique<Child>([&, p](int) {
       Dict<std::string, std::int64_t> mine(url, name);
       for (int i = 0; i < each; ++i) {
-        mine.modify("shared", 0, [](std::int64_t v) { return v + 1; });
-        mine.modify("own" + std::to_string(p), 100, [](std::int64_t v) { return v * 1 + 2; });
+        mine.modify("shared", [](std::int64_t& v) { ++v; });
+        mine.modify("own" + std::to_string(p), [](std::int64_t& v) { v += 2; }, 100);
       }
     }));
   }
@@ -109,11 +113,10 @@ TEST_CASE("modify() is atomic across processes") {
   CHECK(d.get("shared") == procs * each);
   for (int p = 0; p < procs; ++p) CHECK(d.get("own" + std::to_string(p)) == 100 + 2 * each);
   // A function that throws changes nothing.
-  CHECK_THROWS_AS(d.modify("shared", 0,
-                           [](std::int64_t) -> std::int64_t { throw std::runtime_error("no"); }),
+  CHECK_THROWS_AS(d.modify("shared", [](std::int64_t&) { throw std::runtime_error("no"); }),
                   std::runtime_error);
   CHECK(d.get("shared") == procs * each);
-  CHECK(d.modify("fresh", 41, [](std::int64_t v) { return v + 1; }) == 42);
+  CHECK(d.modify("fresh", [](std::int64_t& v) { ++v; }, 41) == 42);
   d.clear();
 }
 

@@ -4,7 +4,7 @@
 //   auto conn = std::make_shared<mpp::redis::Connection>("redis://10.0.0.5:6379/0");
 //   mpp::redis::Dict<std::string, long> counts(conn, "counts");
 //   counts.set("a", 1);
-//   counts.modify("a", 0L, [](long v) { return v + 1; });   // atomic read-modify-write
+//   counts.modify("a", [](long& v) { ++v; });   // atomic read-modify-write
 //
 // Every method is one atomic step on the server: what one call did is seen whole by every
 // other client, or not at all. keys(), values() and items() are consistent snapshots.
@@ -103,6 +103,12 @@ class Dict {
 
   // d[key] = value.
   void set(const K& key, const V& value) { core_.set(enc(key), enc(value)); }
+  // The value of `key`; KeyError when absent.
+  V at(const K& key) {
+    auto v = get(key);
+    if (!v) throw KeyError(missing(key));
+    return std::move(*v);
+  }
   // The value of `key`, or nullopt.
   std::optional<V> get(const K& key) {
     auto b = core_.get(enc(key));
@@ -115,26 +121,22 @@ class Dict {
     return v ? std::move(*v) : default_value;
   }
 
-  // What d[key] yields: reads convert to V (KeyError when absent), assignment sets.
-  class Item {
+  // Python's d[k], both ways: `d[k] = v` sets, `V x = d[k]` reads (KeyError if absent).
+  class Ref {
    public:
-    operator V() const {
-      auto v = dict_->get(key_);
-      if (!v) throw KeyError(dict_->missing(key_));
-      return std::move(*v);
-    }
-    Item& operator=(const V& value) {
-      dict_->set(key_, value);
+    Ref& operator=(const V& value) {
+      d_.set(k_, value);
       return *this;
     }
+    operator V() const { return d_.at(k_); }
 
    private:
     friend class Dict;
-    Item(Dict* d, const K& k) : dict_(d), key_(k) {}
-    Dict* dict_;
-    K key_;
+    Ref(Dict& d, K k) : d_(d), k_(std::move(k)) {}
+    Dict& d_;
+    K k_;
   };
-  Item operator[](const K& key) { return Item(this, key); }
+  Ref operator[](const K& key) { return Ref(*this, key); }
 
   bool contains(const K& key) { return core_.contains(enc(key)); }
   // Removes `key`; whether it was there.
@@ -165,6 +167,9 @@ class Dict {
     }
     std::vector<std::string_view> views(bytes.begin(), bytes.end());
     if (!views.empty()) core_.update(views);
+  }
+  void update(std::initializer_list<std::pair<K, V>> pairs) {
+    update<std::initializer_list<std::pair<K, V>>>(pairs);
   }
   // The values of `keys` (nullopt where absent), in one round trip.
   template <std::ranges::input_range R>
@@ -197,14 +202,17 @@ class Dict {
     return out;
   }
 
-  // Atomically replaces the value of `key` with fn(value) — fn(initial) when absent — and
-  // returns the new value. fn may run several times (when another client changed the hash
-  // meanwhile) and must have no other effect; if it throws, nothing is changed.
+  // The atomic read-modify-write Python's Manager lacks, as mpp::Dict::modify: fn(V&)
+  // changes the current value of `key` (or `initial` if absent) and the result is stored;
+  // returns the new value. Optimistic: fn may run several times (when another client
+  // changed the hash meanwhile) and must have no other effect; if it throws, nothing
+  // changes.
   template <class F>
-  V modify(const K& key, const V& initial, F&& fn) {
+  V modify(const K& key, F&& fn, const V& initial = V{}) {
     std::string out = core_.modify(enc(key), [&](const std::optional<std::string>& old) {
       V cur = old ? mpp::detail::portable_decode<V>(*old) : initial;
-      return enc(static_cast<const V&>(fn(std::move(cur))));
+      std::invoke(fn, cur);
+      return enc(cur);
     });
     return mpp::detail::portable_decode<V>(out);
   }
