@@ -170,16 +170,18 @@ TEST_CASE("4 producers and 4 consumers: every message delivered exactly once") {
       Queue<int> in(url, name);
       for (;;) {
         auto batch = in.get_many(50);
-        bool stop = false;
+        int pills = 0;
         for (int v : batch) {
           if (v < 0) {
-            stop = true;
+            ++pills;
           } else {
             write_int(results.fd[1], v);
           }
         }
+        // One stop message per consumer: pass on the ones meant for the others.
+        for (int i = 1; i < pills; ++i) in.put(-1);
         in.task_done(batch.size());
-        if (stop) return;
+        if (pills > 0) return;
       }
     }));
   }
