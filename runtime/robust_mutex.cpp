@@ -1,5 +1,6 @@
 #include "mpp/detail/robust_mutex.hpp"
 
+#include <linux/futex.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -101,6 +102,37 @@ pid_t RobustMutex::holder() const noexcept {
   // Between acquiring and recording the pid there is a window; glibc keeps the owner's TID
   // in the mutex itself, which for a single-threaded holder is its pid.
   return m_.__data.__owner & 0x3fffffff;
+}
+
+namespace {
+
+// gettid() is a system call; Condition asks for it on every wait and notify. The cache is
+// per thread and cleared in a forked child, whose only thread has a new tid.
+thread_local pid_t cached_tid = 0;
+
+pid_t caller_tid() noexcept {
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, [] { cached_tid = 0; });
+    return true;
+  }();
+  (void)registered;
+  if (cached_tid == 0) cached_tid = gettid();
+  return cached_tid;
+}
+
+}  // namespace
+
+// A robust glibc mutex keeps its holder's tid in the futex word itself (the kernel reads it
+// to hand the lock over when the holder dies), and a recursive one its depth in __count.
+bool RobustMutex::held_by_caller() const noexcept {
+  auto word = static_cast<unsigned>(m_.__data.__lock);
+  return (word & FUTEX_TID_MASK) == static_cast<unsigned>(caller_tid());
+}
+
+unsigned RobustMutex::depth() const noexcept {
+  if (!held_by_caller()) return 0;
+  bool recursive = (m_.__data.__kind & PTHREAD_MUTEX_RECURSIVE) != 0;
+  return recursive ? m_.__data.__count : 1u;
 }
 
 }  // namespace mpp::detail

@@ -56,6 +56,14 @@ class RobustMutex {
   // diagnostics (mpp-inspect), not for decisions.
   pid_t holder() const noexcept;
 
+  // Whether the calling thread holds it. Exact (read from the lock word the kernel keeps),
+  // unlike holder(): what Condition uses to refuse a wait or notify without the lock.
+  bool held_by_caller() const noexcept;
+
+  // How many times the calling thread holds it: 0 when it does not, else 1 for a normal
+  // mutex and the recursion depth for a recursive one (Condition::wait releases that many).
+  unsigned depth() const noexcept;
+
   // How many times a dead holder's lock was recovered, since creation.
   std::uint64_t recoveries() const noexcept { return recoveries_.load(std::memory_order_relaxed); }
 

@@ -80,6 +80,10 @@ constexpr std::string_view kind_name(ObjectKind k) noexcept {
 // so mpp-inspect can name its holder (mutex.holder()) and count its recoveries
 // (mutex.recoveries()) for any kind of object, without knowing the kind.
 struct ObjectHeader {
+  ObjectHeader() = default;
+  // A header whose lock is recursive (RLock, and the RLock of a Value, Array or Condition).
+  explicit ObjectHeader(RobustMutex::Kind kind) : mutex(kind) {}
+
   RobustMutex mutex;                     // the object's exclusive lock (writers)
   std::atomic<std::uint64_t> count{0};   // elements (dict/list size, queue depth), for inspect
   std::atomic<std::uint64_t> bytes{0};   // heap bytes the object holds, for inspect

@@ -1,0 +1,52 @@
+#include "mpp/detail/sync_state.hpp"
+
+#include "mpp/detail/segment.hpp"
+
+namespace mpp::detail {
+
+void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+              std::optional<Clock::time_point> deadline) noexcept {
+  auto cap = Clock::now() + kRecheckInterval;
+  futex_wait(word, expected, deadline && *deadline < cap ? *deadline : cap);
+}
+
+void BarrierState::end_generation(bool as_broken) noexcept {
+  auto g = gen.load(std::memory_order_relaxed);
+  auto bit = std::uint64_t{1} << (g % 64);
+  if (as_broken) {
+    broken_history.fetch_or(bit, std::memory_order_relaxed);
+  } else {
+    broken_history.fetch_and(~bit, std::memory_order_relaxed);
+  }
+  // The one store that ends the generation: it releases the waiters and, since count_gen no
+  // longer matches, empties the count.
+  gen.store(g + 1, std::memory_order_release);
+  futex_wake_all(gen);
+}
+
+void BarrierState::recover() noexcept {
+  auto arrived = arrivals();
+  if (arrived >= parties) {
+    // The last arrival died before it released the others: inside the action, or before the
+    // release was published. Python breaks the barrier when the action fails; so does mpp.
+    broken.store(1, std::memory_order_relaxed);
+    end_generation(true);
+  } else if (broken.load(std::memory_order_relaxed) != 0 && arrived > 0) {
+    // abort() or a timed-out wait() died between breaking the barrier and ending the
+    // generation its waiters sleep on.
+    end_generation(true);
+  }
+  // The holder may have ended a generation and died before it woke the sleepers.
+  futex_wake_all(gen);
+}
+
+std::pair<void*, std::shared_ptr<Segment>> standalone_memory(std::size_t bytes,
+                                                             std::size_t align) {
+  // Room for the object plus its alignment and the heap's own bookkeeping; anonymous
+  // memory is only backed where it is touched, so generous slack costs nothing.
+  auto segment = Segment::anonymous(bytes + align + 4096);
+  void* memory = segment->allocate(bytes, align);
+  return {memory, std::move(segment)};
+}
+
+}  // namespace mpp::detail
