@@ -11,6 +11,25 @@
 
 namespace mpp::detail {
 
+namespace {
+
+// gettid() is a system call (glibc does not cache it); Condition asks for it on every wait and
+// notify. Cached per thread and cleared in a forked child, whose only thread has a new tid
+// (as current_pid() does for the pid).
+thread_local pid_t cached_tid = 0;
+
+pid_t caller_tid() noexcept {
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, [] { cached_tid = 0; });
+    return true;
+  }();
+  (void)registered;
+  if (cached_tid == 0) cached_tid = gettid();
+  return cached_tid;
+}
+
+}  // namespace
+
 RobustMutex::RobustMutex(Kind kind) {
   pthread_mutexattr_t a;
   pthread_mutexattr_init(&a);
@@ -103,24 +122,6 @@ pid_t RobustMutex::holder() const noexcept {
   // in the mutex itself, which for a single-threaded holder is its pid.
   return m_.__data.__owner & 0x3fffffff;
 }
-
-namespace {
-
-// gettid() is a system call; Condition asks for it on every wait and notify. The cache is
-// per thread and cleared in a forked child, whose only thread has a new tid.
-thread_local pid_t cached_tid = 0;
-
-pid_t caller_tid() noexcept {
-  static const bool registered = [] {
-    pthread_atfork(nullptr, nullptr, [] { cached_tid = 0; });
-    return true;
-  }();
-  (void)registered;
-  if (cached_tid == 0) cached_tid = gettid();
-  return cached_tid;
-}
-
-}  // namespace
 
 // A robust glibc mutex keeps its holder's tid in the futex word itself (the kernel reads it
 // to hand the lock over when the holder dies), and a recursive one its depth in __count.

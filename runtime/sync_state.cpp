@@ -1,6 +1,10 @@
 #include "mpp/detail/sync_state.hpp"
 
+#include <cstdint>
+#include <string>
+
 #include "mpp/detail/segment.hpp"
+#include "mpp/errors.hpp"
 
 namespace mpp::detail {
 
@@ -42,9 +46,16 @@ void BarrierState::recover() noexcept {
 
 std::pair<void*, std::shared_ptr<Segment>> standalone_memory(std::size_t bytes,
                                                              std::size_t align) {
-  // Room for the object plus its alignment and the heap's own bookkeeping; anonymous
-  // memory is only backed where it is touched, so generous slack costs nothing.
-  auto segment = Segment::anonymous(bytes + align + 4096);
+  // A segment with one directory entry (unused) and a heap with room for this one block: the
+  // header, directory and heap bookkeeping, the heap's minimum, the block rounded up to its
+  // size class (at most a quarter more), and the alignment slide.
+  auto up = [](std::size_t n, std::size_t a) { return (n + a - 1) / a * a; };
+  std::size_t fixed = up(sizeof(SegmentHeader), 64) + up(sizeof(DirectoryEntry), 64) +
+                      up(sizeof(HeapHeader), 64) + 4096 + 2 * align + 4 * BLOCK_HEADER_BYTES;
+  if (bytes > (SIZE_MAX - fixed) / 2) {
+    throw ValueError("cannot make a shared object of " + std::to_string(bytes) + " bytes");
+  }
+  auto segment = Segment::anonymous(up(fixed + bytes + bytes / 4 + 64, 4096), 1);
   void* memory = segment->allocate(bytes, align);
   return {memory, std::move(segment)};
 }

@@ -172,3 +172,15 @@ TEST_CASE("Array: built from values; fetch_add from N processes is exact") {
   CHECK_THROWS_AS(empty.get(0), mpp::IndexError);
   CHECK_THROWS_AS(mpp::Array<Triple>(SIZE_MAX / 2), mpp::ValueError);
 }
+
+TEST_CASE("Array: standalone arrays of many sizes fit their own memory") {
+  for (std::size_t n = 0; n < 600; n += 7) {
+    mpp::Array<char> a(n);
+    CHECK(a.size() == n);
+  }
+  mpp::Array<double> big(3'000'000);
+  big[-1] = 1.5;
+  CHECK(big.get(big.size() - 1) == 1.5);
+  mpp::Array<std::int64_t> odd(100'001);
+  CHECK(odd.size() == 100'001);
+}

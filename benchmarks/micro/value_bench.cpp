@@ -1,0 +1,152 @@
+// Value increments, Lock round trips and Event ping-pong, in one process and between two
+// forked processes. The Python side of the comparison is benchmarks/python/value_bench.py;
+// figures and commands are in the closing note of issue 3.
+//
+// Two-process benchmarks fork one partner per benchmark run. Partner and parent meet on an
+// mpp::Barrier before and after each batch, and the time of a batch covers both processes'
+// work, so items_per_second is the total rate of both.
+#include <benchmark/benchmark.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+
+#include "mpp/sync.hpp"
+#include "mpp/value.hpp"
+
+namespace {
+
+constexpr std::int64_t kBatch = 100'000;
+
+// Forks a partner that runs `work()` once per batch, in step with the parent, until told
+// to stop; the parent's loop does the same work, so each batch is 2 * kBatch operations.
+class Partner {
+ public:
+  explicit Partner(std::function<void()> work) : start_(2), done_(2) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      for (;;) {
+        start_.wait();
+        if (stop_.is_set()) _exit(0);
+        work();
+        done_.wait();
+      }
+    }
+  }
+  ~Partner() {
+    stop_.set();
+    start_.wait();
+    int status;
+    waitpid(pid_, &status, 0);
+  }
+  void begin() { start_.wait(); }
+  void end() { done_.wait(); }
+
+ private:
+  mpp::Barrier start_, done_;
+  mpp::Event stop_;
+  pid_t pid_;
+};
+
+void increments_locked(mpp::Value<std::int64_t>& v) {
+  for (std::int64_t i = 0; i < kBatch; ++i) {
+    auto g = v.get_lock().guard();
+    v.set_value(v.value() + 1);
+  }
+}
+
+void increments_fetch_add(mpp::Value<std::int64_t>& v) {
+  for (std::int64_t i = 0; i < kBatch; ++i) v.fetch_add(1);
+}
+
+void increments_atomic(mpp::Value<std::int64_t>& v) {
+  for (std::int64_t i = 0; i < kBatch; ++i) v.atomic_ref().fetch_add(1);
+}
+
+void lock_round_trips(mpp::Lock& lock) {
+  for (std::int64_t i = 0; i < kBatch; ++i) {
+    lock.acquire();
+    lock.release();
+  }
+}
+
+template <void (*Work)(mpp::Value<std::int64_t>&)>
+void BM_Value(benchmark::State& state) {
+  mpp::Value<std::int64_t> v(0);
+  const bool two = state.range(0) == 2;
+  std::unique_ptr<Partner> partner;
+  if (two) partner = std::make_unique<Partner>([&] { Work(v); });
+  for (auto _ : state) {
+    if (partner) partner->begin();
+    Work(v);
+    if (partner) partner->end();
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch * (two ? 2 : 1));
+  state.counters["processes"] = static_cast<double>(state.range(0));
+  partner.reset();
+  if (v.value() != static_cast<std::int64_t>(state.iterations()) * kBatch * (two ? 2 : 1)) {
+    state.SkipWithError("lost increments");
+  }
+}
+
+// "locked": Python's `with v.get_lock(): v.value += 1` (guard, value(), set_value()).
+void BM_ValueIncrementLocked(benchmark::State& s) { BM_Value<increments_locked>(s); }
+// fetch_add: one lock round trip per increment.
+void BM_ValueFetchAdd(benchmark::State& s) { BM_Value<increments_fetch_add>(s); }
+// atomic_ref().fetch_add: the bare hardware atomic (Python's RawValue has none).
+void BM_ValueAtomicRef(benchmark::State& s) { BM_Value<increments_atomic>(s); }
+
+void BM_LockAcquireRelease(benchmark::State& state) {
+  mpp::Lock lock;
+  const bool two = state.range(0) == 2;
+  std::unique_ptr<Partner> partner;
+  if (two) partner = std::make_unique<Partner>([&] { lock_round_trips(lock); });
+  for (auto _ : state) {
+    if (partner) partner->begin();
+    lock_round_trips(lock);
+    if (partner) partner->end();
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch * (two ? 2 : 1));
+  state.counters["processes"] = static_cast<double>(state.range(0));
+}
+
+// One iteration is a round trip: the parent sets ping, the partner wakes, clears it and
+// sets pong, the parent wakes. Both sides sleep on futexes (no spinning).
+void BM_EventPingPong(benchmark::State& state) {
+  mpp::Event ping, pong, stop;
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (;;) {
+      ping.wait();
+      ping.clear();
+      if (stop.is_set()) _exit(0);
+      pong.set();
+    }
+  }
+  for (auto _ : state) {
+    ping.set();
+    pong.wait();
+    pong.clear();
+  }
+  stop.set();
+  ping.set();
+  int status;
+  waitpid(pid, &status, 0);
+  state.SetItemsProcessed(state.iterations());
+}
+
+}  // namespace
+
+BENCHMARK(BM_ValueIncrementLocked)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_ValueFetchAdd)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_ValueAtomicRef)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_LockAcquireRelease)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_EventPingPong)->UseRealTime();
+
+BENCHMARK_MAIN();
