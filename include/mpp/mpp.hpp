@@ -10,6 +10,9 @@
 #include "mpp/queue.hpp"
 #include "mpp/process.hpp"
 #include "mpp/subprocess.hpp"
+#include "mpp/sync.hpp"
+#include "mpp/value.hpp"
+#include "mpp/array.hpp"
 // Not included here: mpp::redis (Queue and Dict on a Redis server) is a library of its own,
 // mpp::redis, with the headers <mpp/redis/connection.hpp>, <mpp/redis/queue.hpp> and
 // <mpp/redis/dict.hpp>.
