@@ -16,36 +16,25 @@
 #include "mpp/array.hpp"
 #include "mpp/errors.hpp"
 #include "support/child.hpp"
+#include "support/processes.hpp"
 
 using namespace std::chrono_literals;
 using mpp::test::Child;
 using mpp::test::signal_ready;
+using mpp::test::all_zero;
+using mpp::test::run_children;
+using mpp::test::until;
 
 namespace {
 
-// Spins (yielding) until cond() holds; the test watchdog bounds it.
-template <class F>
-void until(F cond) {
-  while (!cond()) sched_yield();
-}
-
-// Runs `body` in `n` children and returns their exit codes once all are done.
-template <class F>
-std::vector<int> run_children(int n, F body) {
-  std::vector<std::unique_ptr<Child>> children;
-  for (int i = 0; i < n; ++i) {
-    children.push_back(std::make_unique<Child>([&, i](int) { body(i); }));
+// A child that waits on `barrier` and exits 0 if the wait throws BrokenBarrierError.
+void wait_expecting_broken(mpp::Barrier& barrier) {
+  try {
+    barrier.wait();
+  } catch (const mpp::BrokenBarrierError&) {
+    _exit(0);
   }
-  std::vector<int> codes;
-  for (auto& c : children) codes.push_back(c->exit_code());
-  return codes;
-}
-
-bool all_zero(const std::vector<int>& codes) {
-  for (int c : codes) {
-    if (c != 0) return false;
-  }
-  return true;
+  _exit(30);
 }
 
 }  // namespace
@@ -471,14 +460,7 @@ TEST_CASE("Barrier: abort, reset, timeout and a throwing action break it as in P
   CHECK_THROWS_AS(mpp::Barrier(0), mpp::ValueError);
 
   SECTION("abort wakes waiters with BrokenBarrierError; reset makes it usable") {
-    Child waiter([&](int) {
-      try {
-        barrier.wait();
-      } catch (const mpp::BrokenBarrierError&) {
-        _exit(0);
-      }
-      _exit(30);
-    });
+    Child waiter([&](int) { wait_expecting_broken(barrier); });
     until([&] { return barrier.n_waiting() == 1; });
     barrier.abort();
     CHECK(waiter.exit_code() == 0);
@@ -492,14 +474,7 @@ TEST_CASE("Barrier: abort, reset, timeout and a throwing action break it as in P
     CHECK(partner.exit_code() == 0);
   }
   SECTION("reset wakes waiters with BrokenBarrierError and leaves it unbroken") {
-    Child waiter([&](int) {
-      try {
-        barrier.wait();
-      } catch (const mpp::BrokenBarrierError&) {
-        _exit(0);
-      }
-      _exit(31);
-    });
+    Child waiter([&](int) { wait_expecting_broken(barrier); });
     until([&] { return barrier.n_waiting() == 1; });
     barrier.reset();
     CHECK(waiter.exit_code() == 0);
@@ -568,14 +543,7 @@ TEST_CASE("Barrier: the last arrival SIGKILLed inside its action breaks it inste
   for (int round = 0; round < 5; ++round) {
     in_action.clear();
     barrier.reset();
-    Child waiter([&](int) {
-      try {
-        barrier.wait();
-      } catch (const mpp::BrokenBarrierError&) {
-        _exit(0);
-      }
-      _exit(40);
-    });
+    Child waiter([&](int) { wait_expecting_broken(barrier); });
     until([&] { return barrier.n_waiting() == 1; });
     Child last([&](int) { barrier.wait(); });
     REQUIRE(in_action.wait(60s));

@@ -15,29 +15,15 @@
 #include "mpp/array.hpp"
 #include "mpp/errors.hpp"
 #include "support/child.hpp"
+#include "support/processes.hpp"
 
 using mpp::test::Child;
 using mpp::test::signal_ready;
+using mpp::test::all_zero;
+using mpp::test::run_children;
+using mpp::test::until;
 
 namespace {
-
-template <class F>
-std::vector<int> run_children(int n, F body) {
-  std::vector<std::unique_ptr<Child>> children;
-  for (int i = 0; i < n; ++i) {
-    children.push_back(std::make_unique<Child>([&, i](int) { body(i); }));
-  }
-  std::vector<int> codes;
-  for (auto& c : children) codes.push_back(c->exit_code());
-  return codes;
-}
-
-bool all_zero(const std::vector<int>& codes) {
-  for (int c : codes) {
-    if (c != 0) return false;
-  }
-  return true;
-}
 
 struct Triple {
   std::int64_t a, b, c;  // written together; a torn write would make them differ

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 
 #include "mpp/sync.hpp"
 #include "mpp/value.hpp"
@@ -75,23 +76,27 @@ void lock_round_trips(mpp::Lock& lock) {
   }
 }
 
+// Runs `work()` (kBatch operations) per iteration, in this process and, for range(0) == 2,
+// in step in a forked partner too.
+template <class Work>
+void in_step(benchmark::State& state, Work work) {
+  const std::int64_t procs = state.range(0);
+  std::unique_ptr<Partner> partner;
+  if (procs == 2) partner = std::make_unique<Partner>(work);
+  for (auto _ : state) {
+    if (partner) partner->begin();
+    work();
+    if (partner) partner->end();
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch * procs);
+  state.counters["processes"] = static_cast<double>(procs);
+}
+
 template <void (*Work)(mpp::Value<std::int64_t>&)>
 void BM_Value(benchmark::State& state) {
   mpp::Value<std::int64_t> v(0);
-  const bool two = state.range(0) == 2;
-  std::unique_ptr<Partner> partner;
-  if (two) partner = std::make_unique<Partner>([&] { Work(v); });
-  for (auto _ : state) {
-    if (partner) partner->begin();
-    Work(v);
-    if (partner) partner->end();
-  }
-  state.SetItemsProcessed(state.iterations() * kBatch * (two ? 2 : 1));
-  state.counters["processes"] = static_cast<double>(state.range(0));
-  partner.reset();
-  if (v.value() != static_cast<std::int64_t>(state.iterations()) * kBatch * (two ? 2 : 1)) {
-    state.SkipWithError("lost increments");
-  }
+  in_step(state, [&] { Work(v); });
+  if (v.value() != state.iterations() * kBatch * state.range(0)) state.SkipWithError("lost increments");
 }
 
 // "locked": Python's `with v.get_lock(): v.value += 1` (guard, value(), set_value()).
@@ -103,16 +108,7 @@ void BM_ValueAtomicRef(benchmark::State& s) { BM_Value<increments_atomic>(s); }
 
 void BM_LockAcquireRelease(benchmark::State& state) {
   mpp::Lock lock;
-  const bool two = state.range(0) == 2;
-  std::unique_ptr<Partner> partner;
-  if (two) partner = std::make_unique<Partner>([&] { lock_round_trips(lock); });
-  for (auto _ : state) {
-    if (partner) partner->begin();
-    lock_round_trips(lock);
-    if (partner) partner->end();
-  }
-  state.SetItemsProcessed(state.iterations() * kBatch * (two ? 2 : 1));
-  state.counters["processes"] = static_cast<double>(state.range(0));
+  in_step(state, [&] { lock_round_trips(lock); });
 }
 
 // One iteration is a round trip: the parent sets ping, the partner wakes, clears it and
