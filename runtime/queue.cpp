@@ -332,38 +332,45 @@ void QueueCore::join(std::optional<Clock::time_point> deadline) {
   }
 }
 
-std::string QueueCore::check() const {
-  QueueState& s = *st_;
-  RobustLockGuard pg(s.header.mutex, put_recover_);
-  RobustLockGuard gg(s.get_mutex);
+std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t segment_size,
+                       const std::function<bool(const QueueRecord&)>& visit,
+                       std::uint32_t* messages) {
   const std::uint32_t R = s.ring_bytes;
   if (!std::has_single_bit(R)) return "the ring size is not a power of two";
   std::uint64_t h = s.head.load(), t = s.tail.load();
   std::uint32_t used = pos_of(t) - pos_of(h);
   if (used > R) return "head and tail are " + std::to_string(used) + " bytes apart in a ring of " + std::to_string(R);
-  if (s.pending_block.load() != 0) return "a producer's intent record was left behind";
   std::uint32_t msgs = 0;
+  bool visiting = true;
   for (std::uint32_t pos = pos_of(h); pos != pos_of(t);) {
     std::uint32_t idx = pos & (R - 1);
     std::uint32_t left = pos_of(t) - pos;
     if (left < kHeader || (idx & 7u) != 0) return "a record is cut short or misaligned at " + std::to_string(pos);
     RecordHeader rh;
-    std::memcpy(&rh, ring_ + idx, sizeof rh);
+    std::memcpy(&rh, ring + idx, sizeof rh);
     std::uint32_t len;
     if (rh.kind == kPad) {
       if (rh.size != R - idx) return "a pad does not reach the ring's end at " + std::to_string(pos);
       len = rh.size;
     } else if (rh.kind == kInline || rh.kind == kHeap) {
+      if (rh.size > R) return "a record is longer than the ring at " + std::to_string(pos);
       len = kHeader + round8(rh.size);
       if (len > R - idx) return "a record runs past the ring's end at " + std::to_string(pos);
+      QueueRecord rec;
       if (rh.kind == kHeap) {
         HeapRef ref;
         if (rh.size != sizeof ref) return "a heap record has a bad size at " + std::to_string(pos);
-        std::memcpy(&ref, ring_ + idx + kHeader, sizeof ref);
-        if (ref.offset >= seg_->size() || ref.size > seg_->size() - ref.offset) {
+        std::memcpy(&ref, ring + idx + kHeader, sizeof ref);
+        if (ref.offset >= segment_size || ref.size > segment_size - ref.offset) {
           return "a heap record points outside the segment at " + std::to_string(pos);
         }
+        rec.in_heap = true;
+        rec.heap_offset = ref.offset;
+        rec.heap_size = ref.size;
+      } else {
+        rec.inline_bytes = ByteView(ring + idx + kHeader, rh.size);
       }
+      if (visiting && visit) visiting = visit(rec);
       ++msgs;
     } else {
       return "a record has an unknown kind " + std::to_string(rh.kind) + " at " + std::to_string(pos);
@@ -371,12 +378,23 @@ std::string QueueCore::check() const {
     if (len > left) return "a record runs past the tail at " + std::to_string(pos);
     pos += len;
   }
+  if (messages) *messages = msgs;
   if (msgs != std::uint32_t(msgs_of(t) - msgs_of(h))) {
     return "the ring holds " + std::to_string(msgs) + " messages but the counters say " +
            std::to_string(std::uint32_t(msgs_of(t) - msgs_of(h)));
   }
-  s.header.count.store(msgs, std::memory_order_relaxed);
   return {};
+}
+
+std::string QueueCore::check() const {
+  QueueState& s = *st_;
+  RobustLockGuard pg(s.header.mutex, put_recover_);
+  RobustLockGuard gg(s.get_mutex);
+  if (s.pending_block.load() != 0) return "a producer's intent record was left behind";
+  std::uint32_t msgs = 0;
+  std::string problem = walk_queue(s, ring_, seg_->size(), {}, &msgs);
+  if (problem.empty()) s.header.count.store(msgs, std::memory_order_relaxed);
+  return problem;
 }
 
 }  // namespace mpp::detail

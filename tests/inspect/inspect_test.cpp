@@ -115,7 +115,7 @@ TEST_CASE("list and show report a live segment's objects, in text and JSON") {
   CHECK(check.out.find("sound") != std::string::npos);
 }
 
-TEST_CASE("dump prints a dict's and a list's contents from their type names") {
+TEST_CASE("dump prints dicts, lists and queues from their type names") {
   const std::string name = unique_name("dump");
   mpp::Manager m(name, 1 << 20);
   auto d = m.dict<std::string, long>("counts");
@@ -140,6 +140,23 @@ TEST_CASE("dump prints a dict's and a list's contents from their type names") {
 
   Run hexed = inspect("dump " + name + " points");
   CHECK(hexed.out.find("Point [8 bytes] 0100000002000000") != std::string::npos);
+
+  auto q = m.queue<std::string>("jobs");
+  q.put("first");
+  q.put(std::string(100000, 'z'));  // large enough to live in a heap block, not the ring
+  q.put("third");
+  (void)q.get();
+  auto jq = json::parse(inspect("dump " + name + " jobs --json").out).as_object();
+  auto& qrows = jq["entries"].as_array();
+  REQUIRE(qrows.size() == 2);
+  CHECK(std::string(qrows[0].as_object()["value"].as_string()).substr(0, 5) == "\"zzzz");
+  CHECK(qrows[1].as_object()["value"].as_string() == "\"third\"");
+  auto shown = json::parse(inspect("show " + name + " --json").out).as_object();
+  bool saw_get_lock = false;
+  for (auto& ob : shown["object_list"].as_array()) {
+    if (ob.as_object()["name"].as_string() == "jobs") saw_get_lock = ob.as_object().contains("get_lock");
+  }
+  CHECK(saw_get_lock);
 
   for (int i = 0; i < 30; ++i) d.set("k" + std::to_string(i), i);
   auto limited = json::parse(inspect("dump " + name + " counts --limit 5 --json").out).as_object();
@@ -302,6 +319,9 @@ TEST_CASE("the reader survives thousands of mutated segment images") {
   auto l = m.list<std::string>("l");
   for (int i = 0; i < 20; ++i) l.append(std::string(static_cast<std::size_t>(i), 'x'));
   make_object(*seg, "e", ObjectKind::event, "", "");
+  auto q = m.queue<std::string>("q");
+  for (int i = 0; i < 10; ++i) q.put(std::string(static_cast<std::size_t>(i * 300), 'q'));
+  (void)q.get();
   std::vector<std::byte> pristine(seg->size());
   std::memcpy(pristine.data(), seg->at(0), seg->size());
   // Mutate where the structure is: header, directory, heap header and the used heap.

@@ -8,6 +8,7 @@
 
 #include "mpp/detail/dict_core.hpp"
 #include "mpp/detail/list_core.hpp"
+#include "mpp/detail/queue_core.hpp"
 #include "mpp/detail/segment_format.hpp"
 
 namespace mpp::inspect {
@@ -119,6 +120,12 @@ class Image {
   }
   // The most nodes a heap of this size could hold: walks longer than this are cycles.
   std::uint64_t max_nodes() const { return (hi_ - lo_) / 16 + 1; }
+  std::uint64_t heap_end() const { return hi_; }
+  // The n bytes at `off`, if they lie wholly inside the heap.
+  const std::byte* range(std::uint64_t off, std::uint64_t n) const {
+    if (off < lo_ || off > hi_ || n > hi_ - off) return nullptr;
+    return reinterpret_cast<const std::byte*>(b_ + off);
+  }
 
  private:
   const char* b_;
@@ -197,6 +204,42 @@ std::uint64_t walk_list(const Image& img, const ObjectInfo& o, std::size_t limit
   return size;
 }
 
+bool is_queue(const ObjectInfo& o) {
+  return o.kind == "queue" || o.kind == "joinable_queue" || o.kind == "simple_queue";
+}
+
+// Walks a queue's committed records, oldest first (the queue's own walker, on the image).
+std::uint64_t walk_queue_image(const Image& img, const ObjectInfo& o, std::size_t limit,
+                               std::vector<std::string>& problems,
+                               const std::function<void(std::span<const std::byte>)>& row) {
+  const auto* st = img.at<QueueState>(o.offset);
+  if (!st || o.state_bytes < sizeof(QueueState)) {
+    problems.push_back("its state is too small for a queue or lies outside the heap");
+    return 0;
+  }
+  const auto* ring = img.range(st->ring_offset, st->ring_bytes);
+  if (!ring) {
+    problems.push_back("its ring lies outside the heap");
+    return 0;
+  }
+  std::uint64_t seen = 0;
+  std::uint32_t messages = 0;
+  std::string p = walk_queue(*st, ring, img.heap_end(), [&](const QueueRecord& r) {
+    if (++seen > limit) return false;
+    if (!r.in_heap) {
+      row(r.inline_bytes);
+    } else if (const auto* payload = img.range(r.heap_offset, r.heap_size)) {
+      row(img.bytes(payload, static_cast<std::size_t>(r.heap_size)));
+    } else {
+      problems.push_back("a large message's block lies outside the heap");
+      return false;
+    }
+    return true;
+  }, &messages);
+  if (!p.empty()) problems.push_back(p);
+  return messages;
+}
+
 std::string no_listing(const ObjectInfo& o, const void* base, std::size_t size) {
   const auto* bytes = static_cast<const char*>(base);
   std::uint64_t state_end = std::min<std::uint64_t>(o.offset + o.state_bytes, size);
@@ -223,6 +266,9 @@ DumpResult dump_object(const void* base, std::size_t size, const ObjectInfo& o, 
   } else if (o.kind == "list") {
     n = walk_list(img, o, limit, problems,
                   [&](auto v) { d.rows.push_back({std::nullopt, format_value(o.value_type, v)}); });
+  } else if (is_queue(o)) {
+    n = walk_queue_image(img, o, limit, problems,
+                         [&](auto v) { d.rows.push_back({std::nullopt, format_value(o.value_type, v)}); });
   } else {
     d.note = no_listing(o, base, size);
     return d;
@@ -240,12 +286,16 @@ std::vector<std::string> check_object(const void* base, std::size_t size, const 
     n = walk_dict(img, o, 0, problems, [](auto, auto) {});
   } else if (o.kind == "list") {
     n = walk_list(img, o, 0, problems, [](auto) {});
+  } else if (is_queue(o)) {
+    n = walk_queue_image(img, o, 0, problems, [](auto) {});
   } else {
     return problems;
   }
   // The element count is derived state: it may lag while a writer holds the lock, and is
   // recomputed when a dead writer's lock is recovered. Only a free lock makes it a finding.
-  if (problems.empty() && o.lock.holder == 0 && n != o.count) {
+  // A queue's depth is the difference of its head and tail counters, which walk_queue
+  // already checked against the records; its ObjectHeader count is a hint for `show`.
+  if (problems.empty() && !is_queue(o) && o.lock.holder == 0 && n != o.count) {
     problems.push_back("its element count says " + std::to_string(o.count) + " but " +
                        std::to_string(n) + " elements are linked");
   }

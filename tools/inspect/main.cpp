@@ -167,6 +167,7 @@ json::object object_json(const ObjectInfo& o) {
   j["creator_pid"] = o.creator_pid;
   j["created"] = o.created;
   j["lock"] = lock_json(o.lock);
+  if (o.get_lock) j["get_lock"] = lock_json(*o.get_lock);
   return j;
 }
 
@@ -264,7 +265,9 @@ void print_show(const SegmentInfo& s) {
     std::printf("%-24s %-17s %-28s %9llu %10s %10s %11llu  %s\n", o.name.c_str(), o.kind.c_str(),
                 types.c_str(), static_cast<unsigned long long>(o.count),
                 human_bytes(o.bytes).c_str(), human_bytes(o.leaked).c_str(),
-                static_cast<unsigned long long>(o.lock.recoveries), lock_text(o.lock).c_str());
+                static_cast<unsigned long long>(o.lock.recoveries),
+                (o.get_lock ? "put " + lock_text(o.lock) + "; get " + lock_text(*o.get_lock)
+                            : lock_text(o.lock)).c_str());
   }
   if (s.objects.empty()) std::printf("(no objects)\n");
 }

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -44,7 +45,8 @@ struct ObjectInfo {
   std::uint64_t leaked = 0;      // bytes given up by crash recoveries
   pid_t creator_pid = 0;
   double created = 0;            // seconds since the epoch
-  LockInfo lock;
+  LockInfo lock;                  // the object's lock (a queue's put lock)
+  std::optional<LockInfo> get_lock;  // queues: the consumers' lock
   std::string problem;           // non-empty: the entry is corrupt (and the rest is unset)
 };
 

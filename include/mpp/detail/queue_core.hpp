@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +68,23 @@ struct QueueState {
       : ring_offset(ring_off), ring_bytes(ring_size), kind(static_cast<std::uint32_t>(k)),
         maxsize(max), inline_max(inline_limit) {}
 };
+
+// One message as it sits in the ring: inline bytes, or a reference to a heap block.
+struct QueueRecord {
+  bool in_heap = false;
+  ByteView inline_bytes;        // !in_heap: the payload, inside the ring
+  std::uint64_t heap_offset = 0;  // in_heap: segment offset and size of the payload
+  std::uint64_t heap_size = 0;
+};
+
+// Walks the committed records of a queue, oldest first, reading only `s` and the
+// `ring_bytes` bytes at `ring`, and checking each record's framing (and that heap records
+// point inside a segment of `segment_size` bytes). Calls visit(record) for each message
+// until it returns false. Returns what is wrong, or empty; *messages gets the count seen.
+// Takes no lock: QueueCore::check() calls it under both locks, mpp-inspect on a snapshot.
+std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t segment_size,
+                       const std::function<bool(const QueueRecord&)>& visit,
+                       std::uint32_t* messages = nullptr);
 
 // A handle on one queue's state in a segment. Copies share the queue (and the segment).
 class QueueCore {
