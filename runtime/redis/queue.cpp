@@ -29,21 +29,36 @@ return len
 )lua"};
 
 // KEYS: queue, processing. ARGV: n -> up to n messages moved to processing, oldest first.
+// Three commands whatever n (LRANGE, LTRIM, LPUSH) rather than n LMOVEs; the processing
+// list ends as n LMOVEs would leave it.
 constexpr Script take{R"lua(
+local got = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
+if #got == 0 then return got end
+redis.call('LTRIM', KEYS[1], 0, -#got - 1)
 local out = {}
-for i = 1, tonumber(ARGV[1]) do
-  local m = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-  if not m then break end
-  out[i] = m
-end
+for i = #got, 1, -1 do out[#out + 1] = got[i] end
+redis.call('LPUSH', KEYS[2], unpack(out))
 return out
 )lua"};
 
-// KEYS: processing. ARGV: messages -> how many were still there and are now removed.
+// KEYS: processing. ARGV: messages, oldest first -> how many were still there and are now
+// removed. When they are the oldest in flight (acknowledged in order, the usual case) they
+// are the tail of the list and one LTRIM drops them; otherwise one LREM each.
 constexpr Script ack{R"lua(
-local n = 0
-for i = 1, #ARGV do n = n + redis.call('LREM', KEYS[1], -1, ARGV[i]) end
-return n
+local n = #ARGV
+local tail = redis.call('LRANGE', KEYS[1], -n, -1)
+local in_order = #tail == n
+for i = 1, n do
+  if not in_order then break end
+  if tail[n + 1 - i] ~= ARGV[i] then in_order = false end
+end
+if in_order then
+  redis.call('LTRIM', KEYS[1], 0, -n - 1)
+  return n
+end
+local removed = 0
+for i = 1, n do removed = removed + redis.call('LREM', KEYS[1], -1, ARGV[i]) end
+return removed
 )lua"};
 
 // KEYS: queue, consumers. ARGV: the queue's key prefix -> messages put back.
@@ -241,6 +256,7 @@ void QueueCore::put(std::span<const std::string_view> messages, bool block,
 
 std::vector<std::string> QueueCore::get(std::size_t max, bool block, std::optional<ms> timeout) {
   if (max == 0) throw ValueError("get_many(0): ask for at least one message");
+  max = std::min(max, batch);  // a Lua script's unpack() has a limit
   become_consumer();
   before_call();
   return guarded(needs_reconcile_, [&] {

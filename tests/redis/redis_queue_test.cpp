@@ -323,3 +323,30 @@ TEST_CASE("Redis restarted under load: clients recover, nothing acknowledged is 
   // Redelivery is rare (a put or get cut by the restart) and bounded.
   CHECK(std::accumulate(seen.begin(), seen.end(), 0) < total + 10);
 }
+
+TEST_CASE("task_done(n) removes exactly its messages, in order or not") {
+  std::string url = mpp::test::redis_url();
+  if (url.empty()) return;
+  auto conn = std::make_shared<Connection>(url);
+  std::string name = mpp::test::unique_name("ack");
+  Queue<std::string> q(conn, name);
+  q.clear();
+  q.put_many(std::vector<std::string>{"a", "b", "c", "d"});
+  CHECK(q.get_many(3) == std::vector<std::string>{"a", "b", "c"});
+  auto keys = conn->command({"KEYS", name + ":processing:*"});
+  REQUIRE(keys.size() == 1);
+  std::string proc(keys[0].str());
+  // Something else at the tail of the processing list: the fast path (LTRIM) must not run.
+  conn->command({"RPUSH", proc, "stranger"});
+  q.task_done(2);
+  auto left = conn->command({"LRANGE", proc, "0", "-1"});
+  REQUIRE(left.size() == 2);
+  CHECK(left[0].str() == "c");
+  CHECK(left[1].str() == "stranger");
+  conn->command({"LREM", proc, "0", "stranger"});
+  CHECK(q.get() == "d");
+  q.task_done(2);  // c and d, now the whole list
+  CHECK(conn->command({"LLEN", proc}).integer() == 0);
+  CHECK(q.unfinished_tasks() == 0);
+  q.clear();
+}

@@ -166,8 +166,9 @@ class Queue {
   }
   // Empty at once if nothing is waiting.
   T get_nowait() { return one(core_.get(1, false, std::nullopt)); }
-  // Takes up to `max` messages in one round trip: waits (at most `timeout`, if given) for
-  // the first, then takes what else is waiting. Empty if none came. Each needs task_done().
+  // Takes up to `max` (at most 1000) messages in one round trip: waits (at most `timeout`,
+  // if given) for the first, then takes what else is waiting. Empty if none came. Each
+  // needs task_done().
   std::vector<T> get_many(std::size_t max,
                           std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
     std::vector<T> out;
