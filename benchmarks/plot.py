@@ -135,7 +135,7 @@ def main():
             ax.set_axis_off()
     m = doc["machine"]
     fig.suptitle(f"mpp comparison suite — {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, "
-                 f"{m['python']}, {m['date']}; markers: median of {doc['config']['reps']} runs, "
+                 f"{m['python']}, {m['date']}, load average {m.get('load_average', 0):.1f}; markers: median of {doc['config']['reps']} runs, "
                  f"bars: min–max", fontsize=10)
     fig.tight_layout()
     fig.savefig(dst, dpi=110)

@@ -222,7 +222,9 @@ void write_markdown(const Plan& plan, const boost::json::object& machine, std::o
      << machine.at("cores").as_int64() << " cores, "
      << human_bytes(double(machine.at("memory_bytes").as_int64())) << " RAM, Linux "
      << machine.at("kernel").as_string().c_str() << ", " << machine.at("python").as_string().c_str()
-     << "; " << machine.at("date").as_string().c_str() << ". Each cell: median [min–max] of "
+     << "; load average " << machine.at("load_average").as_double() << " at the start, "
+     << machine.at("load_average_end").as_double() << " at the end; "
+     << machine.at("date").as_string().c_str() << ". Each cell: median [min–max] of "
      << plan.config().reps << " runs after " << plan.config().warmup
      << " warm-up, then the ratio to the reference named in the column.\n";
   for (const WorkloadInfo& w : kWorkloads) {
@@ -266,6 +268,17 @@ std::string trim(std::string s) {
   return s.substr(i);
 }
 
+// The 1-minute load average: on a machine shared with other work, it says how far the
+// figures are from an idle machine's.
+double load_average() {
+  double l = 0;
+  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &l) != 1) l = 0;
+    std::fclose(f);
+  }
+  return l;
+}
+
 boost::json::object machine_info(const Config& config) {
   boost::json::object m;
   m["cpu"] = trim(read_first_line("/proc/cpuinfo", "model name"));
@@ -283,6 +296,7 @@ boost::json::object machine_info(const Config& config) {
   }
   m["python"] = trim(py);
   m["thp_shmem"] = trim(read_first_line("/sys/kernel/mm/transparent_hugepage/shmem_enabled", ""));
+  m["load_average"] = load_average();
   char date[64];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
@@ -348,7 +362,7 @@ int main(int argc, char** argv) {
       continue;
     w.add(plan);
   }
-  const boost::json::object machine = machine_info(cfg);
+  boost::json::object machine = machine_info(cfg);
   std::printf("mpp-compare%s: %s; this machine has %d cores (%s)\n", cfg.quick ? " --quick" : "",
               cfg.quick ? "each workload once at a small size, checking results"
                         : ("median [min–max] of " + std::to_string(cfg.reps) + " runs after " +
@@ -356,9 +370,13 @@ int main(int argc, char** argv) {
               cpu_count(), machine.at("cpu").as_string().c_str());
   std::fflush(stdout);
   const bool ok = plan.run();
+  machine["load_average_end"] = load_average();
 
   print_table(plan, std::cout);
-  std::printf("suite time: %.0f s; all results %s\n", plan.elapsed(),
+  std::printf("suite time: %.0f s; load average %.1f at the start, %.1f at the end (%d cores); "
+              "all results %s\n",
+              plan.elapsed(), machine.at("load_average").as_double(),
+              machine.at("load_average_end").as_double(), cpu_count(),
               ok ? "correct" : "NOT correct (see FAILED above)");
 
   std::filesystem::create_directories(cfg.out_dir);
