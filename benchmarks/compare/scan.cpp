@@ -15,6 +15,12 @@
 
 #include "workloads.hpp"
 
+// mpp::Array is measured once it is in the tree (it lands separately from this suite).
+#if __has_include("mpp/array.hpp")
+#include "mpp/array.hpp"
+#define MPP_BENCH_HAVE_ARRAY 1
+#endif
+
 namespace bench {
 namespace {
 
@@ -131,7 +137,28 @@ void add_case(Plan& plan, std::size_t bytes, int workers) {
     plan.add(std::move(t));
   }
 
+#ifdef MPP_BENCH_HAVE_ARRAY
+  // mpp: an Array<uint64_t> (anonymous shared memory) made before fork; each worker scans
+  // its span in place, no copy and no lock.
+  {
+    auto array = std::make_shared<std::unique_ptr<mpp::Array<std::uint64_t>>>();
+    Task t = measured(ci, kMpp, {});
+    t.setup = [=] {
+      *array = std::make_unique<mpp::Array<std::uint64_t>>(n);
+      fill((*array)->span().data(), n);
+    };
+    t.teardown = [=] { array->reset(); };
+    t.once = [=] {
+      const std::span<std::uint64_t> data = (*array)->span();
+      return run_workers(workers, n, [=](int in, int out) {
+        answer_and_wait(in, out, data.data(), n);
+      });
+    };
+    plan.add(std::move(t));
+  }
+#else
   plan.add(not_yet(ci, kMpp, "mpp::Array has not landed"));
+#endif
 
   // Isolated: each worker gets its own copy of the data through a pipe.
   {
