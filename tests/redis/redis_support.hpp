@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -70,8 +71,10 @@ inline int free_port() {
 // accept connections" log line, read from a pipe (no polling).
 class RedisServer {
  public:
-  explicit RedisServer(std::vector<std::string> extra_args = {}, std::string bind = "127.0.0.1")
-      : extra_(std::move(extra_args)), bind_(std::move(bind)) {
+  // `netns`: the name of a network namespace (ip netns) to run it in, "" for this one.
+  explicit RedisServer(std::vector<std::string> extra_args = {}, std::string bind = "127.0.0.1",
+                       std::string netns = "")
+      : extra_(std::move(extra_args)), bind_(std::move(bind)), netns_(std::move(netns)) {
     char tmpl[] = "/tmp/mpp-redis-test-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
     dir_ = tmpl;
@@ -127,6 +130,10 @@ class RedisServer {
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(97);
+      if (!netns_.empty()) {
+        int ns = open(("/run/netns/" + netns_).c_str(), O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) _exit(96);
+      }
       dup2(fds[1], STDOUT_FILENO);
       dup2(fds[1], STDERR_FILENO);
       std::vector<char*> argv;
@@ -160,6 +167,7 @@ class RedisServer {
 
   std::vector<std::string> extra_;
   std::string bind_;
+  std::string netns_;
   std::string dir_;
   int port_ = 0;
   pid_t pid_ = -1;
