@@ -1,0 +1,314 @@
+// Framing and handshake over a plain blocking socket fd. Boost.Asio resolves names (and, in
+// the server, accepts); the reads and writes themselves are recv/sendmsg with poll() for
+// deadlines, because Asio's synchronous operations have no timeouts and the proxies'
+// blocking calls (queue.get with a timeout) need exactly that.
+#include "mpp/net/connection.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/io_context.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "mpp/errors.hpp"
+
+namespace mpp::net {
+namespace {
+
+constexpr std::string_view kChallenge = "#CHALLENGE#";
+constexpr std::string_view kWelcome = "#WELCOME#";
+constexpr std::string_view kFailure = "#FAILURE#";
+
+// Waits until `fd` is ready for `events` or the deadline passes (TimeoutError).
+void wait_ready(int fd, short events, Deadline deadline, const char* what) {
+  if (!deadline) return;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+    if (left <= 0) throw TimeoutError(std::string("timed out ") + what);
+    pollfd p{fd, events, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
+    if (r > 0) return;
+    if (r < 0 && errno != EINTR) throw_os_error(errno, std::string("poll while ") + what);
+  }
+}
+
+const EVP_MD* digest_by_python_name(std::string_view name) {
+  if (name == "md5") return EVP_md5();
+  if (name == "sha256") return EVP_sha256();
+  if (name == "sha384") return EVP_sha384();
+  if (name == "sha3_256") return EVP_sha3_256();
+  if (name == "sha3_384") return EVP_sha3_384();
+  return nullptr;
+}
+
+std::string random_bytes(std::size_t n) {
+  std::string s(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(s.data()), static_cast<int>(n)) != 1)
+    throw OSError(EIO, "RAND_bytes could not produce a challenge");
+  return s;
+}
+
+bool equal_ct(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+Deadline deadline_after(std::chrono::milliseconds d) {
+  if (d.count() <= 0) return std::nullopt;
+  return Clock::now() + d;
+}
+
+Connection::Connection(int fd) : fd_(fd) {}
+Connection::Connection(Connection&& o) noexcept
+    : fd_(std::exchange(o.fd_, -1)), buf_(std::move(o.buf_)), buf_pos_(std::exchange(o.buf_pos_, 0)) {}
+Connection& Connection::operator=(Connection&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(o.fd_, -1);
+    buf_ = std::move(o.buf_);
+    buf_pos_ = std::exchange(o.buf_pos_, 0);
+  }
+  return *this;
+}
+Connection::~Connection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Connection::shutdown() noexcept {
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+}
+
+std::string Connection::peer_name() const {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+Connection Connection::connect(const std::string& host, std::uint16_t port,
+                               std::chrono::milliseconds timeout) {
+  namespace ip = boost::asio::ip;
+  std::string where = host + ":" + std::to_string(port);
+  boost::asio::io_context io;
+  ip::tcp::resolver resolver(io);
+  boost::system::error_code ec;
+  auto results = resolver.resolve(host, std::to_string(port), ip::resolver_base::numeric_service, ec);
+  if (ec) throw OSError(EHOSTUNREACH, "cannot resolve " + where + ": " + ec.message());
+  auto deadline = deadline_after(timeout);
+  int last_errno = EHOSTUNREACH;
+  for (const auto& entry : results) {
+    auto ep = entry.endpoint();
+    int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) throw_os_error(errno, "socket");
+    Connection c(fd);
+    int r = ::connect(fd, ep.data(), static_cast<socklen_t>(ep.size()));
+    if (r != 0 && errno == EINPROGRESS) {
+      try {
+        wait_ready(fd, POLLOUT, deadline, ("connecting to " + where).c_str());
+      } catch (const TimeoutError&) {
+        throw_os_error(ETIMEDOUT, "connecting to " + where);
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      r = err == 0 ? 0 : -1;
+      errno = err;
+    }
+    if (r != 0) {
+      last_errno = errno;
+      continue;
+    }
+    int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return c;
+  }
+  throw_os_error(last_errno, "connecting to " + where);
+}
+
+void Connection::send_bytes(std::string_view payload, Deadline deadline) {
+  if (fd_ < 0) throw OSError(EBADF, "send on a closed connection");
+  unsigned char prefix[12];
+  std::size_t plen;
+  std::uint64_t n = payload.size();
+  if (n <= 0x7fffffff) {
+    for (int k = 0; k < 4; ++k) prefix[k] = static_cast<unsigned char>(n >> (24 - 8 * k));
+    plen = 4;
+  } else {
+    std::memset(prefix, 0xff, 4);
+    for (int k = 0; k < 8; ++k) prefix[4 + k] = static_cast<unsigned char>(n >> (56 - 8 * k));
+    plen = 12;
+  }
+  iovec iov[2] = {{prefix, plen}, {const_cast<char*>(payload.data()), payload.size()}};
+  std::size_t total = plen + payload.size(), sent = 0;
+  while (sent < total) {
+    wait_ready(fd_, POLLOUT, deadline, "sending a frame");
+    // Skip what is sent already; both parts go in one sendmsg whenever the kernel takes them.
+    iovec cur[2];
+    int cnt = 0;
+    std::size_t skip = sent;
+    for (auto& v : iov) {
+      if (skip >= v.iov_len) {
+        skip -= v.iov_len;
+        continue;
+      }
+      cur[cnt++] = {static_cast<char*>(v.iov_base) + skip, v.iov_len - skip};
+      skip = 0;
+    }
+    msghdr msg{};
+    msg.msg_iov = cur;
+    msg.msg_iovlen = static_cast<std::size_t>(cnt);
+    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_os_error(errno, "sending a frame to " + peer_name());
+    }
+    sent += static_cast<std::size_t>(r);
+  }
+}
+
+void Connection::fill(std::size_t need, Deadline deadline, bool frame_started) {
+  while (buf_.size() - buf_pos_ < need) {
+    if (buf_pos_ > 0) {
+      buf_.erase(0, buf_pos_);
+      buf_pos_ = 0;
+    }
+    wait_ready(fd_, POLLIN, deadline, "waiting for a frame");
+    std::size_t have = buf_.size();
+    std::size_t want = std::max<std::size_t>(need - have, 65536);
+    buf_.resize(have + want);
+    ssize_t r = ::recv(fd_, buf_.data() + have, want, 0);
+    buf_.resize(have + static_cast<std::size_t>(std::max<ssize_t>(r, 0)));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_os_error(errno, "receiving a frame");
+    }
+    if (r == 0) {
+      if (!frame_started && buf_.empty()) throw EOFError("");
+      throw EOFError("the peer closed the connection inside a frame");
+    }
+  }
+}
+
+std::optional<std::string> Connection::recv_bytes(std::size_t max_length, Deadline deadline) {
+  if (fd_ < 0) throw OSError(EBADF, "recv on a closed connection");
+  try {
+    fill(4, deadline, false);
+  } catch (const EOFError& e) {
+    if (std::string_view(e.what()).empty()) return std::nullopt;
+    throw;
+  }
+  auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(buf_[buf_pos_ + k]); };
+  std::int32_t n32 = static_cast<std::int32_t>((std::uint32_t{byte(0)} << 24) | (std::uint32_t{byte(1)} << 16) |
+                                               (std::uint32_t{byte(2)} << 8) | byte(3));
+  std::uint64_t n;
+  std::size_t plen = 4;
+  if (n32 == -1) {
+    fill(12, deadline, true);
+    n = 0;
+    for (std::size_t k = 4; k < 12; ++k) n = (n << 8) | byte(k);
+    plen = 12;
+  } else if (n32 < 0) {
+    throw DecodeError("bad frame: negative length " + std::to_string(n32));
+  } else {
+    n = static_cast<std::uint64_t>(n32);
+  }
+  if (n > max_length)
+    throw DecodeError("frame of " + std::to_string(n) + " bytes refused: the limit is " +
+                      std::to_string(max_length) + " bytes");
+  buf_pos_ += plen;
+  auto len = static_cast<std::size_t>(n);
+  fill(len, deadline, true);
+  std::string out = buf_.substr(buf_pos_, len);
+  buf_pos_ += len;
+  if (buf_pos_ == buf_.size()) {
+    buf_.clear();
+    buf_pos_ = 0;
+    if (buf_.capacity() > (std::size_t{1} << 20)) buf_.shrink_to_fit();
+  }
+  return out;
+}
+
+std::string hmac_digest(std::string_view name, std::string_view key, std::string_view message) {
+  const EVP_MD* md = digest_by_python_name(name);
+  if (!md) throw ValueError("unsupported digest '" + std::string(name) + "'");
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!HMAC(md, key.data(), static_cast<int>(key.size()),
+            reinterpret_cast<const unsigned char*>(message.data()), message.size(), out, &len))
+    throw OSError(EIO, "OpenSSL HMAC failed");
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+void deliver_challenge(Connection& c, std::string_view authkey, Deadline deadline, bool allow_legacy) {
+  std::string message = "{sha256}" + random_bytes(40);
+  c.send_bytes(std::string(kChallenge) + message, deadline);
+  auto answer = c.recv_bytes(kHandshakeMaxFrame, deadline);
+  if (!answer) throw AuthenticationError("the peer closed the connection during authentication");
+  bool ok = false;
+  if (answer->size() == 16) {
+    ok = allow_legacy && equal_ct(*answer, hmac_digest("md5", authkey, message));
+  } else if (answer->size() > 2 && (*answer)[0] == '{') {
+    auto close = answer->find('}');
+    if (close != std::string::npos && close <= 20) {
+      std::string name = answer->substr(1, close - 1);
+      if (digest_by_python_name(name))
+        ok = equal_ct(std::string_view(*answer).substr(close + 1), hmac_digest(name, authkey, message));
+    }
+  }
+  if (!ok) {
+    c.send_bytes(kFailure, deadline);
+    throw AuthenticationError("digest received was wrong");
+  }
+  c.send_bytes(kWelcome, deadline);
+}
+
+void answer_challenge(Connection& c, std::string_view authkey, Deadline deadline) {
+  auto frame = c.recv_bytes(kHandshakeMaxFrame, deadline);
+  if (!frame) throw AuthenticationError("the peer closed the connection during authentication");
+  if (frame->substr(0, kChallenge.size()) != kChallenge)
+    throw AuthenticationError("protocol error: expected a #CHALLENGE# message");
+  std::string_view message = std::string_view(*frame).substr(kChallenge.size());
+  std::string answer;
+  if (message.size() == 20 || message.size() == 16) {
+    answer = hmac_digest("md5", authkey, message);
+  } else {
+    auto close = message.find('}');
+    if (message.size() < 20 || message[0] != '{' || close == std::string_view::npos || close > 20)
+      throw AuthenticationError("protocol error: malformed challenge");
+    std::string name(message.substr(1, close - 1));
+    if (!digest_by_python_name(name))
+      throw AuthenticationError("protocol error: the challenge asks for the unsupported digest '" + name + "'");
+    answer = "{" + name + "}" + hmac_digest(name, authkey, message);
+  }
+  c.send_bytes(answer, deadline);
+  auto result = c.recv_bytes(kHandshakeMaxFrame, deadline);
+  if (!result || *result != kWelcome) throw AuthenticationError("digest sent was rejected");
+}
+
+}  // namespace mpp::net
