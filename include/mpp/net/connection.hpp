@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "mpp/errors.hpp"
+
 namespace mpp::net {
 
 using Clock = std::chrono::steady_clock;
