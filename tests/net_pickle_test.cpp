@@ -57,7 +57,7 @@ TEST_CASE("every captured pickle frame decodes to what Python printed") {
 TEST_CASE("the encoder writes Python's bytes for the messages of the classic flow") {
   // Python 3.11 writes FRAME and MEMOIZE, which are optional; without them the opcodes match.
   CHECK(pickle(PyObject()) == unhex("80044e2e"));
-  CHECK(pickle(make_tuple("#ERROR", ExceptionValue{"queue", "Empty", {}, {}})) ==
+  CHECK(pickle(py_tuple("#ERROR", ExceptionValue{"queue", "Empty", {}, {}})) ==
         unhex("8004" "8c06234552524f52" "8c057175657565" "8c05456d707479" "93" "29" "52" "86" "2e"));
   CHECK(pickle(PyObject(std::int64_t{-1})) == unhex("80044affffffff2e"));
   CHECK(pickle(PyObject(std::int64_t{1} << 40)) == unhex("80048a06000000000001" "2e"));

@@ -161,9 +161,9 @@ class PyObject {
 // Python's repr() of `v`, e.g. "('#RETURN', None)", "Empty()", "b'\\x00'".
 std::string repr(const PyObject& v);
 
-// Builds a Tuple from C++ values: make_tuple("put", 1, None{}).
+// Builds a Tuple from C++ values: py_tuple("put", 1, None{}).
 template <class... A>
-PyObject make_tuple(A&&... a);
+PyObject py_tuple(A&&... a);
 
 // ----- conversions between C++ values and PyObject ------------------------------------
 
@@ -342,7 +342,7 @@ T from_py(const PyObject& v) {
 }
 
 template <class... A>
-PyObject make_tuple(A&&... a) {
+PyObject py_tuple(A&&... a) {
   Tuple t;
   t.items.reserve(sizeof...(A));
   (t.items.push_back(to_py(a)), ...);

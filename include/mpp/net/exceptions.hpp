@@ -1,0 +1,36 @@
+// How exceptions cross the wire of mpp::net, in both directions.
+//
+// A method that raises on the serving side is sent as ('#ERROR', exception value):
+//   mpp::Empty -> queue.Empty(), mpp::Full -> queue.Full(), mpp::KeyError -> KeyError(msg),
+//   mpp::IndexError -> IndexError(msg), mpp::ValueError -> ValueError(msg),
+//   PythonException -> the exact value it carries, anything else -> RuntimeError(what()).
+// On the calling side an #ERROR value is raised as the matching mpp exception for queue.Empty,
+// queue.Full, KeyError and IndexError (so remote proxies behave as the local objects do), and
+// as PythonException (an mpp::RemoteError) for every other exception.
+#pragma once
+
+#include <exception>
+
+#include "mpp/errors.hpp"
+#include "mpp/net/pyobject.hpp"
+
+namespace mpp::net {
+
+// An exception raised by a Python (or mpp) peer, carried as data. type_name() is its class
+// name, message() the repr of its arguments.
+class PythonException : public RemoteError {
+ public:
+  explicit PythonException(ExceptionValue value);
+  const ExceptionValue& value() const noexcept { return value_; }
+
+ private:
+  ExceptionValue value_;
+};
+
+// The exception value to send for the exception `e` a served method threw (see above).
+ExceptionValue to_exception_value(const std::exception_ptr& e);
+
+// Throws the C++ exception for an #ERROR value received from a peer (see above).
+[[noreturn]] void raise_exception_value(const ExceptionValue& v);
+
+}  // namespace mpp::net

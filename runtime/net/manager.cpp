@@ -1,0 +1,562 @@
+// The manager server and client of mpp::net.
+//
+// Threading model: Boost.Asio accepts (one io_context, run by serve_forever's thread); every
+// accepted socket gets a thread of its own that runs the handshake and then that
+// connection's requests, exactly as Python's server does. That is what the protocol needs:
+// a Python client keeps one connection per proxy thread and blocks inside calls such as
+// queue.get(timeout), so a call may block its own connection but never another.
+#include "mpp/net/manager.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+#include "mpp/net/pickle.hpp"
+
+namespace mpp::net {
+namespace detail {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+PyObject reply(const char* kind, PyObject value) { return py_tuple(kind, std::move(value)); }
+
+PyObject traceback(const std::string& type, const std::string& message) {
+  // Python prints the text a #TRACEBACK carries; its last line is "Type: message".
+  return reply("#TRACEBACK", "Traceback (most recent call last):\n  (served by mpp)\n" + type + ": " + message + "\n");
+}
+
+struct Referent {
+  std::shared_ptr<Servable> object;
+  std::unordered_set<std::string> exposed;
+  std::string typeid_;
+  std::size_t refcount = 0;
+};
+
+struct ServerState {
+  std::string authkey;
+  ManagerOptions options;
+  std::map<std::string, std::function<std::shared_ptr<Servable>()>> registry;
+
+  std::mutex mu;  // guards referents
+  std::map<std::string, Referent> referents;
+
+  asio::io_context io;
+  std::optional<tcp::acceptor> acceptor;
+  Address bound;
+  bool stopped = false;
+
+  std::mutex conns_mu;  // guards live, active, stopping
+  std::condition_variable idle_cv;
+  std::set<Connection*> live;
+  std::size_t active = 0;
+  bool stopping = false;
+
+  void log(const std::string& line) {
+    if (options.log) options.log(line);
+    else std::fprintf(stderr, "mpp.net server: %s\n", line.c_str());
+  }
+
+  // Stops accepting and ends every connection: their blocked reads return, blocked calls
+  // are interrupted. Safe from any thread, including a connection's own.
+  void stop() {
+    {
+      std::lock_guard lock(conns_mu);
+      if (stopping) return;
+      stopping = true;
+      for (auto* c : live) c->shutdown();
+    }
+    {
+      std::lock_guard lock(mu);
+      for (auto& [id, r] : referents) r.object->interrupt();
+    }
+    io.stop();
+  }
+
+  void accept_next(const std::shared_ptr<ServerState>& self) {
+    acceptor->async_accept([self](const boost::system::error_code& ec, tcp::socket sock) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) self->spawn(self, sock.release());
+      self->accept_next(self);
+    });
+  }
+
+  void spawn(const std::shared_ptr<ServerState>& self, int fd) {
+    {
+      std::lock_guard lock(conns_mu);
+      if (stopping || active >= options.max_connections) {
+        ::close(fd);
+        if (!stopping) log("refused a connection: " + std::to_string(active) + " connections are open already");
+        return;
+      }
+      ++active;
+    }
+    try {
+      std::thread([self, fd] { self->serve_connection(fd); }).detach();
+    } catch (const std::system_error& e) {
+      ::close(fd);
+      std::lock_guard lock(conns_mu);
+      --active;
+      log(std::string("cannot start a connection thread: ") + e.what());
+    }
+  }
+
+  void serve_connection(int fd) {
+    Connection c(fd);
+    {
+      std::lock_guard lock(conns_mu);
+      live.insert(&c);
+      if (stopping) c.shutdown();
+    }
+    try {
+      handle(c);
+    } catch (const std::exception& e) {
+      bool quiet;
+      {
+        std::lock_guard lock(conns_mu);
+        quiet = stopping;
+      }
+      if (!quiet) log("dropped the connection from " + c.peer_name() + ": " + e.what());
+    }
+    std::lock_guard lock(conns_mu);
+    live.erase(&c);
+    if (--active == 0) idle_cv.notify_all();
+  }
+
+  void handle(Connection& c) {
+    auto deadline = deadline_after(options.handshake_timeout);
+    try {
+      deliver_challenge(c, authkey, deadline, options.allow_legacy_auth);
+      answer_challenge(c, authkey, deadline);
+    } catch (const AuthenticationError& e) {
+      log("rejected the connection from " + c.peer_name() + ": " + e.what());
+      return;  // and never send traceback text to an unauthenticated peer
+    }
+    auto frame = c.recv_bytes(options.max_frame, deadline);
+    if (!frame) return;
+    Tuple req;
+    PyObject out;
+    try {
+      req = request_of(*frame);
+    } catch (const std::exception& e) {
+      c.send_bytes(pickle(traceback("ValueError", std::string("bad request: ") + e.what())), deadline);
+      return;
+    }
+    if (!req.items[0].is<None>()) {
+      c.send_bytes(pickle(traceback("ValueError", "the first request of a connection must be a manager request")),
+                   deadline);
+      return;
+    }
+    const std::string& method = req.items[1].get<std::string>();
+    out = manager_call(method, req.items[2].get<Tuple>());
+    c.send_bytes(pickle(out), deadline);
+    if (method == "accept_connection" && out.get<Tuple>().items[0] == PyObject("#RETURN")) serve_client(c);
+    if (method == "shutdown") stop();
+  }
+
+  // (ident, method, args, kwds), checked.
+  Tuple request_of(const std::string& frame) {
+    PyObject v = unpickle(frame);
+    if (!v.is<Tuple>()) throw ValueError("a request must be a tuple, got " + v.type_name());
+    auto& t = v.get<Tuple>();
+    if (t.items.size() != 4 || !(t.items[0].is<None>() || t.items[0].is<std::string>()) ||
+        !t.items[1].is<std::string>() || !t.items[2].is<Tuple>() || !t.items[3].is<Dict>())
+      throw ValueError("a request must be (ident, methodname, args, kwds), got " + repr(v).substr(0, 200));
+    return std::move(t);
+  }
+
+  PyObject manager_call(const std::string& method, const Tuple& args) {
+    auto ident_arg = [&]() -> std::string {
+      if (args.items.size() != 1 || !args.items[0].is<std::string>()) throw ValueError(method + " needs (ident,)");
+      return args.items[0].get<std::string>();
+    };
+    try {
+      if (method == "dummy" || method == "accept_connection") return reply("#RETURN", None{});
+      if (method == "create") {
+        if (args.items.empty() || !args.items[0].is<std::string>()) throw ValueError("create needs (typeid,)");
+        auto& typeid_ = args.items[0].get<std::string>();
+        auto it = registry.find(typeid_);
+        if (it == registry.end()) return traceback("KeyError", repr(typeid_));
+        if (args.items.size() > 1) return traceback("TypeError", typeid_ + " takes no arguments from mpp's server");
+        std::shared_ptr<Servable> obj = it->second();
+        if (!obj) return traceback("ValueError", "the callable registered as " + typeid_ + " returned no object");
+        char ident[32];
+        std::snprintf(ident, sizeof ident, "%llx",
+                      static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(obj.get())));
+        Tuple exposed;
+        for (auto& n : obj->exposed()) exposed.items.emplace_back(n);
+        std::lock_guard lock(mu);
+        auto& r = referents[ident];
+        if (!r.object) {
+          r.object = obj;
+          r.exposed.insert(obj->exposed().begin(), obj->exposed().end());
+          r.typeid_ = typeid_;
+        }
+        ++r.refcount;
+        return reply("#RETURN", py_tuple(std::string(ident), exposed));
+      }
+      if (method == "incref" || method == "decref") {
+        std::string ident = ident_arg();
+        std::lock_guard lock(mu);
+        auto it = referents.find(ident);
+        if (it == referents.end()) return traceback("KeyError", repr(ident));
+        if (method == "incref") ++it->second.refcount;
+        else if (--it->second.refcount == 0) referents.erase(it);
+        return reply("#RETURN", None{});
+      }
+      if (method == "get_methods") {
+        if (args.items.size() != 1 || !args.items[0].is<Token>()) throw ValueError("get_methods needs (token,)");
+        std::lock_guard lock(mu);
+        auto it = referents.find(args.items[0].get<Token>().id);
+        if (it == referents.end()) return traceback("KeyError", repr(args.items[0].get<Token>().id));
+        Tuple t;
+        for (auto& n : it->second.object->exposed()) t.items.emplace_back(n);
+        return reply("#RETURN", t);
+      }
+      if (method == "number_of_objects") {
+        std::lock_guard lock(mu);
+        return reply("#RETURN", referents.size());
+      }
+      if (method == "debug_info") {
+        std::lock_guard lock(mu);
+        std::string s;
+        for (auto& [id, r] : referents) s += "  " + id + ": refcount=" + std::to_string(r.refcount) + "\n    " + r.typeid_ + "\n";
+        return reply("#RETURN", s);
+      }
+      if (method == "shutdown") return reply("#RETURN", None{});
+      return traceback("ValueError", repr(method) + " unrecognized");
+    } catch (const std::exception& e) {
+      return traceback("ValueError", e.what());
+    }
+  }
+
+  void serve_client(Connection& c) {
+    std::map<std::string, std::shared_ptr<Servable>> cache;  // this connection's referents
+    while (true) {
+      auto frame = c.recv_bytes(options.max_frame, deadline_after(options.idle_timeout));
+      if (!frame) return;
+      PyObject out;
+      try {
+        Tuple req = request_of(*frame);
+        if (!req.items[0].is<std::string>()) throw ValueError("a proxy call needs an ident");
+        const std::string& ident = req.items[0].get<std::string>();
+        const std::string& method = req.items[1].get<std::string>();
+        std::shared_ptr<Servable> obj;
+        bool is_exposed = false;
+        {
+          std::lock_guard lock(mu);
+          auto it = referents.find(ident);
+          if (it != referents.end()) {
+            obj = it->second.object;
+            is_exposed = it->second.exposed.count(method) > 0;
+          }
+        }
+        if (!obj) {
+          out = traceback("KeyError", repr(ident) + " is not a live object of this manager");
+        } else if (is_exposed) {
+          try {
+            out = reply("#RETURN", obj->call(method, req.items[2].get<Tuple>(), req.items[3].get<Dict>()));
+          } catch (...) {
+            out = reply("#ERROR", to_exception_value(std::current_exception()));
+          }
+        } else if (method == "#GETVALUE") {
+          auto v = obj->value();
+          out = v ? reply("#RETURN", *v) : reply("#UNSERIALIZABLE", "this object has no value to send");
+        } else if (method == "__repr__" || method == "__str__") {
+          out = reply("#RETURN", "<mpp object " + ident + ">");
+        } else {
+          out = traceback("AttributeError", "method " + repr(method) + " of " + repr(ident) + " is not exposed");
+        }
+      } catch (const std::exception& e) {
+        // The frame was read whole, so the stream is still in step: answer and go on.
+        out = traceback("ValueError", std::string("unsupported request: ") + e.what());
+      }
+      std::string bytes;
+      try {
+        bytes = pickle(out);
+      } catch (const std::exception& e) {
+        bytes = pickle(reply("#UNSERIALIZABLE", e.what()));
+      }
+      c.send_bytes(bytes, deadline_after(options.handshake_timeout));
+    }
+  }
+};
+
+Connection open_connection(const ClientConfig& c) {
+  Connection conn = Connection::connect(c.host, c.port, c.handshake_timeout);
+  auto deadline = deadline_after(c.handshake_timeout);
+  answer_challenge(conn, c.authkey, deadline);
+  deliver_challenge(conn, c.authkey, deadline);
+  return conn;
+}
+
+PyObject roundtrip(Connection& conn, const PyObject& request, std::size_t max_frame, Deadline deadline) {
+  conn.send_bytes(pickle(request), deadline);
+  auto frame = conn.recv_bytes(max_frame, deadline);
+  if (!frame) throw EOFError("the manager closed the connection instead of answering");
+  PyObject v = unpickle(*frame);
+  if (!v.is<Tuple>() || v.get<Tuple>().items.size() != 2 || !v.get<Tuple>().items[0].is<std::string>())
+    throw DecodeError("the manager sent a reply that is not (kind, result): " + repr(v).substr(0, 200));
+  auto& items = v.get<Tuple>().items;
+  const std::string& kind = items[0].get<std::string>();
+  if (kind == "#RETURN") return std::move(items[1]);
+  if (kind == "#ERROR") {
+    if (items[1].is<ExceptionValue>()) raise_exception_value(items[1].get<ExceptionValue>());
+    throw RemoteError("Exception", repr(items[1]));
+  }
+  std::string text = items[1].is<std::string>() ? items[1].get<std::string>() : repr(items[1]);
+  if (kind == "#TRACEBACK") {
+    // The last line of a Python traceback is "Type: message".
+    std::string last = text;
+    while (!last.empty() && last.back() == '\n') last.pop_back();
+    last = last.substr(last.rfind('\n') == std::string::npos ? 0 : last.rfind('\n') + 1);
+    auto colon = last.find(": ");
+    std::string type = colon == std::string::npos ? "RemoteError" : last.substr(0, colon);
+    throw RemoteError(type, text);
+  }
+  if (kind == "#UNSERIALIZABLE") throw RemoteError("Unserializable message", text);
+  throw DecodeError("the manager sent an unknown reply kind " + repr(kind));
+}
+
+PyObject manager_request(const ClientConfig& c, const std::string& method, Tuple args) {
+  Connection conn = open_connection(c);
+  return roundtrip(conn, py_tuple(None{}, method, std::move(args), Dict{}), c.max_frame,
+                   deadline_after(c.handshake_timeout));
+}
+
+}  // namespace detail
+
+// ----- BaseProxy -------------------------------------------------------------------------
+
+struct BaseProxy::State {
+  std::shared_ptr<const detail::ClientConfig> config;
+  std::string typeid_, ident;
+  std::vector<std::string> exposed;
+  std::mutex mu;
+  std::optional<Connection> conn;
+};
+
+BaseProxy::BaseProxy(std::shared_ptr<const detail::ClientConfig> config, std::string typeid_, std::string ident,
+                     std::vector<std::string> exposed)
+    : s_(std::make_unique<State>()) {
+  s_->config = std::move(config);
+  s_->typeid_ = std::move(typeid_);
+  s_->ident = std::move(ident);
+  s_->exposed = std::move(exposed);
+}
+BaseProxy::BaseProxy(BaseProxy&&) noexcept = default;
+BaseProxy& BaseProxy::operator=(BaseProxy&& o) noexcept {
+  if (this != &o) {
+    BaseProxy old(std::move(*this));
+    s_ = std::move(o.s_);
+  }
+  return *this;
+}
+
+BaseProxy::~BaseProxy() {
+  if (!s_) return;
+  s_->conn.reset();
+  try {
+    detail::manager_request(*s_->config, "decref", Tuple{{s_->ident}});
+  } catch (...) {
+    // The server may be gone already (after shutdown); the reference then died with it.
+  }
+}
+
+PyObject BaseProxy::call_method(const std::string& method, Tuple args, Dict kwds, Deadline deadline) {
+  std::lock_guard lock(s_->mu);
+  const auto& cfg = *s_->config;
+  if (!s_->conn) {
+    Connection c = detail::open_connection(cfg);
+    detail::roundtrip(c, py_tuple(None{}, "accept_connection", Tuple{{"MainProcess"}}, Dict{}), cfg.max_frame,
+                      deadline_after(cfg.handshake_timeout));
+    s_->conn.emplace(std::move(c));
+  }
+  try {
+    return detail::roundtrip(*s_->conn, py_tuple(s_->ident, method, std::move(args), std::move(kwds)),
+                             cfg.max_frame, deadline);
+  } catch (const TimeoutError&) {
+    s_->conn.reset();  // a late reply would be read as the next call's
+    throw;
+  } catch (const OSError&) {
+    s_->conn.reset();
+    throw;
+  } catch (const EOFError&) {
+    s_->conn.reset();
+    throw;
+  }
+}
+
+PyObject BaseProxy::get_value() { return call_method("#GETVALUE"); }
+const std::string& BaseProxy::typeid_() const { return s_->typeid_; }
+const std::string& BaseProxy::ident() const { return s_->ident; }
+const std::vector<std::string>& BaseProxy::exposed() const { return s_->exposed; }
+
+// ----- BaseManager -----------------------------------------------------------------------
+
+BaseManager::BaseManager(Address address, std::string authkey, ManagerOptions options)
+    : address_(std::move(address)),
+      client_(std::make_shared<detail::ClientConfig>()),
+      server_(std::make_shared<detail::ServerState>()) {
+  client_->host = address_.host;
+  client_->port = address_.port;
+  client_->authkey = authkey;
+  client_->handshake_timeout = options.handshake_timeout;
+  client_->max_frame = options.max_frame;
+  server_->authkey = std::move(authkey);
+  server_->options = std::move(options);
+}
+
+BaseManager::~BaseManager() {
+  if (child_pid_ > 0) {
+    try {
+      shutdown();
+    } catch (...) {
+    }
+  }
+}
+
+void BaseManager::register_(const std::string& typeid_, std::function<std::shared_ptr<Servable>()> callable) {
+  server_->registry[typeid_] = std::move(callable);
+}
+
+void BaseManager::register_(const std::string& typeid_, std::shared_ptr<Servable> object) {
+  register_(typeid_, [object] { return object; });
+}
+
+Address BaseManager::listen() {
+  auto& s = *server_;
+  if (!s.acceptor) {
+    using detail::tcp;
+    boost::system::error_code ec;
+    auto addr = boost::asio::ip::make_address(address_.host, ec);
+    if (ec) {
+      tcp::resolver resolver(s.io);
+      auto results = resolver.resolve(address_.host, "", ec);
+      if (ec || results.empty()) throw OSError(EHOSTUNREACH, "cannot resolve " + address_.host + ": " + ec.message());
+      addr = results.begin()->endpoint().address();
+    }
+    tcp::endpoint ep(addr, address_.port);
+    tcp::acceptor acc(s.io);
+    acc.open(ep.protocol());
+    acc.set_option(tcp::acceptor::reuse_address(true));
+    acc.bind(ep, ec);
+    if (ec) throw_os_error(ec.value(), "cannot listen on " + address_.host + ":" + std::to_string(address_.port));
+    acc.listen(128);
+    address_.port = acc.local_endpoint().port();
+    client_->port = address_.port;
+    s.acceptor.emplace(std::move(acc));
+  }
+  return address_;
+}
+
+void BaseManager::serve_forever() {
+  listen();
+  auto s = server_;
+  s->accept_next(s);
+  s->io.run();
+  s->stop();
+  boost::system::error_code ec;
+  s->acceptor->close(ec);
+  // Wait for the connection threads (their sockets are shut down and blocked calls
+  // interrupted, so they end promptly); a call stuck in user code is given 5 s.
+  std::unique_lock lock(s->conns_mu);
+  s->idle_cv.wait_for(lock, std::chrono::seconds(5), [&] { return s->active == 0; });
+}
+
+void BaseManager::start() {
+  if (child_pid_ > 0) throw ProcessError("this manager has started its server already");
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_os_error(errno, "pipe");
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int e = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw_os_error(e, "fork");
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    std::string msg;
+    try {
+      if (::getppid() != parent) ::_exit(1);
+      Address a = listen();
+      msg = std::to_string(a.port) + "\n";
+      (void)!::write(fds[1], msg.data(), msg.size());
+      ::close(fds[1]);
+      serve_forever();
+      ::_exit(0);
+    } catch (const std::exception& e) {
+      msg = std::string("!") + e.what() + "\n";
+      (void)!::write(fds[1], msg.data(), msg.size());
+      ::_exit(1);
+    }
+  }
+  ::close(fds[1]);
+  std::string line;
+  char buf[256];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    line.append(buf, static_cast<std::size_t>(n));
+    if (line.find('\n') != std::string::npos) break;
+  }
+  ::close(fds[0]);
+  if (line.empty() || line[0] == '!' || line.find('\n') == std::string::npos) {
+    int status;
+    ::waitpid(pid, &status, 0);
+    throw OSError(EADDRNOTAVAIL, "the manager's server process could not start: " +
+                                     (line.size() > 1 ? line.substr(1, line.size() - 2) : "it exited"));
+  }
+  address_.port = static_cast<std::uint16_t>(std::stoi(line));
+  client_->port = address_.port;
+  child_pid_ = pid;
+}
+
+void BaseManager::shutdown() {
+  if (child_pid_ > 0) {
+    pid_t pid = std::exchange(child_pid_, -1);
+    try {
+      detail::manager_request(*client_, "shutdown", {});
+    } catch (...) {
+    }
+    for (int i = 0; i < 500; ++i) {
+      int status;
+      pid_t r = ::waitpid(pid, &status, WNOHANG);
+      if (r == pid || (r < 0 && errno == ECHILD)) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(pid, SIGKILL);
+    int status;
+    ::waitpid(pid, &status, 0);
+    return;
+  }
+  server_->stop();
+}
+
+void BaseManager::connect() { detail::manager_request(*client_, "dummy", {}); }
+
+BaseProxy BaseManager::proxy(const std::string& typeid_) {
+  PyObject r = detail::manager_request(*client_, "create", Tuple{{typeid_}});
+  auto [ident, exposed] = from_py<std::tuple<std::string, std::vector<std::string>>>(r);
+  return BaseProxy(client_, typeid_, std::move(ident), std::move(exposed));
+}
+
+}  // namespace mpp::net
