@@ -90,6 +90,9 @@ Connection::~Connection() {
 void Connection::shutdown() noexcept {
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
 }
+void Connection::shutdown_read() noexcept {
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RD);
+}
 
 std::string Connection::peer_name() const {
   sockaddr_storage ss{};

@@ -72,13 +72,15 @@ struct ServerState {
   }
 
   // Stops accepting and ends every connection: their blocked reads return, blocked calls
-  // are interrupted. Safe from any thread, including a connection's own.
+  // are interrupted. A call in progress still sends its reply (only reading is shut down):
+  // the client whose put() let the master finish and shut down must still hear that it was
+  // done. Safe from any thread, including a connection's own.
   void stop() {
     {
       std::lock_guard lock(conns_mu);
       if (stopping) return;
       stopping = true;
-      for (auto* c : live) c->shutdown();
+      for (auto* c : live) c->shutdown_read();
     }
     {
       std::lock_guard lock(mu);
@@ -120,7 +122,7 @@ struct ServerState {
     {
       std::lock_guard lock(conns_mu);
       live.insert(&c);
-      if (stopping) c.shutdown();
+      if (stopping) c.shutdown_read();
     }
     try {
       handle(c);

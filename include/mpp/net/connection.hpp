@@ -58,6 +58,9 @@ class Connection {
   // Shuts the socket down for reading and writing, so a thread blocked in recv_bytes returns.
   // Safe to call from another thread.
   void shutdown() noexcept;
+  // Shuts the socket down for reading only: a blocked recv_bytes returns, while a reply
+  // being sent still goes out. Safe to call from another thread.
+  void shutdown_read() noexcept;
 
   // "host:port" of the peer, for log lines.
   std::string peer_name() const;
