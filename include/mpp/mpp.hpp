@@ -13,8 +13,8 @@
 #include "mpp/sync.hpp"
 #include "mpp/value.hpp"
 #include "mpp/array.hpp"
+#include "mpp/net/manager.hpp"
+#include "mpp/net/pickle.hpp"
 // Not included here: mpp::redis (Queue and Dict on a Redis server) is a library of its own,
 // mpp::redis, with the headers <mpp/redis/connection.hpp>, <mpp/redis/queue.hpp> and
 // <mpp/redis/dict.hpp>.
-#include "mpp/net/manager.hpp"
-#include "mpp/net/pickle.hpp"
