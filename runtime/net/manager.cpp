@@ -89,11 +89,15 @@ struct ServerState {
     io.stop();
   }
 
+  // The handler holds a weak reference: it is stored in `io`, which this state owns, and a
+  // strong one would keep the state alive for ever.
   void accept_next(const std::shared_ptr<ServerState>& self) {
-    acceptor->async_accept([self](const boost::system::error_code& ec, tcp::socket sock) {
-      if (ec == asio::error::operation_aborted) return;
-      if (!ec) self->spawn(self, sock.release());
-      self->accept_next(self);
+    std::weak_ptr<ServerState> weak = self;
+    acceptor->async_accept([weak](const boost::system::error_code& ec, tcp::socket sock) {
+      auto s = weak.lock();
+      if (!s || ec == asio::error::operation_aborted) return;
+      if (!ec) s->spawn(s, sock.release());
+      s->accept_next(s);
     });
   }
 
