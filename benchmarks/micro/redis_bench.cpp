@@ -8,13 +8,16 @@
 // (put_many, get_many, task_done(n), update, get_many) against redis-benchmark pipelining
 // the same commands 100 deep (-P 100). A queue message's cycle is put + get + task_done:
 // LPUSH, LMOVE/BLMOVE and LREM on both sides. After the Google Benchmark output, a table
-// gives msgs/s or ops/s of each side and the ratio mpp / redis-benchmark.
+// gives msgs/s or ops/s of each side and the ratio mpp / redis-benchmark, and for scale the
+// same workloads on mpp's shared-memory Queue and Manager dict (one process, no network).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mpp/manager.hpp>
+#include <mpp/queue.hpp>
 #include <mpp/redis/dict.hpp>
 #include <mpp/redis/queue.hpp>
 #include <random>
@@ -171,12 +174,53 @@ void BM_DictGetMany(benchmark::State& state) {
   d.clear();
 }
 
+// For scale: the same one-by-one workloads on mpp's shared memory (one process).
+std::map<std::string, double> g_shm;
+
+void BM_ShmQueueCycle(benchmark::State& state) {
+  mpp::Queue<std::string> q;
+  auto start = Clock::now();
+  for (auto _ : state) {
+    q.put(payload);
+    benchmark::DoNotOptimize(q.get());
+  }
+  g_shm["queue put+get+task_done, one by one"] =
+      static_cast<double>(state.iterations()) /
+      std::chrono::duration<double>(Clock::now() - start).count();
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_ShmDict(benchmark::State& state) {
+  mpp::Manager m(std::size_t{32} << 20);
+  auto d = m.dict<std::int64_t, std::string>("d");
+  std::mt19937 rng(5);
+  const bool set = state.range(0) == 1;
+  if (!set) {
+    for (std::int64_t k = 0; k < keyspace; ++k) d.set(k, payload);
+  }
+  auto start = Clock::now();
+  for (auto _ : state) {
+    auto k = static_cast<std::int64_t>(rng() % keyspace);
+    if (set) {
+      d.set(k, payload);
+    } else {
+      benchmark::DoNotOptimize(d.get(k));
+    }
+  }
+  g_shm[set ? "dict set, one by one" : "dict get, one by one"] =
+      static_cast<double>(state.iterations()) /
+      std::chrono::duration<double>(Clock::now() - start).count();
+  state.SetItemsProcessed(state.iterations());
+}
+
 BENCHMARK(BM_QueueCycle)->UseRealTime()->MinTime(2);
 BENCHMARK(BM_QueueCycleBatched)->UseRealTime()->MinTime(2);
 BENCHMARK(BM_DictSet)->UseRealTime()->MinTime(2);
 BENCHMARK(BM_DictGet)->UseRealTime()->MinTime(2);
 BENCHMARK(BM_DictUpdate)->UseRealTime()->MinTime(2);
 BENCHMARK(BM_DictGetMany)->UseRealTime()->MinTime(2);
+BENCHMARK(BM_ShmQueueCycle)->UseRealTime();
+BENCHMARK(BM_ShmDict)->Arg(1)->Arg(0)->UseRealTime();
 
 }  // namespace
 
@@ -212,6 +256,15 @@ int main(int argc, char** argv) {
     for (auto& [row, r] : g_rows) {
       std::printf("%-52s %14.0f %16.0f %7.2f\n", row.c_str(), r.mpp, r.reference,
                   r.reference > 0 ? r.mpp / r.reference : 0.0);
+    }
+    if (!g_shm.empty()) {
+      std::printf("\n%-52s %14s %16s %7s\n", "for scale: mpp shared memory, one process",
+                  "mpp shm /s", "mpp redis /s", "shm/rds");
+      for (auto& [row, rate] : g_shm) {
+        double redis = g_rows.count(row) ? g_rows[row].mpp : 0;
+        std::printf("%-52s %14.0f %16.0f %7.0f\n", row.c_str(), rate, redis,
+                    redis > 0 ? rate / redis : 0.0);
+      }
     }
     std::printf("\nredis-benchmark commands (-c 1 -r %d):\n", keyspace);
     for (auto& [row, r] : g_rows) std::printf("  %s: %s\n", row.c_str(), r.how.c_str());
