@@ -26,7 +26,7 @@ COLORS = {}
 def color(variant):
     """The same colour for a variant in every panel."""
     if variant not in COLORS:
-        palette = plt.get_cmap("tab10").colors
+        palette = list(plt.get_cmap("tab10").colors) + [(0.0, 0.0, 0.0), (0.6, 0.6, 0.0)]
         i = ORDER.index(variant) if variant in ORDER else len(ORDER) + len(COLORS)
         COLORS[variant] = palette[i % len(palette)]
     return COLORS[variant]
