@@ -195,28 +195,50 @@ struct Sizes {
   std::size_t size, count, trips;
 };
 
-template <class Channel, class... Args>
-std::function<RunOut()> throughput_of(std::size_t size, std::size_t count, Args... args) {
-  return [=] {
-    Channel ch(args...);
-    return throughput(ch, size, count);
-  };
-}
+// The two measurements as factories: Kind::of<Channel>(size, count, channel args...).
+struct Throughput {
+  static constexpr const char* name = "throughput";
+  template <class Channel, class... Args>
+  static std::function<RunOut()> of(std::size_t size, std::size_t count, Args... args) {
+    return [=] {
+      Channel ch(args...);
+      return throughput(ch, size, count);
+    };
+  }
+};
 
-template <class Channel, class... Args>
-std::function<RunOut()> latency_of(std::size_t size, std::size_t trips, Args... args) {
-  return [=] {
-    Channel a(args...), b(args...);
-    return round_trips(a, b, size, trips);
-  };
+struct Latency {
+  static constexpr const char* name = "latency";
+  template <class Channel, class... Args>
+  static std::function<RunOut()> of(std::size_t size, std::size_t trips, Args... args) {
+    return [=] {
+      Channel a(args...), b(args...);
+      return round_trips(a, b, size, trips);
+    };
+  }
+};
+
+// Every variant of one case: `count` messages (or round trips) of `size` bytes.
+template <class Kind>
+void add_variants(Plan& plan, std::size_t ci, std::size_t size, std::size_t count) {
+  const Config& cfg = plan.config();
+  plan.add(measured(ci, kMpp, Kind::template of<MppQueueChannel>(size, count)));
+  plan.add(measured(ci, "mpp Pipe", Kind::template of<MppPipeChannel>(size, count)));
+  plan.add(measured(ci, kIsolated, Kind::template of<PipeChannel>(size, count)));
+  for (const char* via : {"queue", "pipe"}) {
+    const std::vector<std::string> args{"--kind",  Kind::name,           "--bytes",
+                                        std::to_string(size), "--count", std::to_string(count),
+                                        "--via",   via};
+    plan.add(batched(ci, std::string("python mp ") + (via[0] == 'q' ? "Queue" : "Pipe"),
+                     [args, &cfg](int warmup, int reps) {
+                       return run_python(cfg, "queues.py", args, warmup, reps);
+                     }));
+  }
+  plan.add(measured(ci, kBoost, Kind::template of<BoostChannel>(size, count, size)));
 }
 
 void add_cases(Plan& plan, const Sizes& s) {
-  const Config& cfg = plan.config();
   const std::string label = human_bytes(double(s.size));
-  auto python = [&cfg](std::vector<std::string> args) {
-    return [=, &cfg](int warmup, int reps) { return run_python(cfg, "queues.py", args, warmup, reps); };
-  };
   {
     Case c;
     c.workload = "queue";
@@ -226,19 +248,7 @@ void add_cases(Plan& plan, const Sizes& s) {
         {"msgs", "msgs", "/s", 1, true, {kMpp, kIsolated}, 0, ""},
         {"mbps", "MB/s", "MB/s", 1, true, {kMpp, kIsolated}, 0, ""},
     };
-    const std::size_t ci = plan.add_case(std::move(c));
-    plan.add(measured(ci, kMpp, throughput_of<MppQueueChannel>(s.size, s.count)));
-    plan.add(measured(ci, "mpp Pipe", throughput_of<MppPipeChannel>(s.size, s.count)));
-    plan.add(measured(ci, kIsolated, throughput_of<PipeChannel>(s.size, s.count)));
-    const std::vector<std::string> args{"--kind", "throughput", "--bytes", std::to_string(s.size),
-                                        "--count", std::to_string(s.count)};
-    auto with = [](std::vector<std::string> a, const char* via) {
-      a.insert(a.end(), {"--via", via});
-      return a;
-    };
-    plan.add(batched(ci, "python mp Queue", python(with(args, "queue"))));
-    plan.add(batched(ci, "python mp Pipe", python(with(args, "pipe"))));
-    plan.add(measured(ci, kBoost, throughput_of<BoostChannel>(s.size, s.count, s.size)));
+    add_variants<Throughput>(plan, plan.add_case(std::move(c)), s.size, s.count);
   }
   {
     Case c;
@@ -246,19 +256,7 @@ void add_cases(Plan& plan, const Sizes& s) {
     c.name = label + " round trip";
     c.params = {{"kind", "latency"}, {"bytes", s.size}, {"round_trips", s.trips}};
     c.metrics = {{"rtt", "round trip", "µs", 1e-6, false, {kMpp, kIsolated}, 0, ""}};
-    const std::size_t ci = plan.add_case(std::move(c));
-    plan.add(measured(ci, kMpp, latency_of<MppQueueChannel>(s.size, s.trips)));
-    plan.add(measured(ci, "mpp Pipe", latency_of<MppPipeChannel>(s.size, s.trips)));
-    plan.add(measured(ci, kIsolated, latency_of<PipeChannel>(s.size, s.trips)));
-    const std::vector<std::string> args{"--kind", "latency", "--bytes", std::to_string(s.size),
-                                        "--count", std::to_string(s.trips)};
-    auto with = [](std::vector<std::string> a, const char* via) {
-      a.insert(a.end(), {"--via", via});
-      return a;
-    };
-    plan.add(batched(ci, "python mp Queue", python(with(args, "queue"))));
-    plan.add(batched(ci, "python mp Pipe", python(with(args, "pipe"))));
-    plan.add(measured(ci, kBoost, latency_of<BoostChannel>(s.size, s.trips, s.size)));
+    add_variants<Latency>(plan, plan.add_case(std::move(c)), s.size, s.trips);
   }
 }
 

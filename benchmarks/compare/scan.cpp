@@ -67,6 +67,18 @@ struct PrivateBuffer {
   PrivateBuffer& operator=(const PrivateBuffer&) = delete;
 };
 
+// Gives the task a private copy of the data for the duration of its runs (made in setup,
+// freed in teardown, so it never counts in another variant's PSS).
+std::shared_ptr<std::unique_ptr<PrivateBuffer>> with_private_data(Task& t, std::size_t bytes) {
+  auto buf = std::make_shared<std::unique_ptr<PrivateBuffer>>();
+  t.setup = [=] {
+    *buf = std::make_unique<PrivateBuffer>(bytes);
+    fill((*buf)->p, bytes / sizeof(std::uint64_t));
+  };
+  t.teardown = [=] { buf->reset(); };
+  return buf;
+}
+
 // Forks `workers` processes running `body(in, out)`, which must answer with its sum and
 // then wait for one byte; measures the time to the last answer and the PSS of all
 // processes while the workers still hold the data.
@@ -117,13 +129,8 @@ void add_case(Plan& plan, std::size_t bytes, int workers) {
 
   // The limit: one process scanning data it already holds, once.
   {
-    auto buf = std::make_shared<std::unique_ptr<PrivateBuffer>>();
     Task t = measured(ci, kOneProcess, {});
-    t.setup = [=] {
-      *buf = std::make_unique<PrivateBuffer>(bytes);
-      fill((*buf)->p, n);
-    };
-    t.teardown = [=] { buf->reset(); };
+    auto buf = with_private_data(t, bytes);
     t.once = [=] {
       RunOut out;
       const auto start = Clock::now();
@@ -162,13 +169,8 @@ void add_case(Plan& plan, std::size_t bytes, int workers) {
 
   // Isolated: each worker gets its own copy of the data through a pipe.
   {
-    auto buf = std::make_shared<std::unique_ptr<PrivateBuffer>>();
     Task t = measured(ci, kIsolated, {});
-    t.setup = [=] {
-      *buf = std::make_unique<PrivateBuffer>(bytes);
-      fill((*buf)->p, n);
-    };
-    t.teardown = [=] { buf->reset(); };
+    auto buf = with_private_data(t, bytes);
     t.once = [=] {
       auto body = [=](int in, int out) {
         PrivateBuffer mine(bytes);
