@@ -138,6 +138,7 @@ class Dict {
   };
   Ref operator[](const K& key) { return Ref(*this, key); }
 
+  // Whether `key` is in the dict.
   bool contains(const K& key) { return core_.contains(enc(key)); }
   // Removes `key`; whether it was there.
   bool erase(const K& key) { return core_.erase(enc(key)); }
@@ -185,10 +186,13 @@ class Dict {
     return out;
   }
 
+  // The number of keys, and whether it is 0 (snapshots).
   std::size_t size() { return core_.size(); }
   bool empty() { return size() == 0; }
   // Removes every key (deletes the hash).
   void clear() { core_.clear(); }
+  // Consistent snapshots of the keys, the values and the pairs (one command each; a
+  // DecodeError if any bytes are not a K or a V).
   std::vector<K> keys() { return decode_all<K>(core_.keys()); }
   std::vector<V> values() { return decode_all<V>(core_.values()); }
   std::vector<std::pair<K, V>> items() {
@@ -217,6 +221,7 @@ class Dict {
     return mpp::detail::portable_decode<V>(out);
   }
 
+  // The Redis key of the hash, and the connection it is reached through.
   const std::string& name() const noexcept { return core_.name(); }
   Connection& connection() const noexcept { return core_.connection(); }
 

@@ -187,7 +187,9 @@ class Queue {
   // Messages waiting (not those in flight). Like Python's, a snapshot.
   std::size_t qsize() { return core_.qsize(); }
   bool empty() { return qsize() == 0; }
+  // Whether put_nowait() would raise Full now (never, without a maxsize).
   bool full() { return maxsize() > 0 && qsize() >= maxsize(); }
+  // This producer's bound (QueueOptions::maxsize); 0 = none.
   std::size_t maxsize() const noexcept { return core_.maxsize(); }
   // Messages waiting plus those in flight at all consumers.
   std::size_t unfinished_tasks() { return core_.unfinished_tasks(); }
@@ -207,6 +209,7 @@ class Queue {
   // Deletes the queue: waiting and in-flight messages of everyone, leases.
   void clear() { core_.clear(); }
 
+  // The Redis key of the waiting messages, and the connection it is reached through.
   const std::string& name() const noexcept { return core_.name(); }
   Connection& connection() const noexcept { return core_.connection(); }
 
