@@ -389,7 +389,12 @@ std::size_t QueueCore::unfinished_tasks() {
 
 void QueueCore::join() {
   auto pause = milliseconds(1);
-  while (unfinished_tasks() > 0) back_off(pause, Clock::time_point::max());
+  while (unfinished_tasks() > 0) {
+    // Reap as a consumer would, so that the messages of dead consumers go back even when
+    // the joiner is the only one left to notice.
+    if (Clock::now() - reaped_ >= options_.visibility_timeout / 2) reap();
+    back_off(pause, Clock::time_point::max());
+  }
 }
 
 void QueueCore::close() noexcept {

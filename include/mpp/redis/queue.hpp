@@ -181,7 +181,8 @@ class Queue {
   // than messages were got. A message whose lease had expired was already put back and
   // will be delivered again.
   void task_done(std::size_t n = 1) { core_.task_done(n); }
-  // Waits until no message is waiting or in flight anywhere (polling).
+  // Waits until no message is waiting or in flight anywhere (polling; it also puts back
+  // the messages of dead consumers, as get() does).
   void join() { core_.join(); }
 
   // Messages waiting (not those in flight). Like Python's, a snapshot.
