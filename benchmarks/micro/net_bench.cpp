@@ -5,7 +5,10 @@
 // with the same C++ client code, in the same run; and, for reference, Python clients
 // (CLIENTS processes) against the Python server. Every request must be answered and every
 // item put must come back exactly once ("lost" counts the ones that did not); the figures
-// are requests/s over the whole run and per-request latency percentiles.
+// are requests/s over the whole run, per-request latency percentiles, and the server
+// process's CPU time per request (user + system, from /proc): on a shared machine the
+// clients and the kernel's loopback dominate throughput, and CPU per request is what the
+// server itself costs.
 //
 //   net_bench [--clients 8] [--requests 10000] [Google Benchmark flags]
 #include <benchmark/benchmark.h>
@@ -32,6 +35,20 @@ int g_clients = 8;
 int g_requests = 10000;
 const std::string kAuthkey = "bench";
 std::map<std::string, double> g_rate;
+
+// CPU time (user + system) the process `pid` has used so far, in microseconds.
+double cpu_us(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return 0;
+  char buf[1024];
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');  // fields after the command name
+  unsigned long utime = 0, stime = 0;
+  if (p) std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
+  return static_cast<double>(utime + stime) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 std::string python_script() {
   return (std::filesystem::path(__FILE__).parent_path().parent_path() / "python" / "net_server.py").string();
@@ -98,7 +115,8 @@ Load run_load(std::uint16_t port) {
   return out;
 }
 
-void report(benchmark::State& state, const std::string& name, const Load& l) {
+void report(benchmark::State& state, const std::string& name, const Load& l, double server_cpu_us) {
+  state.counters["server_cpu_us_per_req"] = server_cpu_us / static_cast<double>(std::max<std::size_t>(l.answered, 1));
   state.SetIterationTime(l.seconds);
   double rate = static_cast<double>(l.answered) / l.seconds;
   g_rate[name] = rate;
@@ -144,7 +162,11 @@ void BM_mpp_server(benchmark::State& state) {
   mpp::net::BaseManager server({"127.0.0.1", 0}, kAuthkey);
   server.register_("get_queue", std::make_shared<mpp::net::LocalQueue>());
   server.start();
-  for (auto _ : state) report(state, "mpp_server", run_load(server.address().port));
+  for (auto _ : state) {
+    double cpu0 = cpu_us(server.server_pid());
+    Load l = run_load(server.address().port);
+    report(state, "mpp_server", l, cpu_us(server.server_pid()) - cpu0);
+  }
   server.shutdown();
 }
 
@@ -156,7 +178,11 @@ void BM_python_server(benchmark::State& state) {
     }
     return;
   }
-  for (auto _ : state) report(state, "python_server", run_load(py.port));
+  for (auto _ : state) {
+    double cpu0 = cpu_us(py.pid);
+    Load l = run_load(py.port);
+    report(state, "python_server", l, cpu_us(py.pid) - cpu0);
+  }
 }
 
 // Python clients (processes) against the Python server, as the tutorial would run it.

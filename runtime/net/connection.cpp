@@ -73,13 +73,17 @@ Deadline deadline_after(std::chrono::milliseconds d) {
 
 Connection::Connection(int fd) : fd_(fd) {}
 Connection::Connection(Connection&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)), buf_(std::move(o.buf_)), buf_pos_(std::exchange(o.buf_pos_, 0)) {}
+    : fd_(std::exchange(o.fd_, -1)),
+      buf_(std::move(o.buf_)),
+      buf_pos_(std::exchange(o.buf_pos_, 0)),
+      buf_end_(std::exchange(o.buf_end_, 0)) {}
 Connection& Connection::operator=(Connection&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(o.fd_, -1);
     buf_ = std::move(o.buf_);
     buf_pos_ = std::exchange(o.buf_pos_, 0);
+    buf_end_ = std::exchange(o.buf_end_, 0);
   }
   return *this;
 }
@@ -90,6 +94,15 @@ Connection::~Connection() {
 void Connection::shutdown() noexcept {
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
 }
+void Connection::set_recv_timeout(std::chrono::milliseconds idle) {
+  timeval tv{};
+  if (idle.count() > 0) {
+    tv.tv_sec = static_cast<time_t>(idle.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((idle.count() % 1000) * 1000);
+  }
+  if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) throw_os_error(errno, "SO_RCVTIMEO");
+}
+
 void Connection::shutdown_read() noexcept {
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RD);
 }
@@ -169,8 +182,9 @@ void Connection::send_bytes(std::string_view payload, Deadline deadline) {
   }
   iovec iov[2] = {{prefix, plen}, {const_cast<char*>(payload.data()), payload.size()}};
   std::size_t total = plen + payload.size(), sent = 0;
+  bool wait = false;
   while (sent < total) {
-    wait_ready(fd_, POLLOUT, deadline, "sending a frame");
+    if (wait) wait_ready(fd_, POLLOUT, deadline, "sending a frame");
     // Skip what is sent already; both parts go in one sendmsg whenever the kernel takes them.
     iovec cur[2];
     int cnt = 0;
@@ -186,9 +200,13 @@ void Connection::send_bytes(std::string_view payload, Deadline deadline) {
     msghdr msg{};
     msg.msg_iov = cur;
     msg.msg_iovlen = static_cast<std::size_t>(cnt);
-    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | (deadline ? MSG_DONTWAIT : 0));
     if (r < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait = true;
+        continue;
+      }
       throw_os_error(errno, "sending a frame to " + peer_name());
     }
     sent += static_cast<std::size_t>(r);
@@ -196,25 +214,32 @@ void Connection::send_bytes(std::string_view payload, Deadline deadline) {
 }
 
 void Connection::fill(std::size_t need, Deadline deadline, bool frame_started) {
-  while (buf_.size() - buf_pos_ < need) {
+  while (buf_end_ - buf_pos_ < need) {
     if (buf_pos_ > 0) {
-      buf_.erase(0, buf_pos_);
+      std::memmove(buf_.data(), buf_.data() + buf_pos_, buf_end_ - buf_pos_);
+      buf_end_ -= buf_pos_;
       buf_pos_ = 0;
     }
-    wait_ready(fd_, POLLIN, deadline, "waiting for a frame");
-    std::size_t have = buf_.size();
-    std::size_t want = std::max<std::size_t>(need - have, 65536);
-    buf_.resize(have + want);
-    ssize_t r = ::recv(fd_, buf_.data() + have, want, 0);
-    buf_.resize(have + static_cast<std::size_t>(std::max<ssize_t>(r, 0)));
+    if (buf_.size() < std::max<std::size_t>(need, 65536)) buf_.resize(std::max<std::size_t>(need, 65536));
+    // Read first and poll only when nothing is there: one system call per frame when busy.
+    ssize_t r = ::recv(fd_, buf_.data() + buf_end_, buf_.size() - buf_end_, MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (deadline) {
+        wait_ready(fd_, POLLIN, deadline, "waiting for a frame");
+        continue;
+      }
+      r = ::recv(fd_, buf_.data() + buf_end_, buf_.size() - buf_end_, 0);
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) throw TimeoutError("no data within the connection's receive timeout");
+    }
     if (r < 0) {
       if (errno == EINTR) continue;
       throw_os_error(errno, "receiving a frame");
     }
     if (r == 0) {
-      if (!frame_started && buf_.empty()) throw EOFError("");
+      if (!frame_started && buf_end_ == buf_pos_) throw EOFError("");
       throw EOFError("the peer closed the connection inside a frame");
     }
+    buf_end_ += static_cast<std::size_t>(r);
   }
 }
 
@@ -249,10 +274,9 @@ std::optional<std::string> Connection::recv_bytes(std::size_t max_length, Deadli
   fill(len, deadline, true);
   std::string out = buf_.substr(buf_pos_, len);
   buf_pos_ += len;
-  if (buf_pos_ == buf_.size()) {
-    buf_.clear();
-    buf_pos_ = 0;
-    if (buf_.capacity() > (std::size_t{1} << 20)) buf_.shrink_to_fit();
+  if (buf_pos_ == buf_end_) {
+    buf_pos_ = buf_end_ = 0;
+    if (buf_.size() > (std::size_t{1} << 20)) std::string().swap(buf_);  // after a large frame
   }
   return out;
 }

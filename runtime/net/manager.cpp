@@ -251,9 +251,9 @@ struct ServerState {
   }
 
   void serve_client(Connection& c) {
-    std::map<std::string, std::shared_ptr<Servable>> cache;  // this connection's referents
+    c.set_recv_timeout(options.idle_timeout);  // a socket option, not a poll per request
     while (true) {
-      auto frame = c.recv_bytes(options.max_frame, deadline_after(options.idle_timeout));
+      auto frame = c.recv_bytes(options.max_frame);
       if (!frame) return;
       PyObject out;
       try {

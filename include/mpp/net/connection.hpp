@@ -62,6 +62,10 @@ class Connection {
   // being sent still goes out. Safe to call from another thread.
   void shutdown_read() noexcept;
 
+  // Makes a recv_bytes without deadline throw TimeoutError after `idle` without data
+  // (SO_RCVTIMEO: no poll per frame); 0 waits for ever.
+  void set_recv_timeout(std::chrono::milliseconds idle);
+
   // "host:port" of the peer, for log lines.
   std::string peer_name() const;
   int fd() const noexcept { return fd_; }
@@ -70,8 +74,11 @@ class Connection {
   void fill(std::size_t need, Deadline deadline, bool frame_started);
 
   int fd_ = -1;
-  std::string buf_;   // bytes received and not consumed yet, from buf_pos_
+  // Received bytes not consumed yet are buf_[buf_pos_, buf_end_); the rest of buf_ is room,
+  // kept between frames so that a read does not clear memory.
+  std::string buf_;
   std::size_t buf_pos_ = 0;
+  std::size_t buf_end_ = 0;
 };
 
 // The server's side of the handshake (Python: multiprocessing.connection.deliver_challenge):
