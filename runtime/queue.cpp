@@ -42,14 +42,38 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// How long a blocked caller spins (re-reading one cache line, writing nothing) before it
-// sleeps on a futex. A futex wake-up of an idle core costs 5-45 us on a VM and a cache-line
-// transfer ~0.05 us: a peer that answers within the spin is caught without a syscall,
-// while an idle queue costs at most this much CPU per blocked call.
-constexpr auto kSpin = std::chrono::microseconds(20);
+// How long a blocked caller spins at most (re-reading one cache line, writing nothing)
+// before it sleeps on a futex. A futex wake-up of an idle core costs 5-45 us on a VM and a
+// cache-line transfer ~0.05 us: a peer that answers within the spin is caught without a
+// system call, while an idle queue costs at most this much CPU per blocked call. The spin
+// adapts per handle, as glibc's adaptive mutexes do: it grows back to this when spinning
+// pays off and halves when it does not (on an oversubscribed machine the peer is often
+// not running at all, and spinning would only take its CPU).
+constexpr std::uint32_t kSpinMaxNs = 20'000;
+constexpr unsigned kMaxBackoff = 16;  // pause instructions between two polls, at most
 
 // The longest a blocked caller sleeps before it looks again by itself (see block_until).
 constexpr auto kMaxSleep = std::chrono::milliseconds(100);
+
+// Holds a queue lock. The critical sections are a few cache lines long, so a contended
+// lock is tried for a short while before RobustMutex::lock, whose robust pthread mutex goes
+// straight to a futex sleep (a system call on both sides) when it is held.
+class QueueLockGuard {
+ public:
+  QueueLockGuard(RobustMutex& m, const RobustMutex::Recover& recover) : m_(m) {
+    for (int i = 0; i < 200; ++i) {
+      if (m_.try_lock(recover)) return;
+      cpu_relax();
+    }
+    m_.lock(recover);
+  }
+  ~QueueLockGuard() { m_.unlock(); }
+  QueueLockGuard(const QueueLockGuard&) = delete;
+  QueueLockGuard& operator=(const QueueLockGuard&) = delete;
+
+ private:
+  RobustMutex& m_;
+};
 
 // Wakes every sleeper on `w` if one announced itself (the low bit). The state change being
 // announced must be stored before this is called; the fence orders that store before the
@@ -71,18 +95,23 @@ void notify(std::atomic<std::uint32_t>& w) noexcept {
 // try and the announcement is not lost); sleep. Returns false when the deadline passed.
 template <class Attempt, class Changed>
 bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t>& w,
-                 std::optional<Clock::time_point> deadline) {
+                 std::optional<Clock::time_point> deadline, std::uint32_t& spin_ns) {
   if (attempt()) return true;
   if (deadline && Clock::now() >= *deadline) return false;
-  auto spin_end = Clock::now() + kSpin;
+  auto spin_end = Clock::now() + std::chrono::nanoseconds(spin_ns);
   if (deadline && *deadline < spin_end) spin_end = *deadline;
-  for (unsigned i = 1;; ++i) {
-    if (changed()) {
-      if (attempt()) return true;
+  // Poll with exponential backoff: a caller that polls the peer's cache line on every
+  // message makes that line (and the record's) travel between cores per message; waiting a
+  // little lets the peer write several records before we look again.
+  for (unsigned backoff = 1;; backoff = std::min(backoff * 2, kMaxBackoff)) {
+    if (changed() && attempt()) {
+      spin_ns = std::min(kSpinMaxNs, spin_ns * 2 + 1000);
+      return true;
     }
-    cpu_relax();
-    if ((i & 63u) == 0 && Clock::now() >= spin_end) break;
+    for (unsigned k = 0; k < backoff; ++k) cpu_relax();
+    if (Clock::now() >= spin_end) break;
   }
+  spin_ns /= 2;
   for (;;) {
     std::uint32_t key = w.fetch_or(1u, std::memory_order_seq_cst) | 1u;
     if (attempt()) return true;
@@ -100,7 +129,7 @@ bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t
 std::size_t QueueCore::state_bytes(std::size_t ring_bytes) { return kStateBytes + ring_bytes; }
 
 std::size_t QueueCore::default_ring_bytes(std::size_t segment_bytes) {
-  std::size_t want = std::clamp<std::size_t>(segment_bytes / 8, 4096, std::size_t{16} << 20);
+  std::size_t want = std::clamp<std::size_t>(segment_bytes / 8, 4096, std::size_t{4} << 20);
   return std::bit_floor(want);
 }
 
@@ -166,14 +195,18 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
                       " bytes can never fit in a queue whose segment has " +
                       std::to_string(seg_->size()) + " bytes; make the queue with a larger capacity");
   }
-  std::uint64_t seen_head = s.head.load(std::memory_order_acquire);
+  std::uint64_t seen_head = 0;  // the head seen when the last attempt failed
 
   auto attempt = [&]() -> bool {
-    RobustLockGuard g(s.header.mutex, put_recover_);
+    QueueLockGuard g(s.header.mutex, put_recover_);
     const std::uint64_t t = s.tail.load(std::memory_order_relaxed);
     const std::uint32_t tpos = pos_of(t);
-    seen_head = s.head.load(std::memory_order_acquire);
-    if (s.maxsize != 0 && std::uint32_t(msgs_of(t) - msgs_of(seen_head)) >= s.maxsize) return false;
+    // The consumers' `head` is read only when the cached copy says "no room": on the fast
+    // path a producer touches no cache line that consumers write.
+    if (s.maxsize != 0 && std::uint32_t(msgs_of(t) - msgs_of(s.cached_head)) >= s.maxsize) {
+      s.cached_head = seen_head = s.head.load(std::memory_order_acquire);
+      if (std::uint32_t(msgs_of(t) - msgs_of(seen_head)) >= s.maxsize) return false;
+    }
     const std::uint32_t idx = tpos & (R - 1);
     const std::uint32_t contig = R - idx;
     auto need_for = [&](std::uint32_t rec) { return rec <= contig ? rec : contig + rec; };
@@ -181,7 +214,7 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
     std::uint32_t rec = on_heap ? kRefRecord : kHeader + round8(payload.size());
     std::uint32_t need = need_for(rec);
     if (R - std::uint32_t(tpos - pos_of(s.cached_head)) < need) {
-      s.cached_head = seen_head;
+      s.cached_head = seen_head = s.head.load(std::memory_order_acquire);
       std::uint32_t room = R - std::uint32_t(tpos - pos_of(seen_head));
       if (room < need) {
         // A full ring still takes a small message by reference to a heap block, so an
@@ -208,6 +241,7 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
         block = seg_->allocate(payload.size(), 16);
       } catch (const SegmentFull&) {
         // Space is freed as consumers take heap messages; with none queued, nothing will.
+        seen_head = s.head.load(std::memory_order_acquire);
         if (std::uint32_t(msgs_of(t) - msgs_of(seen_head)) == 0) throw;
         return false;
       }
@@ -227,12 +261,12 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
     s.tail.store(word(msgs, tpos + need), std::memory_order_release);  // publishes
     if (on_heap) s.pending_block.store(0, std::memory_order_relaxed);
     if ((msgs & 63u) == 0) {
-      s.header.count.store(std::uint32_t(msgs - msgs_of(seen_head)), std::memory_order_relaxed);
+      s.header.count.store(std::uint32_t(msgs - msgs_of(s.cached_head)), std::memory_order_relaxed);
     }
     return true;
   };
   auto changed = [&] { return s.head.load(std::memory_order_relaxed) != seen_head; };
-  if (!block_until(attempt, changed, s.not_full, deadline)) {
+  if (!block_until(attempt, changed, s.not_full, deadline, spin_ns_)) {
     throw Full(s.maxsize != 0 ? "the queue is full (maxsize " + std::to_string(s.maxsize) + ")"
                               : "the queue has no room for a message of " +
                                     std::to_string(payload.size()) + " bytes");
@@ -243,12 +277,12 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
 void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point> deadline) {
   QueueState& s = *st_;
   const std::uint32_t R = s.ring_bytes;
-  std::uint64_t seen_tail = s.tail.load(std::memory_order_acquire);
+  std::uint64_t seen_tail = 0;  // the tail seen when the last attempt failed
   void* to_free = nullptr;
   std::exception_ptr failed;
 
   auto attempt = [&]() -> bool {
-    RobustLockGuard g(s.get_mutex);
+    QueueLockGuard g(s.get_mutex, {});
     std::uint64_t h = s.head.load(std::memory_order_relaxed);
     std::uint64_t t = s.cached_tail;
     if (pos_of(h) == pos_of(t)) {
@@ -290,7 +324,7 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
     return true;
   };
   auto changed = [&] { return s.tail.load(std::memory_order_relaxed) != seen_tail; };
-  if (!block_until(attempt, changed, s.not_empty, deadline)) {
+  if (!block_until(attempt, changed, s.not_empty, deadline, spin_ns_)) {
     throw Empty("the queue is empty");
   }
   if (to_free) seg_->deallocate(to_free);
@@ -327,7 +361,7 @@ void QueueCore::join(std::optional<Clock::time_point> deadline) {
     return s.tasks_done.load(std::memory_order_acquire) ==
            msgs_of(s.tail.load(std::memory_order_acquire));
   };
-  if (!block_until(finished, finished, s.all_done, deadline)) {
+  if (!block_until(finished, finished, s.all_done, deadline, spin_ns_)) {
     throw TimeoutError("join(): tasks are still unfinished");
   }
 }
