@@ -240,10 +240,13 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
       try {
         block = seg_->allocate(payload.size(), 16);
       } catch (const SegmentFull&) {
-        // Space is freed as consumers take heap messages; with none queued, nothing will.
+        // Space is freed as consumers take heap messages: wait for them while any is
+        // queued. With none queued, only a consumer still freeing the last one's block can
+        // help; they free under the get lock, so taking it once lets that finish.
         seen_head = s.head.load(std::memory_order_acquire);
-        if (std::uint32_t(msgs_of(t) - msgs_of(seen_head)) == 0) throw;
-        return false;
+        if (std::uint32_t(msgs_of(t) - msgs_of(seen_head)) != 0) return false;
+        { QueueLockGuard drained(s.get_mutex, {}); }
+        block = seg_->allocate(payload.size(), 16);  // SegmentFull now means it never fits
       }
       std::uint64_t off = seg_->offset_of(block);
       s.pending_block.store(off, std::memory_order_relaxed);
@@ -321,13 +324,15 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
       failed = std::current_exception();  // undecodable: dropped, as Python drops it
     }
     s.head.store(word(msgs_of(h) + 1, pos + kHeader + round8(rh.size)), std::memory_order_release);
+    // Freed under the lock (a producer that finds the heap full relies on it); killed
+    // between the store and the free, the block leaks.
+    if (to_free) seg_->deallocate(to_free);
     return true;
   };
   auto changed = [&] { return s.tail.load(std::memory_order_relaxed) != seen_tail; };
   if (!block_until(attempt, changed, s.not_empty, deadline, spin_ns_)) {
     throw Empty("the queue is empty");
   }
-  if (to_free) seg_->deallocate(to_free);
   notify(s.not_full);
   if (failed) std::rethrow_exception(failed);
 }

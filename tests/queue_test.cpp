@@ -276,10 +276,15 @@ TEST_CASE("crash loop: 200+ SIGKILLs of producers and consumers inside put and g
     for (int k = 0; k < 2; ++k) {
       bool kill_producer = (k == 0) == producer_first;
       std::uint64_t target = sh->progress.load() + 1 + rng() % 40;
+      auto stuck_after = std::chrono::steady_clock::now() + 20s;
       while (sh->progress.load() < target) {
         // With its partner dead, a consumer stops at an empty queue and a producer at a
         // full one: kill it there, asleep inside get or put.
         if (k == 1 && (kill_producer ? q.full() : q.empty())) break;
+        if (std::chrono::steady_clock::now() > stuck_after) {
+          FAIL("no progress in round " << round << " kill " << k << ": qsize " << q.qsize()
+                                       << ", check: '" << q.check() << "'");
+        }
         sched_yield();
       }
       (kill_producer ? producer : consumer).kill_and_reap();
