@@ -153,29 +153,26 @@ void throughput64(benchmark::State& state, int producers, int consumers) {
           }
         }));
       }
+      // Receives this consumer's share, checking FIFO order per producer.
+      auto consume = [&] {
+        std::vector<std::int64_t> last(static_cast<std::size_t>(producers), -1);
+        for (long i = 0; i < per_consumer; ++i) {
+          Msg64 m = ch.recv();
+          auto p = static_cast<std::size_t>(m.seq >> 48);
+          auto s = static_cast<std::int64_t>(m.seq & 0xffffffffffff);
+          if (p >= last.size() || s <= last[p]) c->errors.fetch_add(1);
+          else last[p] = s;
+        }
+      };
       for (int k = 1; k < consumers; ++k) {
         kids.push_back(spawn([&] {
           wait_go(*c);
-          std::vector<std::int64_t> last(static_cast<std::size_t>(producers), -1);
-          for (long i = 0; i < per_consumer; ++i) {
-            Msg64 m = ch.recv();
-            auto p = static_cast<std::size_t>(m.seq >> 48);
-            auto s = static_cast<std::int64_t>(m.seq & 0xffffffffffff);
-            if (p >= last.size() || s <= last[p]) c->errors.fetch_add(1);
-            else last[p] = s;
-          }
+          consume();
         }));
       }
       // The parent is the first consumer.
       auto t0 = start_all(*c, static_cast<int>(kids.size()));
-      std::vector<std::int64_t> last(static_cast<std::size_t>(producers), -1);
-      for (long i = 0; i < per_consumer; ++i) {
-        Msg64 m = ch.recv();
-        auto p = static_cast<std::size_t>(m.seq >> 48);
-        auto s = static_cast<std::int64_t>(m.seq & 0xffffffffffff);
-        if (p >= last.size() || s <= last[p]) c->errors.fetch_add(1);
-        else last[p] = s;
-      }
+      consume();
       reap(kids);  // the other consumers finish at about the same time
       double t = seconds_since(t0);
       state.SetIterationTime(t);
