@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "mpp/detail/demangle.hpp"
+#include "mpp/detail/process_self.hpp"
 
 namespace mpp {
 namespace detail {
@@ -413,6 +414,13 @@ void Process::close() {
   if (s.pidfd >= 0) ::close(s.pidfd);
   s.pidfd = -1;
   s.closed = true;
+}
+
+void detail::become_forked_child(std::string name, bool daemon, const ProcessInfo& parent) {
+  g_self.name = std::move(name);
+  g_self.daemon = daemon;
+  g_self.identity.clear();
+  g_self.parent = parent;
 }
 
 ProcessInfo current_process() { return ProcessInfo(g_self.name, ::getpid(), g_self.daemon); }

@@ -7,6 +7,7 @@
 #include "mpp/manager.hpp"
 #include "mpp/connection.hpp"
 #include "mpp/pipe.hpp"
+#include "mpp/pool.hpp"
 #include "mpp/queue.hpp"
 #include "mpp/process.hpp"
 #include "mpp/subprocess.hpp"

@@ -1,0 +1,104 @@
+// The untyped engine under mpp::Pool: the spawner and the workers, the shared-memory queues
+// between them, the result thread, dispatch and the bookkeeping that turns a dead worker
+// into one failed task. See README.md, "Pool", for the design.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "mpp/detail/codec.hpp"
+#include "mpp/detail/pool_task.hpp"
+#include "mpp/detail/queue_core.hpp"
+
+namespace mpp::detail {
+
+// How a task ended, as the result thread hands it to the task's completion.
+struct Outcome {
+  bool ok = false;
+  ByteView payload;           // ok: the encoded results (valid during the call only)
+  std::exception_ptr error;   // else: RemoteError, WorkerLost or BrokenPool
+};
+
+// Called exactly once per task, on the result thread (or on the thread that terminates the
+// pool, with a BrokenPool error). Must not throw.
+using Completion = std::function<void(const Outcome&)>;
+
+class PoolCore {
+ public:
+  // Forks the spawner, which forks `processes` workers; then starts the result thread.
+  PoolCore(int processes, std::function<void()> initializer, std::size_t maxtasksperchild);
+  ~PoolCore();  // terminate()
+  PoolCore(const PoolCore&) = delete;
+  PoolCore& operator=(const PoolCore&) = delete;
+
+  // Queues a task frame (begin_task + input). Throws BrokenPool when the pool is closed,
+  // terminated or broken; ValueError when the frame can never fit in a queue.
+  void submit(std::string frame, Completion done);
+
+  void close();
+  void terminate();
+  void join();
+
+  int processes() const noexcept { return processes_; }
+  bool on_result_thread() const noexcept { return std::this_thread::get_id() == result_thread_.get_id(); }
+
+ private:
+  struct Slot {
+    std::unique_ptr<QueueCore> tasks;  // this slot's worker takes its tasks from here
+    std::deque<std::uint64_t> assigned;  // sent to this slot, no outcome yet (oldest first)
+  };
+  struct Pending {
+    Completion done;
+  };
+
+  [[noreturn]] void spawner_main();
+  [[noreturn]] void worker_main(int slot);
+  void result_loop();
+  bool dispatch_locked(std::uint64_t id, const std::string& frame);
+  void refill_locked(std::vector<std::pair<Completion, Outcome>>& fail);
+  void steal_locked(std::size_t idle_slot);
+  void on_result(const ResultHeader& h, ByteView payload, std::string& scratch);
+  void on_worker_died(const ResultHeader& h);
+  void break_locked(const std::string& reason, std::vector<Completion>& failed);
+  void finish(Completion& c, const Outcome& o);
+  void post_quit();
+  void shutdown(bool graceful);
+
+  const int processes_;
+  const std::function<void()> initializer_;
+  const std::size_t maxtasksperchild_;
+  const pid_t owner_pid_;
+
+  std::vector<Slot> slots_;
+  std::unique_ptr<QueueCore> results_;
+  pid_t spawner_pid_ = -1;
+  int spawner_pidfd_ = -1;
+  int command_fd_ = -1;  // parent -> spawner
+
+  std::mutex m_;
+  std::condition_variable all_done_;
+  std::unordered_map<std::uint64_t, Pending> pending_;
+  std::deque<std::pair<std::uint64_t, std::string>> backlog_;  // waiting for room in a slot
+  std::uint64_t next_id_ = 1;
+  std::size_t unfinished_ = 0;  // submitted, completion not yet returned
+  enum class State { running, closed, terminated } state_ = State::running;
+  std::string broken_;  // why the pool can run no more tasks, or empty
+  bool torn_down_ = false;
+
+  std::thread result_thread_;
+};
+
+}  // namespace mpp::detail

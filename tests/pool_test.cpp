@@ -1,0 +1,286 @@
+#include "mpp/pool.hpp"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <list>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mpp/errors.hpp"
+#include "support/child.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+int square(int x) { return x * x; }
+std::string shout(std::string s, int n) { return s + std::string(static_cast<std::size_t>(n), '!'); }
+int fail_on_7(int x) {
+  if (x == 7) throw std::domain_error("seven is not allowed");
+  return x;
+}
+void die_with_sigkill() { ::kill(::getpid(), SIGKILL); }
+int my_pid(int) { return ::getpid(); }
+
+// This process's children that exist now (from /proc/self/task/*/children).
+std::set<pid_t> children_now() {
+  std::set<pid_t> out;
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return out;
+  while (auto* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string path = std::string("/proc/self/task/") + e->d_name + "/children";
+    if (FILE* f = fopen(path.c_str(), "r")) {
+      int pid;
+      while (fscanf(f, "%d", &pid) == 1) out.insert(pid);
+      fclose(f);
+    }
+  }
+  closedir(d);
+  return out;
+}
+
+std::set<std::string> dev_shm() {
+  std::set<std::string> out;
+  if (DIR* d = opendir("/dev/shm")) {
+    while (auto* e = readdir(d)) out.insert(e->d_name);
+    closedir(d);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("apply runs a function pointer or a capturing lambda made after the fork") {
+  mpp::Pool pool(2);
+  CHECK(pool.apply(square, 7) == 49);
+  CHECK(pool.apply(shout, "hey", 3) == "hey!!!");
+  int base = 1000;  // made after the workers were forked; travels as the lambda's bytes
+  auto add = [base](int x) { return base + x; };
+  CHECK(pool.apply(add, 5) == 1005);
+  CHECK(pool.apply(my_pid, 0) != getpid());
+  pool.close();
+  pool.join();
+}
+
+TEST_CASE("map over 100k items is correct and in order; starmap; empty input") {
+  mpp::Pool pool(2);
+  std::vector<int> xs(100000);
+  std::iota(xs.begin(), xs.end(), 0);
+  auto ys = pool.map([](int x) { return x * 3 + 1; }, xs);
+  REQUIRE(ys.size() == xs.size());
+  bool ok = true;
+  for (std::size_t i = 0; i < xs.size(); ++i) ok = ok && ys[i] == xs[i] * 3 + 1;
+  CHECK(ok);
+  auto zs = pool.map(square, xs, 7);  // an odd chunk size
+  CHECK(zs.size() == xs.size());
+  CHECK(zs[999] == 999 * 999);
+  std::vector<std::string> words{"a", "bb", "ccc"};
+  CHECK(pool.map([](const std::string& s) { return s.size(); }, words) == std::vector<std::size_t>{1, 2, 3});
+  std::vector<std::pair<std::string, int>> pairs{{"x", 1}, {"y", 2}};
+  CHECK(pool.starmap(shout, pairs) == std::vector<std::string>{"x!", "y!!"});
+  CHECK(pool.map(square, std::vector<int>{}).empty());
+}
+
+TEST_CASE("imap yields in order, imap_unordered yields each exactly once") {
+  mpp::Pool pool(3);
+  std::vector<int> xs(2000);
+  std::iota(xs.begin(), xs.end(), 0);
+  std::vector<int> ordered;
+  for (int v : pool.imap(square, xs, 13)) ordered.push_back(v);
+  REQUIRE(ordered.size() == xs.size());
+  for (std::size_t i = 0; i < xs.size(); ++i) REQUIRE(ordered[i] == xs[i] * xs[i]);
+  std::multiset<int> seen;
+  auto it = pool.imap_unordered([](int x) { return x; }, xs);
+  while (auto v = it.next(30s)) seen.insert(*v);
+  CHECK(seen.size() == xs.size());
+  CHECK(std::set<int>(seen.begin(), seen.end()).size() == xs.size());
+}
+
+TEST_CASE("an exception in a task comes back as RemoteError, and the pool stays usable") {
+  mpp::Pool pool(2);
+  try {
+    pool.apply(fail_on_7, 7);
+    FAIL("no exception");
+  } catch (const mpp::RemoteError& e) {
+    CHECK(e.type_name() == "std::domain_error");
+    CHECK(e.message() == "seven is not allowed");
+  }
+  std::vector<int> xs{1, 2, 7, 4};
+  CHECK_THROWS_AS(pool.map(fail_on_7, xs, 1), mpp::RemoteError);
+  auto it = pool.imap(fail_on_7, xs);
+  CHECK(it.next() == 1);
+  CHECK(it.next() == 2);
+  CHECK_THROWS_AS(it.next(), mpp::RemoteError);
+  CHECK(it.next() == 4);
+  CHECK_FALSE(it.next());
+  auto r = pool.apply_async(fail_on_7, 7);
+  r.wait();
+  CHECK(r.ready());
+  CHECK_FALSE(r.successful());
+  CHECK(pool.apply(square, 3) == 9);
+}
+
+TEST_CASE("get(timeout) throws TimeoutError; wait(timeout) and ready report") {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  mpp::Pool pool(1);  // after the pipe: the workers inherit it
+  // The task blocks until the test writes to the pipe.
+  int rfd = fds[0];
+  auto blocker = [rfd](int) {
+    char c;
+    return static_cast<int>(read(rfd, &c, 1));
+  };
+  auto r = pool.apply_async(blocker, 0);
+  CHECK_THROWS_AS(r.get(10ms), mpp::TimeoutError);
+  CHECK_FALSE(r.wait(1ms));
+  CHECK_FALSE(r.ready());
+  CHECK_THROWS_AS(r.successful(), mpp::ValueError);
+  REQUIRE(write(fds[1], "x", 1) == 1);
+  CHECK(r.get(30s) == 1);
+  CHECK(r.successful());
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST_CASE("each callback runs once, in the parent, on the result thread") {
+  std::atomic<int> calls{0}, errors{0}, wrong_process{0};
+  std::mutex m;
+  std::multiset<int> values;
+  const pid_t parent = getpid();
+  {
+    mpp::Pool pool(2);
+    for (int i = 0; i < 200; ++i) {
+      pool.apply_async(square, i, mpp::callback([&](const int& v) {
+                         if (getpid() != parent) ++wrong_process;
+                         std::lock_guard lock(m);
+                         values.insert(v);
+                         ++calls;
+                       }),
+                       mpp::error_callback([&](const mpp::Error&) { ++errors; }));
+    }
+    pool.apply_async(fail_on_7, 7, mpp::error_callback([&](const mpp::Error& e) {
+                       if (getpid() != parent) ++wrong_process;
+                       if (dynamic_cast<const mpp::RemoteError*>(&e)) ++errors;
+                     }));
+    std::atomic<int> map_done{0};
+    std::vector<int> xs{1, 2, 3};
+    pool.map_async(square, xs, mpp::callback([&](const std::vector<int>& v) {
+                     if (v == std::vector<int>{1, 4, 9}) ++map_done;
+                   }));
+    pool.close();
+    pool.join();  // returns after every callback ran
+    CHECK(map_done == 1);
+  }
+  CHECK(calls == 200);
+  CHECK(errors == 1);
+  CHECK(wrong_process == 0);
+  std::multiset<int> expect;
+  for (int i = 0; i < 200; ++i) expect.insert(i * i);
+  CHECK(values == expect);
+}
+
+TEST_CASE("a task that SIGKILLs its worker fails with WorkerLost; 1000 others complete") {
+  mpp::Pool pool(2);
+  std::vector<mpp::AsyncResult<int>> rs;
+  for (int i = 0; i < 500; ++i) rs.push_back(pool.apply_async(square, i));
+  auto killer = pool.apply_async(die_with_sigkill);
+  for (int i = 500; i < 1000; ++i) rs.push_back(pool.apply_async(square, i));
+  try {
+    killer.get(30s);
+    FAIL("no exception");
+  } catch (const mpp::WorkerLost& e) {
+    CHECK_THAT(e.what(), Catch::Contains("signal 9") && Catch::Contains("SIGKILL") && Catch::Contains("pid"));
+  }
+  for (int i = 0; i < 1000; ++i) REQUIRE(rs[static_cast<std::size_t>(i)].get(30s) == i * i);
+  // Again, to see that the replacement works and more deaths are handled.
+  for (int round = 0; round < 5; ++round) {
+    CHECK_THROWS_AS(pool.apply(die_with_sigkill), mpp::WorkerLost);
+    CHECK(pool.apply(square, round) == round * round);
+  }
+  auto aborter = [](int) -> int {
+    signal(SIGABRT, SIG_DFL);  // Catch's handler, inherited by the fork, would report
+    std::abort();
+  };
+  CHECK_THROWS_WITH(pool.apply(aborter, 0), Catch::Contains("SIGABRT"));
+  CHECK(pool.map(square, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
+}
+
+TEST_CASE("maxtasksperchild replaces workers; initializer runs in each worker") {
+  mpp::PoolOptions opt;
+  static int initialized = 0;  // the worker's copy is set by the initializer
+  opt.initializer = [] { initialized = 42; };
+  opt.maxtasksperchild = 3;
+  mpp::Pool pool(2, opt);
+  std::set<int> pids;
+  for (int i = 0; i < 30; ++i) pids.insert(pool.apply(my_pid, i));
+  CHECK(pids.size() >= 10);  // 30 tasks, at most 3 per worker
+  CHECK(pool.apply([](int) { return initialized; }, 0) == 42);
+  CHECK(initialized == 0);  // not in the parent
+}
+
+TEST_CASE("an initializer that throws breaks the pool with a clear error") {
+  mpp::PoolOptions opt;
+  opt.initializer = [] { throw std::runtime_error("no database"); };
+  mpp::Pool pool(1, opt);
+  auto r = pool.apply_async(square, 2);
+  CHECK_THROWS_WITH(r.get(30s), Catch::Contains("initializer") && Catch::Contains("no database"));
+  CHECK_THROWS_AS(pool.apply_async(square, 3), mpp::BrokenPool);
+}
+
+TEST_CASE("terminate with tasks in flight fails them with BrokenPool, leaves no child, no segment") {
+  auto shm_before = dev_shm();
+  auto children_before = children_now();
+  std::vector<mpp::AsyncResult<int>> rs;
+  {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    mpp::Pool pool(2);  // after the pipe: the workers inherit it
+    int rfd = fds[0];
+    auto blocker = [rfd](int) {
+      char c;
+      return static_cast<int>(read(rfd, &c, 1));
+    };
+    for (int i = 0; i < 100; ++i) rs.push_back(pool.apply_async(blocker, i));
+    CHECK(children_now().size() > children_before.size());
+    pool.terminate();
+    close(fds[0]);
+    close(fds[1]);
+    CHECK_THROWS_AS(pool.apply_async(square, 1), mpp::BrokenPool);
+  }
+  for (auto& r : rs) CHECK_THROWS_AS(r.get(30s), mpp::BrokenPool);
+  CHECK(children_now() == children_before);
+  CHECK(dev_shm() == shm_before);
+}
+
+TEST_CASE("close then join finishes queued tasks; misuse is reported") {
+  mpp::Pool pool(2);
+  CHECK_THROWS_AS(pool.join(), mpp::ValueError);  // not closed yet
+  std::vector<mpp::AsyncResult<int>> rs;
+  for (int i = 0; i < 300; ++i) rs.push_back(pool.apply_async(square, i));
+  pool.close();
+  CHECK_THROWS_WITH(pool.apply_async(square, 1), Catch::Contains("closed"));
+  pool.join();
+  for (int i = 0; i < 300; ++i) CHECK(rs[static_cast<std::size_t>(i)].ready());
+  CHECK(rs[299].get() == 299 * 299);
+  CHECK_THROWS_AS(mpp::Pool(-1), mpp::ValueError);
+}
+
+TEST_CASE("the destructor terminates: no child is left behind") {
+  auto before = children_now();
+  {
+    mpp::Pool pool(3);
+    CHECK(pool.apply(square, 2) == 4);
+  }
+  CHECK(children_now() == before);
+}
