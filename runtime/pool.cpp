@@ -266,6 +266,7 @@ void PoolCore::worker_main(int slot) {
       out = frame_of(rh);
       append_error(out, current_exception_type_name(), what);
     }
+    flush_std_streams();  // the task's output comes before its callback's
     try {
       results_->put(as_bytes(out), std::nullopt);
     } catch (const std::exception& e) {
@@ -274,7 +275,6 @@ void PoolCore::worker_main(int slot) {
       append_error(out, current_exception_type_name(), std::string("the result could not be sent: ") + e.what());
       results_->put(as_bytes(out), std::nullopt);
     }
-    flush_std_streams();
     if (maxtasksperchild_ != 0 && ++done >= maxtasksperchild_) ::_exit(0);
   }
 }

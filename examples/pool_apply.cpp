@@ -1,0 +1,22 @@
+// Tutorial section V.1: pool.apply() runs one task at a time, waiting for each (the
+// tutorial sleeps 2 s per task; 0.2 s here keeps the run short with the same output).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "mpp/pool.hpp"
+
+void foo(int) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::printf("in process %d\n", getpid());  // the worker's pid
+}
+
+int main() {
+  mpp::Pool pool(5);  // five worker processes
+  for (int i = 0; i < 10; ++i) pool.apply(foo, i);  // waits for each task
+  std::printf("end\n");
+  pool.close();  // no more tasks
+  pool.join();   // wait for the workers to finish
+}
