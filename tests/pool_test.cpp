@@ -73,7 +73,7 @@ TEST_CASE("apply runs a function pointer or a capturing lambda made after the fo
   pool.join();
 }
 
-TEST_CASE("map over 100k items is correct and in order; starmap; empty input") {
+TEST_CASE("map over 100k items is correct and in order, starmap, empty input") {
   mpp::Pool pool(2);
   std::vector<int> xs(100000);
   std::iota(xs.begin(), xs.end(), 0);
@@ -131,7 +131,7 @@ TEST_CASE("an exception in a task comes back as RemoteError, and the pool stays 
   CHECK(pool.apply(square, 3) == 9);
 }
 
-TEST_CASE("get(timeout) throws TimeoutError; wait(timeout) and ready report") {
+TEST_CASE("get(timeout) throws TimeoutError, wait(timeout) and ready report") {
   int fds[2];
   REQUIRE(pipe(fds) == 0);
   mpp::Pool pool(1);  // after the pipe: the workers inherit it
@@ -190,7 +190,7 @@ TEST_CASE("each callback runs once, in the parent, on the result thread") {
   CHECK(values == expect);
 }
 
-TEST_CASE("a task that SIGKILLs its worker fails with WorkerLost; 1000 others complete") {
+TEST_CASE("a task that SIGKILLs its worker fails with WorkerLost, 1000 others complete") {
   mpp::Pool pool(2);
   std::vector<mpp::AsyncResult<int>> rs;
   for (int i = 0; i < 500; ++i) rs.push_back(pool.apply_async(square, i));
@@ -216,7 +216,7 @@ TEST_CASE("a task that SIGKILLs its worker fails with WorkerLost; 1000 others co
   CHECK(pool.map(square, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
 }
 
-TEST_CASE("maxtasksperchild replaces workers; initializer runs in each worker") {
+TEST_CASE("maxtasksperchild replaces workers, initializer runs in each worker") {
   mpp::PoolOptions opt;
   static int initialized = 0;  // the worker's copy is set by the initializer
   opt.initializer = [] { initialized = 42; };
@@ -263,7 +263,7 @@ TEST_CASE("terminate with tasks in flight fails them with BrokenPool, leaves no 
   CHECK(dev_shm() == shm_before);
 }
 
-TEST_CASE("close then join finishes queued tasks; misuse is reported") {
+TEST_CASE("close then join finishes queued tasks, misuse is reported") {
   mpp::Pool pool(2);
   CHECK_THROWS_AS(pool.join(), mpp::ValueError);  // not closed yet
   std::vector<mpp::AsyncResult<int>> rs;

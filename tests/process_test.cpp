@@ -213,7 +213,7 @@ TEST_CASE("terminate() and kill() make exitcode -15 and -9") {
   k.kill();
 }
 
-TEST_CASE("join(timeout) on a child that never ends returns false; after terminate it returns true") {
+TEST_CASE("join(timeout) on a child that never ends returns false, after terminate it returns true") {
   mpp::Process p([] {
     for (;;) pause();
   });
