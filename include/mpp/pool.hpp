@@ -487,26 +487,29 @@ class Pool {
   }
 
   // Submits the items of the sized range `r` in chunks of `chunksize`, each item encoded
-  // by put_item(item, out); chunk k's values or error go to on_chunk(k, values, error).
-  template <class R, class... S, class F, class Range, class PutItem, class OnChunk>
+  // by put_item(item, out); chunk k (items [first, first + count)) ends with
+  // on_chunk(k, first, count, outcome), on the result thread.
+  template <class... S, class F, class Range, class PutItem, class OnChunk>
   void submit_chunks(F f, Range& r, std::size_t chunksize, PutItem put_item, OnChunk on_chunk) {
+    using First = std::tuple_element_t<0, std::tuple<S..., void>>;
+    // Plain values in contiguous memory are the chunk's bytes as they are.
+    constexpr bool plain = sizeof...(S) == 1 && (detail::TriviallyEncoded<S> && ...) &&
+                           std::ranges::contiguous_range<Range> &&
+                           std::is_same_v<std::ranges::range_value_t<Range>, First>;
     const std::size_t n = std::ranges::size(r);
     auto it = std::ranges::begin(r);
     for (std::size_t k = 0, first = 0; first < n; ++k, first += chunksize) {
       std::size_t count = std::min(chunksize, n - first);
       auto frame = detail::begin_task<F, S...>(f, count);
-      for (std::size_t i = 0; i < count; ++i, ++it) put_item(*it, frame);
-      core_->submit(std::move(frame), [k, count, on_chunk](const detail::Outcome& o) {
-        std::deque<R> values;
-        std::exception_ptr error = o.error;
-        if (o.ok) {
-          try {
-            detail::take_results<R>(o.payload, count, [&](R&& v) { values.push_back(std::move(v)); });
-          } catch (...) {
-            error = std::current_exception();
-          }
-        }
-        on_chunk(k, std::move(values), error);
+      if constexpr ((detail::TriviallyEncoded<S> && ...)) frame.reserve(frame.size() + count * (sizeof(S) + ... + 0));
+      if constexpr (plain) {
+        frame.append(reinterpret_cast<const char*>(std::to_address(it)), count * sizeof(First));
+        it += static_cast<std::ranges::range_difference_t<Range>>(count);
+      } else {
+        for (std::size_t i = 0; i < count; ++i, ++it) put_item(*it, frame);
+      }
+      core_->submit(std::move(frame), [k, first, count, on_chunk](const detail::Outcome& o) {
+        on_chunk(k, first, count, o);
       });
     }
   }
@@ -527,15 +530,36 @@ class Pool {
       }
     };
     (take_extra(std::forward<X>(extra)), ...);
+    // Results are decoded straight into their place in the output when R can be
+    // default-constructed, else into per-chunk parts joined at the end.
+    constexpr bool in_place = std::is_default_constructible_v<R>;
     struct Job {
       std::mutex m;
-      std::vector<std::deque<R>> parts;
+      std::vector<R> out;
+      std::vector<std::vector<R>> parts;
       std::size_t left = 0;
       bool finished = false;
     };
     auto st = std::make_shared<detail::ResultState<std::vector<R>>>();
     auto job = std::make_shared<Job>();
-    auto on_chunk = [st, job, cbs](std::size_t k, std::deque<R>&& values, std::exception_ptr error) {
+    auto on_chunk = [st, job, cbs](std::size_t k, std::size_t first, std::size_t count, const detail::Outcome& o) {
+      std::exception_ptr error = o.error;
+      if (o.ok) {
+        try {
+          // Chunks fill disjoint ranges of the output: no lock needed to decode.
+          if constexpr (in_place) {
+            detail::take_results_into<R>(o.payload, count, job->out.data() + first);
+          } else {
+            std::vector<R> part;
+            part.reserve(count);
+            detail::take_results<R>(o.payload, count, [&](R&& v) { part.push_back(std::move(v)); });
+            std::lock_guard lock(job->m);
+            job->parts[k] = std::move(part);
+          }
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
       bool done_now = false;
       {
         std::lock_guard lock(job->m);
@@ -544,14 +568,12 @@ class Pool {
         if (error) {
           job->finished = done_now = true;
           st->error = error;
-        } else {
-          job->parts[k] = std::move(values);
-          if (--job->left == 0) {
-            job->finished = done_now = true;
+        } else if (--job->left == 0) {
+          job->finished = done_now = true;
+          if constexpr (in_place) {
+            st->value.emplace(std::move(job->out));
+          } else {
             std::vector<R> out;
-            std::size_t total = 0;
-            for (auto& p : job->parts) total += p.size();
-            out.reserve(total);
             for (auto& p : job->parts)
               for (auto& v : p) out.push_back(std::move(v));
             job->parts.clear();
@@ -570,9 +592,10 @@ class Pool {
         complete(*st, cbs);
         return 0;
       }
-      job->parts.resize(chunks);
+      if constexpr (in_place) job->out.resize(n);
+      else job->parts.resize(chunks);
       job->left = chunks;
-      submit_chunks<R, S...>(f, r, cs, put_item, on_chunk);
+      submit_chunks<S...>(f, r, cs, put_item, on_chunk);
       return 0;
     });
     return AsyncResult<std::vector<R>>(st);
@@ -605,9 +628,18 @@ class Pool {
     st->ordered = ordered;
     with_sized(std::forward<In>(items), [&](auto& r) {
       st->chunks_total = chunk_count(std::ranges::size(r), chunksize);
-      submit_chunks<R, T>(
+      submit_chunks<T>(
           f, r, chunksize, [](const auto& item, std::string& out) { detail::put_pack(out, T(item)); },
-          [st](std::size_t k, std::deque<R>&& values, std::exception_ptr error) {
+          [st](std::size_t k, std::size_t, std::size_t count, const detail::Outcome& o) {
+            std::deque<R> values;
+            std::exception_ptr error = o.error;
+            if (o.ok) {
+              try {
+                detail::take_results<R>(o.payload, count, [&](R&& v) { values.push_back(std::move(v)); });
+              } catch (...) {
+                error = std::current_exception();
+              }
+            }
             st->deliver(k, std::move(values), error);
           });
       return 0;

@@ -127,9 +127,27 @@ void run_chunk(const std::byte* callable, ByteView input, std::string& output) {
   F& f = *std::launder(reinterpret_cast<F*>(storage));
   Reader r(input);
   auto count = r.take_raw<std::uint64_t>();
+  using R = PackResult<F, S...>;
+  if constexpr (sizeof...(S) == 1 && (TriviallyEncoded<S> && ...) && TriviallyEncoded<R>) {
+    // The common map of plain values: fixed-size items in, fixed-size results out.
+    using T = std::tuple_element_t<0, std::tuple<S...>>;
+    if (input.size() - sizeof count != count * sizeof(T)) {
+      throw DecodeError("a pool chunk of " + std::to_string(count) + " items has " +
+                        std::to_string(input.size() - sizeof count) + " bytes");
+    }
+    const std::byte* in = input.data() + sizeof count;
+    const std::size_t base = output.size();
+    output.resize(base + count * sizeof(R));
+    for (std::uint64_t i = 0; i < count; ++i) {
+      T x;
+      std::memcpy(&x, in + i * sizeof(T), sizeof(T));
+      R y = f(std::move(x));
+      std::memcpy(output.data() + base + i * sizeof(R), &y, sizeof(R));
+    }
+    return;
+  }
   for (std::uint64_t i = 0; i < count; ++i) {
     std::tuple<S...> args{take_value<S>(r)...};  // braced: evaluated left to right
-    using R = PackResult<F, S...>;
     if constexpr (std::is_void_v<R>) {
       std::apply(f, std::move(args));
     } else {
@@ -156,6 +174,20 @@ template <class R, class Sink>
 void take_results(ByteView payload, std::uint64_t count, Sink&& sink) {
   Reader r(payload);
   for (std::uint64_t i = 0; i < count; ++i) sink(take_value<R>(r));
+}
+
+// Decodes `count` results of type R from an ok payload into out[0, count).
+template <class R>
+void take_results_into(ByteView payload, std::uint64_t count, R* out) {
+  if constexpr (TriviallyEncoded<R>) {
+    if (payload.size() != count * sizeof(R)) {
+      throw DecodeError("a pool result of " + std::to_string(count) + " values has " +
+                        std::to_string(payload.size()) + " bytes");
+    }
+    std::memcpy(static_cast<void*>(out), payload.data(), payload.size());
+  } else {
+    take_results<R>(payload, count, [&](R&& v) { *out++ = std::move(v); });
+  }
 }
 
 }  // namespace mpp::detail
