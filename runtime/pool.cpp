@@ -522,6 +522,7 @@ void PoolCore::shutdown(bool graceful) {
     if (!graceful) break_locked("the pool was terminated before this task finished", failed);
   }
   for (auto& c : failed) finish(c, Outcome{false, {}, std::make_exception_ptr(BrokenPool(broken_))});
+  post_quit();  // the result thread ends while the processes do
   // The spawner kills its workers (idle after a graceful join), reaps them and exits.
   Command k{'K', {}, 0};
   if (::write(command_fd_, &k, sizeof k) < 0) {
@@ -531,7 +532,6 @@ void PoolCore::shutdown(bool graceful) {
   command_fd_ = -1;
   while (::waitpid(spawner_pid_, nullptr, 0) < 0 && errno == EINTR) {
   }
-  post_quit();
   if (result_thread_.joinable()) result_thread_.join();
 }
 
