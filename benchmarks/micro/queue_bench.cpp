@@ -433,7 +433,7 @@ class Collector : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
       if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") {
-        for (const auto& [k, v] : r.counters) median[r.run_name.str() + " " + k] = v.value;
+        for (const auto& [k, v] : r.counters) median[r.run_name.function_name + "/" + r.run_name.args + " " + k] = v.value;
       }
     }
     ConsoleReporter::ReportRuns(runs);
@@ -449,24 +449,24 @@ void summary(const std::map<std::string, double>& m) {
     std::printf("  %-58s %10.2f   target %-14s %s\n", what, v, target, ok ? "met" : "NOT met");
   };
   std::printf("\nSummary (medians):\n");
-  double q = get("BM_mpp_queue_64B_1to1/4000000/iterations:1/manual_time msgs_s");
-  double py = get("BM_python_mp_queue_64B_1to1/200000/iterations:1/manual_time msgs_s");
-  double mq = get("BM_boost_mq_64B_1to1/2000000/iterations:1/manual_time msgs_s");
-  double q22 = get("BM_mpp_queue_64B_2to2/4000000/iterations:1/manual_time msgs_s");
-  double mq22 = get("BM_boost_mq_64B_2to2/2000000/iterations:1/manual_time msgs_s");
+  double q = get("BM_mpp_queue_64B_1to1/4000000 msgs_s");
+  double py = get("BM_python_mp_queue_64B_1to1/200000 msgs_s");
+  double mq = get("BM_boost_mq_64B_1to1/2000000 msgs_s");
+  double q22 = get("BM_mpp_queue_64B_2to2/4000000 msgs_s");
+  double mq22 = get("BM_boost_mq_64B_2to2/2000000 msgs_s");
   if (q > 0 && py > 0) line("64 B 1->1: mpp Queue / Python mp.Queue (x)", q / py, ">= 40", q / py >= 40);
   if (q > 0 && mq > 0) line("64 B 1->1: mpp Queue / Boost message_queue (x)", q / mq, ">= 2", q / mq >= 2);
   if (q22 > 0 && mq22 > 0) line("64 B 2->2: mpp Queue / Boost message_queue (x)", q22 / mq22, ">= 2", q22 / mq22 >= 2);
-  double busy = get("BM_mpp_queue_rtt/100000/0/iterations:1/manual_time rtt_us");
+  double busy = get("BM_mpp_queue_rtt/100000/0 rtt_us");
   if (busy > 0) line("busy round trip, mpp Queue (us)", busy, "<= 2", busy <= 2);
-  double slp = get("BM_mpp_queue_rtt/2000/1000/iterations:1/manual_time rtt_us");
-  double fx = get("BM_raw_futex_rtt/2000/1000/iterations:1/manual_time rtt_us");
+  double slp = get("BM_mpp_queue_rtt/2000/1000 rtt_us");
+  double fx = get("BM_raw_futex_rtt/2000/1000 rtt_us");
   if (slp > 0 && fx > 0) line("sleeping-peer round trip: mpp Queue / raw futex (x)", slp / fx, "<= 1.2", slp / fx <= 1.2);
-  double pp = get("BM_mpp_pipe_rtt/20000/iterations:1/manual_time rtt_us");
-  double sp = get("BM_raw_socketpair_rtt/20000/iterations:1/manual_time rtt_us");
+  double pp = get("BM_mpp_pipe_rtt/20000 rtt_us");
+  double sp = get("BM_raw_socketpair_rtt/20000 rtt_us");
   if (pp > 0 && sp > 0) line("round trip: mpp Pipe / raw socketpair (x)", pp / sp, "<= 1.2", pp / sp <= 1.2);
-  double mb = get("BM_mpp_queue_bytes/1048576/2000/iterations:1/manual_time MB_s");
-  double mc = get("BM_memcpy/1048576/iterations:1/manual_time MB_s");
+  double mb = get("BM_mpp_queue_bytes/1048576/2000 MB_s");
+  double mc = get("BM_memcpy/1048576 MB_s");
   if (mb > 0 && mc > 0) line("1 MiB: mpp Queue MB/s / memcpy MB/s", mb / mc, ">= 0.40", mb / mc >= 0.4);
 }
 
