@@ -22,10 +22,14 @@
 #include <string>
 #include <string_view>
 
+#include "mpp/array.hpp"
 #include "mpp/detail/segment.hpp"
+#include "mpp/detail/sync_state.hpp"
 #include "mpp/dict.hpp"
 #include "mpp/list.hpp"
 #include "mpp/queue.hpp"
+#include "mpp/sync.hpp"
+#include "mpp/value.hpp"
 
 namespace mpp {
 
@@ -106,6 +110,56 @@ class Manager {
     return SimpleQueue<T>(named_queue<T>(name, detail::ObjectKind::simple_queue, 0, ring_bytes));
   }
 
+  // ---- Value, Array and the synchronisation primitives (sync.hpp, value.hpp, array.hpp) ----
+  // Each finds the object `name` or makes it; the primitives take an empty name to mean a
+  // fresh unique one ("lock#3"), for sharing through forked children. An existing object
+  // keeps what it was made with (a Value its value, a Semaphore its count, a Barrier its
+  // parties). All throw TypeMismatch when `name` is another kind of object (a bounded and an
+  // unbounded semaphore are different kinds) or has another T, SegmentFull when there is no
+  // room, ValueError for a bad name or argument.
+
+  // The shared Value `name` of T (Python: manager.Value(typecode, value)), holding `init` if new.
+  template <class T>
+  Value<T> value(std::string_view name, const T& init = T{}) {
+    using State = detail::ValueState<T>;
+    return Value<T>(sync_object<State>(name, detail::ObjectKind::value, detail::type_fingerprint<T>(),
+                                       sizeof(State), [&](void* p) { ::new (p) State(init); }),
+                    seg_);
+  }
+
+  // The shared Array `name` of n T (Python: manager.Array(typecode, sequence)), zero-filled
+  // if new. Also throws ValueError when it exists with another size.
+  template <class T>
+  Array<T> array(std::string_view name, std::size_t n) {
+    using State = detail::ArrayState<T>;
+    auto* state = sync_object<State>(name, detail::ObjectKind::array, detail::type_fingerprint<T>(),
+                                     State::bytes_for(n),
+                                     [&](void* p) { ::new (p) State(n, nullptr); }, State::kAlign);
+    if (state->size != n) {
+      throw ValueError("Array '" + std::string(name) + "' has " + std::to_string(state->size) +
+                       " elements, not " + std::to_string(n));
+    }
+    return Array<T>(state, seg_);
+  }
+
+  // Python: manager.Lock(), manager.RLock().
+  Lock lock(std::string_view name = {});
+  RLock rlock(std::string_view name = {});
+  // Python: manager.Semaphore(value), manager.BoundedSemaphore(value). `value` as Semaphore's.
+  Semaphore semaphore(int value = 1, std::string_view name = {});
+  BoundedSemaphore bounded_semaphore(int value = 1, std::string_view name = {});
+  // Python: manager.Event().
+  Event event(std::string_view name = {});
+  // Python: manager.Condition(): with an RLock of its own, or bound to `lock`, which must
+  // belong to this Manager's segment (else ValueError) so attached processes find it too.
+  Condition condition(std::string_view name = {});
+  Condition condition(const Lock& lock, std::string_view name = {});
+  Condition condition(const RLock& lock, std::string_view name = {});
+  // Python: manager.Barrier(parties, action, timeout). The action and default timeout belong
+  // to this handle (each process passes its own); `parties` > 0.
+  Barrier barrier(unsigned parties, std::string_view name = {}, Barrier::Action action = {},
+                  Barrier::Timeout timeout = std::nullopt);
+
   // The segment, for the factories of other components.
   const std::shared_ptr<detail::Segment>& segment() const noexcept { return seg_; }
 
@@ -116,6 +170,17 @@ class Manager {
     return detail::QueueCore::named(seg_, name, kind, maxsize, ring_bytes,
                                     detail::type_fingerprint<T>());
   }
+
+  // Finds or makes the object `name` of `kind` whose state is a State of `bytes` bytes.
+  template <class State, class Construct>
+  State* sync_object(std::string_view name, detail::ObjectKind kind, std::string value_type,
+                     std::size_t bytes, const Construct& construct,
+                     std::size_t align = alignof(State)) {
+    detail::Segment::ObjectSpec spec{name, kind, {}, std::move(value_type), bytes, align};
+    return static_cast<State*>(seg_->find_or_create(spec, construct).first);
+  }
+  Condition condition_bound_to(const detail::LockHandle& lock, detail::ObjectKind kind,
+                               std::string_view name);
 
   std::shared_ptr<detail::Segment> seg_;
 };

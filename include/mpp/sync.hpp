@@ -23,6 +23,12 @@
 // does not hold the lock is a ValueError, where Python's multiprocessing.Lock allows it, and
 // acquiring a Lock the calling thread already holds is a ValueError instead of a deadlock.
 //
+// Keep a handle (or its Manager) alive while you hold a lock: a handle keeps the memory
+// mapped, and a lock whose memory this process unmapped while holding it cannot be handed
+// over when the process dies (the kernel finds robust locks through the holder's mapping).
+// guard() keeps its own handle; `m.lock("l").acquire();` with nothing else keeping the
+// Manager's segment mapped in this process does not.
+//
 // Timeouts are std::chrono durations measured on the steady clock; a negative one means 0.
 #pragma once
 
