@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "mpp/array.hpp"
@@ -551,4 +552,54 @@ TEST_CASE("Barrier: the last arrival SIGKILLed inside its action breaks it inste
     CHECK(waiter.exit_code() == 0);  // woken by its own recovery check
     CHECK(barrier.broken());
   }
+}
+
+// ---- Threads of one process -------------------------------------------------------------
+// The primitives serve threads too (locks belong to threads). Built with
+// -DMPP_SANITIZE=thread, this is where ThreadSanitizer checks them.
+
+TEST_CASE("Threads: Lock, RLock, Semaphore, Event, Condition and Barrier between threads") {
+  mpp::Lock lock;
+  mpp::RLock rlock;
+  mpp::Semaphore sem(1);
+  mpp::Event go;
+  mpp::Condition cond;
+  mpp::Barrier barrier(4);
+  long locked_total = 0, rlocked_total = 0, sem_total = 0;
+  int turn = 0;
+  constexpr int kThreads = 4, kIters = 2000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      go.wait();
+      barrier.wait();
+      for (int i = 0; i < kIters; ++i) {
+        {
+          std::lock_guard<mpp::Lock> g(lock);
+          ++locked_total;
+        }
+        {
+          auto g = rlock.guard();
+          auto again = rlock.guard();
+          ++rlocked_total;
+        }
+        {
+          auto g = sem.guard();
+          ++sem_total;
+        }
+      }
+      // Take turns in order through the Condition.
+      auto g = cond.guard();
+      cond.wait_for([&] { return turn == t; });
+      ++turn;
+      cond.notify_all();
+    });
+  }
+  go.set();
+  for (auto& th : threads) th.join();
+  CHECK(locked_total == kThreads * kIters);
+  CHECK(rlocked_total == kThreads * kIters);
+  CHECK(sem_total == kThreads * kIters);
+  CHECK(turn == kThreads);
+  CHECK(sem.get_value() == 1);
 }
