@@ -115,7 +115,7 @@ TEST_CASE("list and show report a live segment's objects, in text and JSON") {
   CHECK(check.out.find("sound") != std::string::npos);
 }
 
-TEST_CASE("dump prints dicts, lists and queues from their type names") {
+TEST_CASE("dump prints dicts, lists, queues, values and arrays from their type names") {
   const std::string name = unique_name("dump");
   mpp::Manager m(name, 1 << 20);
   auto d = m.dict<std::string, long>("counts");
@@ -157,6 +157,14 @@ TEST_CASE("dump prints dicts, lists and queues from their type names") {
     if (ob.as_object()["name"].as_string() == "jobs") saw_get_lock = ob.as_object().contains("get_lock");
   }
   CHECK(saw_get_lock);
+
+  auto v = m.value<double>("ratio", 0.25);
+  CHECK(inspect("dump " + name + " ratio").out.find("0.25") != std::string::npos);
+  auto arr = m.array<int>("grid", 4);
+  arr[2] = 42;
+  auto ja = json::parse(inspect("dump " + name + " grid --json").out).as_object();
+  REQUIRE(ja["entries"].as_array().size() == 4);
+  CHECK(ja["entries"].as_array()[2].as_object()["value"].as_string() == "42");
 
   for (int i = 0; i < 30; ++i) d.set("k" + std::to_string(i), i);
   auto limited = json::parse(inspect("dump " + name + " counts --limit 5 --json").out).as_object();

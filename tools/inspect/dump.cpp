@@ -240,6 +240,58 @@ std::uint64_t walk_queue_image(const Image& img, const ObjectInfo& o, std::size_
   return messages;
 }
 
+// The size of a fundamental type spelled as the directory spells it (type_name<T>()), for
+// the layouts that depend on it (Value<T>, Array<T>); nullopt for any other type.
+std::optional<std::size_t> fundamental_size(std::string_view t) {
+  static const std::pair<std::string_view, std::size_t> known[] = {
+      {"bool", 1}, {"char", 1}, {"signed char", 1}, {"unsigned char", 1},
+      {"short int", 2}, {"short unsigned int", 2}, {"int", 4}, {"unsigned int", 4},
+      {"float", 4}, {"long int", 8}, {"long unsigned int", 8}, {"long long int", 8},
+      {"long long unsigned int", 8}, {"double", 8}};
+  for (auto& [name, size] : known) {
+    if (t == name) return size;
+  }
+  return std::nullopt;
+}
+
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+
+// Value<T> of a fundamental T: lock-free, so one slot at the first T-aligned offset after the
+// header and the `current` word (value.hpp, ValueState).
+bool dump_value(const Image& img, const ObjectInfo& o, DumpResult& d) {
+  auto sz = fundamental_size(o.value_type);
+  if (!sz) return false;
+  std::uint64_t at = o.offset + align_up(sizeof(ObjectHeader) + 4, *sz);
+  const std::byte* p = img.range(at, *sz);
+  if (!p || at + *sz > o.offset + o.state_bytes) {
+    d.note = "its value lies outside its state";
+    return true;
+  }
+  d.rows.push_back({std::nullopt, format_value(o.value_type, img.bytes(p, *sz))});
+  return true;
+}
+
+// Array<T> of a fundamental T: the element count after the header, then the elements at the
+// first T-aligned offset (array.hpp, ArrayState).
+bool dump_array(const Image& img, const ObjectInfo& o, std::size_t limit, DumpResult& d) {
+  auto sz = fundamental_size(o.value_type);
+  if (!sz) return false;
+  const std::byte* np = img.range(o.offset + sizeof(ObjectHeader), 8);
+  if (!np) return true;
+  std::uint64_t n;
+  std::memcpy(&n, np, 8);
+  std::uint64_t data = o.offset + align_up(sizeof(ObjectHeader) + 8, *sz);
+  if (n > o.state_bytes / *sz || !img.range(data, n * *sz) || data + n * *sz > o.offset + o.state_bytes) {
+    d.note = "its element count (" + std::to_string(n) + ") does not fit its state";
+    return true;
+  }
+  for (std::uint64_t i = 0; i < n && i < limit; ++i) {
+    d.rows.push_back({std::to_string(i), format_value(o.value_type, img.bytes(img.range(data + i * *sz, *sz), *sz))});
+  }
+  d.truncated = n > limit;
+  return true;
+}
+
 std::string no_listing(const ObjectInfo& o, const void* base, std::size_t size) {
   const auto* bytes = static_cast<const char*>(base);
   std::uint64_t state_end = std::min<std::uint64_t>(o.offset + o.state_bytes, size);
@@ -269,6 +321,9 @@ DumpResult dump_object(const void* base, std::size_t size, const ObjectInfo& o, 
   } else if (is_queue(o)) {
     n = walk_queue_image(img, o, limit, problems,
                          [&](auto v) { d.rows.push_back({std::nullopt, format_value(o.value_type, v)}); });
+  } else if ((o.kind == "value" && dump_value(img, o, d)) ||
+             (o.kind == "array" && dump_array(img, o, limit, d))) {
+    return d;
   } else {
     d.note = no_listing(o, base, size);
     return d;
