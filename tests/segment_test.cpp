@@ -283,3 +283,30 @@ TEST_CASE("an unrelated process attaches by name (exec, not fork)") {
   shm_unlink(("/" + foreign).c_str());
   CHECK_THAT(run_helper("segment " + foreign), Catch::StartsWith("error: FileNotFoundError"));
 }
+
+TEST_CASE("a creator killed while building an object leaves no half-made entry") {
+  auto seg = Segment::anonymous(1 << 20, 8);
+  for (int round = 0; round < 20; ++round) {
+    mpp::test::Child child([&](int ready_fd) {
+      seg->find_or_create(spec("half", ObjectKind::dict, "int", "int", 256), [&](void* p) {
+        std::memset(p, 0x77, 256);
+        mpp::test::signal_ready(ready_fd);
+        pause();  // dies here, holding the directory lock, its entry `building`
+      });
+    });
+    REQUIRE(child.wait_ready());
+    child.kill_and_reap();
+    CHECK(seg->find(spec("half", ObjectKind::dict, "int", "int")) == nullptr);
+    auto [p, created] = seg->find_or_create(spec("whole", ObjectKind::list, "", "int"), [](void*) {});
+    CHECK(p != nullptr);
+    CHECK(created == (round == 0));
+  }
+  // Each death is recovered by the next process that takes the directory lock (the next
+  // round's child, or this last creation).
+  auto [h, made] = seg->find_or_create(spec("half", ObjectKind::dict, "int", "int", 256), [](void*) {});
+  CHECK(made);
+  CHECK(h != nullptr);
+  CHECK(seg->header().directory_mutex.recoveries() == 20);
+  CHECK(seg->header().leaked.load() == 20 * 256);  // the dead creators' blocks, counted
+  CHECK(seg->check_heap());
+}

@@ -253,7 +253,8 @@ class Dict {
     });
   }
 
-  // A shared lock on the dict; views it hands out are valid while it lives.
+  // A shared lock on the dict; views it hands out are valid while it lives. It holds its
+  // own handle, so it stays valid even if the Dict it came from is gone.
   class ReadGuard {
    public:
     bool contains(const K& key) const { return find(key) != nullptr; }
@@ -263,16 +264,16 @@ class Dict {
       if (!n) throw KeyError(missing(key));
       return detail::view<V>(n->value());
     }
-    std::size_t size() const { return d_->size(); }
+    std::size_t size() const { return d_.size(); }
 
    private:
     friend class Dict;
-    explicit ReadGuard(const Dict& d) : d_(&d), g_(d.core_.read()) {}
+    explicit ReadGuard(const Dict& d) : d_(d), g_(d_.core_.read()) {}
     detail::DictNode* find(const K& key) const {
       auto k = detail::encode(key);
-      return d_->core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+      return d_.core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
     }
-    const Dict* d_;
+    Dict d_;  // declared first: outlives the lock
     detail::SharedGuard g_;
   };
   ReadGuard read() const { return ReadGuard(*this); }

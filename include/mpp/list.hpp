@@ -157,18 +157,19 @@ class List {
     for (std::uint64_t i = 0; i < n; ++i) fn(detail::view<T>(core_.item_locked(i)->bytes()));
   }
 
-  // A shared lock; views it hands out are valid while it lives.
+  // A shared lock; views it hands out are valid while it lives. It holds its own handle,
+  // so it stays valid even if the List it came from is gone.
   class ReadGuard {
    public:
-    std::size_t size() const { return static_cast<std::size_t>(l_->core_.size_locked()); }
+    std::size_t size() const { return static_cast<std::size_t>(l_.core_.size_locked()); }
     detail::View<T> view(long long i) const {
-      return detail::view<T>(l_->core_.item_locked(l_->resolve(i))->bytes());
+      return detail::view<T>(l_.core_.item_locked(l_.resolve(i))->bytes());
     }
 
    private:
     friend class List;
-    explicit ReadGuard(const List& l) : l_(&l), g_(l.core_.read()) {}
-    const List* l_;
+    explicit ReadGuard(const List& l) : l_(l), g_(l_.core_.read()) {}
+    List l_;  // declared first: outlives the lock
     detail::SharedGuard g_;
   };
   ReadGuard read() const { return ReadGuard(*this); }
