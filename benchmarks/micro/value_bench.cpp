@@ -3,8 +3,10 @@
 // figures and commands are in the closing note of issue 3.
 //
 // Two-process benchmarks fork one partner per benchmark run. Partner and parent meet on an
-// mpp::Barrier before and after each batch, and the time of a batch covers both processes'
-// work, so items_per_second is the total rate of both.
+// mpp::Barrier before and after each batch, then spin on a shared counter until both are
+// running (a woken process can take longer to be scheduled than a batch takes), so the
+// batches overlap and contend. The time of a batch covers both processes' work, so
+// items_per_second is the total rate of both.
 #include <benchmark/benchmark.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -34,6 +36,7 @@ class Partner {
       for (;;) {
         start_.wait();
         if (stop_.is_set()) _exit(0);
+        meet();
         work();
         done_.wait();
       }
@@ -45,11 +48,23 @@ class Partner {
     int status;
     waitpid(pid_, &status, 0);
   }
-  void begin() { start_.wait(); }
+  void begin() {
+    start_.wait();
+    meet();
+  }
   void end() { done_.wait(); }
 
  private:
+  // Both processes increment the gate once per batch and spin until it is even again.
+  void meet() {
+    auto gate = gate_.atomic_ref();
+    auto target = (gate.fetch_add(1) + 2) & ~std::uint64_t{1};
+    while (gate.load() < target) {
+    }
+  }
+
   mpp::Barrier start_, done_;
+  mpp::Value<std::uint64_t> gate_{0};
   mpp::Event stop_;
   pid_t pid_;
 };
