@@ -9,6 +9,7 @@
 
 #include "mpp/errors.hpp"
 #include "support/child.hpp"
+#include "support/command.hpp"
 
 namespace {
 
@@ -18,14 +19,7 @@ bool shm_exists(const std::string& name) {
 }
 
 std::string run_helper(const std::string& args) {
-  std::string cmd = std::string(MPP_ATTACH_HELPER) + " " + args;
-  FILE* f = popen(cmd.c_str(), "r");
-  REQUIRE(f);
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, f)) out += buf;
-  pclose(f);
-  return out;
+  return mpp::test::run_command(std::string(MPP_ATTACH_HELPER) + " " + args).out;
 }
 
 }  // namespace

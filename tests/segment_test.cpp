@@ -15,6 +15,7 @@
 
 #include "mpp/errors.hpp"
 #include "support/child.hpp"
+#include "support/command.hpp"
 
 using mpp::detail::ObjectKind;
 using mpp::detail::Segment;
@@ -42,14 +43,7 @@ void write_foreign(const std::string& name, std::size_t bytes, char fill) {
 
 // Runs the attach helper program (a separate executable, exec'd) and returns its output.
 std::string run_helper(const std::string& args) {
-  std::string cmd = std::string(MPP_ATTACH_HELPER) + " " + args;
-  FILE* f = popen(cmd.c_str(), "r");
-  REQUIRE(f);
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, f)) out += buf;
-  pclose(f);
-  return out;
+  return mpp::test::run_command(std::string(MPP_ATTACH_HELPER) + " " + args).out;
 }
 
 Segment::ObjectSpec spec(std::string_view name, ObjectKind kind, std::string k, std::string v,

@@ -20,6 +20,7 @@
 #include "mpp/manager.hpp"
 #include "segment_reader.hpp"
 #include "support/child.hpp"
+#include "support/command.hpp"
 
 namespace json = boost::json;
 using mpp::detail::ObjectHeader;
@@ -28,23 +29,11 @@ using mpp::detail::Segment;
 
 namespace {
 
-struct Run {
-  int status = -1;
-  std::string out;
-};
+using Run = mpp::test::CommandResult;
 
 // Runs mpp-inspect with `args`; its stdout is captured, stderr goes to the test log.
 Run inspect(const std::string& args) {
-  Run r;
-  std::string cmd = std::string(MPP_INSPECT_BIN) + " " + args;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return mpp::test::run_command(std::string(MPP_INSPECT_BIN) + " " + args);
 }
 
 std::string unique_name(const char* what) {
