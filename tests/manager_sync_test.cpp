@@ -86,7 +86,7 @@ TEST_CASE("Manager: unnamed primitives are distinct objects") {
   CHECK(s2.get_value() == 0);
 }
 
-TEST_CASE("Manager: asking with another kind or type is a TypeMismatch; bad arguments a ValueError") {
+TEST_CASE("Manager: asking with another kind or type is a TypeMismatch, bad arguments a ValueError") {
   mpp::Manager m(test_segment("mismatch"), 1 << 20);
   m.value<int>("v");
   CHECK_THROWS_AS(m.value<long>("v"), mpp::TypeMismatch);
@@ -132,7 +132,7 @@ TEST_CASE("Manager: a Condition bound to a Manager lock, found again by name") {
   CHECK(waiter.exit_code() == 0);
 }
 
-TEST_CASE("Manager: N processes x M increments of a Manager Value are exact; a Barrier lines them up") {
+TEST_CASE("Manager: N processes x M increments of a Manager Value are exact, a Barrier lines them up") {
   mpp::Manager m(test_segment("count"), 1 << 20);
   auto v = m.value<std::int64_t>("n", 0);
   auto bar = m.barrier(4, "start");

@@ -76,7 +76,7 @@ TEST_CASE("a persisted Manager's segment stays until removed") {
   CHECK(mpp::detail::Segment::unlink(name));
 }
 
-TEST_CASE("the same name gives the same object; other types are a TypeMismatch naming both") {
+TEST_CASE("the same name gives the same object, other types are a TypeMismatch naming both") {
   mpp::Manager m;
   auto d1 = m.dict<std::string, int>("d");
   auto d2 = m.dict<std::string, int>("d");

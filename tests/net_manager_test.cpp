@@ -77,7 +77,7 @@ TEST_CASE("queue proxy: put, get with timeout, Empty, nowait, qsize") {
   CHECK_THROWS_AS(q.get(), mpp::TypeMismatch);
 }
 
-TEST_CASE("each create of a registered factory makes a new object; refcounts free them") {
+TEST_CASE("each create of a registered factory makes a new object, refcounts free them") {
   ThreadServer s;
   auto c = s.client();
   auto q1 = c.queue<std::string>("Queue");
@@ -238,7 +238,7 @@ TEST_CASE("many garbage connections while a good client keeps working") {
   for (auto& t : attackers) t.join();
 }
 
-TEST_CASE("start() forks the server; shutdown() stops and reaps it") {
+TEST_CASE("start() forks the server, shutdown() stops and reaps it") {
   auto q = std::make_shared<LocalQueue>();
   BaseManager m(Address{"127.0.0.1", 0}, "abc");
   m.register_("get_task_queue", q);

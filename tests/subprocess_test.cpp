@@ -180,7 +180,7 @@ TEST_CASE("a file that cannot be executed is a PermissionError naming it") {
   require_no_children();
 }
 
-TEST_CASE("cwd sets the child's working directory; a missing one is named") {
+TEST_CASE("cwd sets the child's working directory, a missing one is named") {
   TempDir dir;
   CHECK(sp::check_output({"pwd"}, {.cwd = dir.path}) == dir.path + "\n");
   // A relative program path is relative to cwd, as in Python on POSIX.
@@ -207,7 +207,7 @@ TEST_CASE("env replaces the child's environment") {
   require_no_children();
 }
 
-TEST_CASE("shell=true runs the command line with /bin/sh -c; without it there is no shell") {
+TEST_CASE("shell=true runs the command line with /bin/sh -c, without it there is no shell") {
   CHECK(sp::check_output("echo $((1 + 2)) | tr 3 x", {.shell = true}) == "x\n");
   CHECK(sp::check_output({"echo $0-$1", "a", "b"}, {.shell = true}) == "a-b\n");
   // Without a shell, metacharacters are plain arguments.
@@ -499,11 +499,17 @@ TEST_CASE("bad arguments are ValueErrors and start no child") {
 }
 
 TEST_CASE("a Popen destroyed while its child runs leaves no zombie once the child exits") {
+  // cat reads a pipe whose write end the test holds, so it is surely still running when
+  // the Popen is destroyed (with Popen's own PIPE it may exit and be reaped first).
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
   pid_t pid;
   {
-    sp::Popen p({"cat"}, {.stdin = sp::PIPE});
+    sp::Popen p({"cat"}, {.stdin = fds[0]});
     pid = p.pid();
-  }  // closes cat's stdin; cat exits soon, maybe after the destructor looked
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);  // now cat sees EOF and exits
   siginfo_t info{};
   // Wait for the exit without reaping, so that the reaping is left to mpp.
   REQUIRE(::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) == 0);

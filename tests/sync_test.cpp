@@ -162,7 +162,7 @@ TEST_CASE("RLock: re-entrant for its holder, exclusive for other processes") {
   CHECK_THROWS_AS(rlock.release(), mpp::ValueError);
 }
 
-TEST_CASE("RLock: a holder SIGKILLed at depth 3 is recovered; the next holder starts at depth 1") {
+TEST_CASE("RLock: a holder SIGKILLed at depth 3 is recovered, the next holder starts at depth 1") {
   mpp::RLock rlock;
   for (int round = 0; round < 50; ++round) {
     Child child([&](int ready) {
@@ -267,7 +267,7 @@ TEST_CASE("Semaphore: a waiter SIGKILLed inside acquire() does not break it for 
 
 // ---- Event ------------------------------------------------------------------------------
 
-TEST_CASE("Event: set wakes every waiting process; clear; wait with a timeout") {
+TEST_CASE("Event: set wakes every waiting process, clear, wait with a timeout") {
   mpp::Event ev;
   CHECK_FALSE(ev.is_set());
   CHECK_FALSE(ev.wait(10ms));
@@ -379,7 +379,7 @@ TEST_CASE("Condition: wait releases every level of its RLock and restores them")
   CHECK(notifier.exit_code() == 0);
 }
 
-TEST_CASE("Condition: over a Lock; timeouts; misuse without the lock") {
+TEST_CASE("Condition: over a Lock, timeouts, misuse without the lock") {
   mpp::Lock lock;
   mpp::Condition cond(lock);
   CHECK_THROWS_AS(cond.wait(), mpp::ValueError);
@@ -519,7 +519,7 @@ TEST_CASE("Barrier: abort, reset, timeout and a throwing action break it as in P
   }
 }
 
-TEST_CASE("Barrier: a waiter SIGKILLed inside wait() still counts; the barrier goes on") {
+TEST_CASE("Barrier: a waiter SIGKILLed inside wait() still counts, the barrier goes on") {
   mpp::Barrier barrier(2);
   for (int round = 0; round < 20; ++round) {
     Child victim([&](int) { barrier.wait(); pause(); });

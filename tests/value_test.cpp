@@ -73,7 +73,7 @@ TEST_CASE("Value: the bare atomic_ref() gives the exact total too") {
   CHECK(v.value() == 7u + std::uint64_t{kProcs} * kIters);
 }
 
-TEST_CASE("Value: integers wrap around as std::atomic's do; doubles add") {
+TEST_CASE("Value: integers wrap around as std::atomic's do, doubles add") {
   mpp::Value<std::int8_t> small(127);
   CHECK(small.fetch_add(1) == 127);
   CHECK(small.value() == -128);
@@ -143,7 +143,7 @@ TEST_CASE("Array: zero-filled, shared with children through a span, locked acces
   CHECK(a.snapshot() == ones);  // unchanged
 }
 
-TEST_CASE("Array: built from values; fetch_add from N processes is exact") {
+TEST_CASE("Array: built from values, fetch_add from N processes is exact") {
   mpp::Array<long> a{1, 2, 3};
   CHECK(a.snapshot() == std::vector<long>{1, 2, 3});
   auto codes = run_children(kProcs, [&](int) {

@@ -68,7 +68,7 @@ int read_int(int fd) {
 
 }  // namespace
 
-TEST_CASE("three machines: a producer and a consumer in other namespaces than the server; "
+TEST_CASE("three machines: a producer and a consumer in other namespaces than the server, "
           "a consumer cut off from the network has its message taken over") {
   if (!mpp::test::have_redis_server()) return;
   Network net;

@@ -65,7 +65,7 @@ struct Pipe {
 
 }  // namespace
 
-TEST_CASE("put and get keep FIFO order; Empty and Full as Python's queue") {
+TEST_CASE("put and get keep FIFO order, Empty and Full as Python's queue") {
   std::string url = mpp::test::redis_url();
   if (url.empty()) return;
   auto conn = std::make_shared<Connection>(url);
