@@ -1,5 +1,6 @@
 #include "mpp/process.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -307,6 +308,15 @@ void Process::start() {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       // The parent may have died between fork and prctl: then no signal will ever come.
       if (::getppid() != parent) ::_exit(1);
+    }
+    // As Python's util._close_stdin. A failure leaves stdin as it was: not worth failing for.
+    if (int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC); null_fd >= 0) {
+      if (null_fd != STDIN_FILENO) {
+        ::dup2(null_fd, STDIN_FILENO);
+        ::close(null_fd);
+      } else {
+        ::fcntl(STDIN_FILENO, F_SETFD, 0);  // stdin was closed: keep the new one across exec
+      }
     }
     ProcessInfo parent_info(g_self.name, parent, g_self.daemon);
     g_self.name = my_name;

@@ -451,4 +451,25 @@ TEST_CASE("the child leaves with _exit: no atexit handler of the parent runs in 
   CHECK(out.read_all().empty());
 }
 
+TEST_CASE("the child's stdin is /dev/null as Python's children's sys.stdin") {
+  // The parent's stdin has input waiting; the child must not be able to take it.
+  Pipe in, out;
+  REQUIRE(write(in.w, "parent's input", 14) == 14);
+  const int saved = dup(STDIN_FILENO);
+  REQUIRE(saved >= 0);
+  REQUIRE(dup2(in.r, STDIN_FILENO) == STDIN_FILENO);
+  mpp::Process p([&out] {
+    char c;
+    out.put(read(STDIN_FILENO, &c, 1) == 0 ? "eof" : "read something");
+  });
+  p.start();
+  REQUIRE(dup2(saved, STDIN_FILENO) == STDIN_FILENO);
+  close(saved);
+  p.join();
+  out.close_w();
+  CHECK(out.read_all() == "eof");
+  char buf[32];
+  CHECK(read(in.r, buf, sizeof buf) == 14);  // still there for the parent
+}
+
 TEST_CASE("cpu_count is positive") { CHECK(mpp::cpu_count() >= 1); }

@@ -12,7 +12,9 @@
 // block and leaves with _exit after flushing stdout and stderr: 0 when the target returns,
 // 1 after printing "Process NAME: TYPE: what()" to stderr when it throws. It never runs
 // the parent's atexit handlers or static destructors. Before it leaves it joins its own
-// non-daemon children, as Python's children do.
+// non-daemon children, as Python's children do. Its standard input is /dev/null (Python's
+// children read sys.stdin from os.devnull), so that parent and children never race for the
+// terminal's input; standard output and error are shared with the parent.
 //
 // Fork safety: POSIX only guarantees async-signal-safe calls in the child of a process
 // that had several threads. Start processes before starting threads (mpp forks its own
