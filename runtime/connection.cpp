@@ -103,56 +103,67 @@ void ConnectionBase::send_bytes(std::string_view buf, std::size_t offset, std::s
   send_frame(detail::as_bytes(buf.substr(offset, size)));
 }
 
-void ConnectionBase::send_frame(detail::ByteView payload) {
-  check_open(false);
-  FrameHeader h{kFrameMagic, frame_check(payload.size()), payload.size()};
-  iovec iov[2] = {{&h, sizeof h},
-                  {const_cast<std::byte*>(payload.data()), payload.size()}};
-  iovec* v = iov;
-  int nv = payload.empty() ? 1 : 2;
-  while (nv > 0) {
-    msghdr m{};
-    m.msg_iov = v;
-    m.msg_iovlen = static_cast<std::size_t>(nv);
-    ssize_t n = sendmsg(fd_, &m, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EPIPE || errno == ECONNRESET) {
-        throw_os_error(errno, "send on a Connection whose other end is closed");
-      }
-      throw_os_error(errno, "send on a Connection");
+namespace {
+
+// One record: sendmsg on a SOCK_SEQPACKET socket sends all of it or nothing.
+void send_record(int fd, iovec* iov, int n, std::size_t total) {
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = static_cast<std::size_t>(n);
+  ssize_t r;
+  do r = ::sendmsg(fd, &m, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno == EPIPE || errno == ECONNRESET) {
+      throw_os_error(errno, "send on a Connection whose other end is closed");
     }
-    // Partial write: skip what went out and send the rest.
-    auto left = static_cast<std::size_t>(n);
-    while (nv > 0 && left >= v->iov_len) {
-      left -= v->iov_len;
-      ++v;
-      --nv;
-    }
-    if (nv > 0) {
-      v->iov_base = static_cast<char*>(v->iov_base) + left;
-      v->iov_len -= left;
-    }
+    throw_os_error(errno, "send on a Connection");
+  }
+  if (static_cast<std::size_t>(r) != total) {
+    throw OSError(EIO, "send on a Connection sent part of a record (is its descriptor a "
+                       "stream socket rather than one of mpp::Pipe's?)");
   }
 }
 
-std::size_t ConnectionBase::recv_header() {
+}  // namespace
+
+void ConnectionBase::send_frame(detail::ByteView payload) {
+  check_open(false);
+  FrameHeader h{kFrameMagic, frame_check(payload.size()), payload.size()};
+  auto* data = const_cast<std::byte*>(payload.data());
+  std::size_t first = std::min(payload.size(), first_record_payload);
+  iovec iov[2] = {{&h, sizeof h}, {data, first}};
+  send_record(fd_, iov, first ? 2 : 1, sizeof h + first);
+  for (std::size_t off = first; off < payload.size(); off += chunk_record_payload) {
+    std::size_t len = std::min(chunk_record_payload, payload.size() - off);
+    iovec chunk{data + off, len};
+    send_record(fd_, &chunk, 1, len);
+  }
+}
+
+std::size_t ConnectionBase::recv_record(void* dst, std::size_t cap, std::size_t cap2, void* dst2) {
+  iovec iov[2] = {{dst, cap}, {dst2, cap2}};
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = dst2 ? 2 : 1;
+  ssize_t r;
+  do r = ::recvmsg(fd_, &m, 0);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) throw_os_error(errno, "recv on a Connection");
+  if (m.msg_flags & MSG_TRUNC) {
+    protocol_error("received a record longer than its frame allows");
+  }
+  return static_cast<std::size_t>(r);
+}
+
+void ConnectionBase::recv_first(FrameStart& f) {
   check_open(true);
   FrameHeader h;
-  auto* p = reinterpret_cast<char*>(&h);
-  std::size_t got = 0;
-  while (got < sizeof h) {
-    ssize_t n = ::recv(fd_, p + got, sizeof h - got, MSG_WAITALL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_os_error(errno, "recv on a Connection");
-    }
-    if (n == 0) {
-      if (got == 0) throw EOFError("the other end of the Connection was closed; nothing is left");
-      protocol_error("truncated frame: the other end closed after " + std::to_string(got) +
-                     " bytes of a 16-byte header");
-    }
-    got += static_cast<std::size_t>(n);
+  std::size_t n = recv_record(&h, sizeof h, sizeof f.head, f.head);
+  if (n == 0) throw EOFError("the other end of the Connection was closed; nothing is left");
+  if (n < sizeof h) {
+    protocol_error("truncated frame: a record of " + std::to_string(n) +
+                   " bytes, shorter than a 16-byte header");
   }
   if (h.magic != kFrameMagic || h.check != frame_check(h.length)) {
     protocol_error("received bytes that are not an mpp frame header");
@@ -162,60 +173,67 @@ std::size_t ConnectionBase::recv_header() {
                    " bytes, more than this Connection's limit of " + std::to_string(max_message_) +
                    " (set_max_message_bytes)");
   }
-  return static_cast<std::size_t>(h.length);
+  f.length = static_cast<std::size_t>(h.length);
+  f.got = n - sizeof h;
+  if (f.got > f.length) protocol_error("received a record longer than its frame allows");
 }
 
-void ConnectionBase::recv_exact(void* dst, std::size_t n) {
-  auto* p = static_cast<char*>(dst);
+void ConnectionBase::recv_rest(std::byte* dst, std::size_t n) {
   std::size_t got = 0;
   while (got < n) {
-    ssize_t r = ::recv(fd_, p + got, n - got, MSG_WAITALL);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw_os_error(errno, "recv on a Connection");
-    }
+    std::size_t r = recv_record(dst + got, std::min(n - got, chunk_record_payload));
     if (r == 0) {
-      protocol_error("truncated frame: the other end closed after " + std::to_string(got) +
-                     " of " + std::to_string(n) + " payload bytes");
+      protocol_error("truncated frame: the other end closed with " + std::to_string(n - got) +
+                     " payload bytes still to come");
     }
-    got += static_cast<std::size_t>(r);
+    got += r;
   }
 }
 
-void ConnectionBase::recv_payload(std::string& out, std::size_t n) {
-  std::size_t done = 0;
-  out.clear();
-  while (done < n) {
-    std::size_t chunk = std::min(n - done, std::max(kGrowStep, done));
-    out.resize(done + chunk);
-    recv_exact(out.data() + done, chunk);
-    done += chunk;
+void ConnectionBase::recv_payload(std::string& out, const FrameStart& f) {
+  out.assign(reinterpret_cast<const char*>(f.head), f.got);
+  std::size_t done = f.got;
+  while (done < f.length) {
+    // Ahead of the bytes that arrived, grow by kGrowStep or by as much as arrived so far.
+    std::size_t want = std::min(f.length - done, chunk_record_payload);
+    if (out.size() < done + want) {
+      out.resize(std::min(f.length, done + std::max({kGrowStep, done, want})));
+    }
+    std::size_t r = recv_record(out.data() + done, want);
+    if (r == 0) {
+      protocol_error("truncated frame: the other end closed after " + std::to_string(done) +
+                     " of " + std::to_string(f.length) + " payload bytes");
+    }
+    done += r;
   }
 }
 
 std::string ConnectionBase::recv_bytes(std::optional<std::size_t> maxlength) {
-  std::size_t n = recv_header();
-  if (maxlength && n > *maxlength) {
+  FrameStart f;
+  recv_first(f);
+  if (maxlength && f.length > *maxlength) {
     close();
-    throw OSError(EMSGSIZE, "recv_bytes: the message has " + std::to_string(n) +
+    throw OSError(EMSGSIZE, "recv_bytes: the message has " + std::to_string(f.length) +
                                 " bytes, more than maxlength " + std::to_string(*maxlength) +
                                 "; the Connection was closed");
   }
   std::string out;
-  recv_payload(out, n);
+  recv_payload(out, f);
   return out;
 }
 
 std::size_t ConnectionBase::recv_bytes_into(std::span<std::byte> buf, std::size_t offset) {
   if (offset > buf.size()) throw ValueError("recv_bytes_into: offset is past the end of the buffer");
-  std::size_t n = recv_header();
-  if (n > buf.size() - offset) {
+  FrameStart f;
+  recv_first(f);
+  if (f.length > buf.size() - offset) {
     std::string whole;
-    recv_payload(whole, n);
+    recv_payload(whole, f);
     throw BufferTooShort(std::move(whole));
   }
-  recv_exact(buf.data() + offset, n);
-  return n;
+  std::memcpy(buf.data() + offset, f.head, f.got);
+  recv_rest(buf.data() + offset + f.got, f.length - f.got);
+  return f.length;
 }
 
 std::vector<int> wait(std::span<const int> fds, std::optional<detail::Clock::duration> timeout) {

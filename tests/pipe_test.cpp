@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/vector.hpp>
@@ -139,6 +140,51 @@ TEST_CASE("a frame cut short by its sender is a DecodeError, never a hang or a c
     }
     CHECK(b.closed());
   }
+}
+
+TEST_CASE("messages around the record boundaries arrive whole through every receive call") {
+  // A frame is a first record (header + 4080 payload bytes) and then 64 KiB records.
+  auto [a, b] = mpp::Pipe<std::string>();
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4079}, std::size_t{4080},
+                           std::size_t{4081}, std::size_t{4080 + 65536}, std::size_t{4081 + 65536},
+                           std::size_t{3} << 20}) {
+    std::string m(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) m[i] = static_cast<char>(i * 7 + size);
+    mpp::test::Child sender([&](int) {
+      a.send(m);
+      a.send_bytes(m);
+      a.send_bytes(m);
+    });
+    CHECK(b.recv() == m);
+    CHECK(b.recv_bytes() == m);
+    std::vector<char> buf(size + 3, '.');
+    REQUIRE(b.recv_bytes_into(std::span<char>(buf), 3) == size);
+    CHECK(std::string(buf.begin() + 3, buf.end()) == m);
+    CHECK(sender.exit_code() == 0);
+  }
+  // A trivially copyable type larger than the first record.
+  auto [c, d] = mpp::Pipe<std::array<std::uint32_t, 3000>>();
+  std::array<std::uint32_t, 3000> big{};
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::uint32_t>(i * i);
+  c.send(big);
+  CHECK(d.recv() == big);
+}
+
+TEST_CASE("a record longer than its frame announced is a DecodeError") {
+  auto [a, b] = mpp::Pipe<std::string>();
+  auto [x, y] = mpp::Pipe<std::string>();
+  x.send(std::string(10, 'x'));
+  // Take x's valid header for a 10-byte payload and send it with 100 payload bytes.
+  char buf[16 + 100] = {};
+  REQUIRE(::read(y.fileno(), buf, sizeof buf) == 26);
+  write_all(a.fileno(), buf, sizeof buf);
+  try {
+    (void)b.recv();
+    FAIL("an overlong record was accepted");
+  } catch (const mpp::DecodeError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("longer than its frame"));
+  }
+  CHECK(b.closed());
 }
 
 TEST_CASE("a frame above the size limit is refused before anything is allocated") {

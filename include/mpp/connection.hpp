@@ -1,18 +1,22 @@
 // Connection: one end of a Pipe, as Python's multiprocessing.connection.Connection, and
 // mpp::wait, as multiprocessing.connection.wait.
 //
-// A Connection owns one file descriptor (an AF_UNIX stream socket). Every message is one
-// frame: a 16-byte header (magic, a check word, the payload length) and the payload. The
-// header makes the stream self-checking: bytes that are not a frame (garbage written into
-// the socket, a frame cut short by a dying sender, a length above the connection's limit)
-// are a DecodeError, after which the connection is closed, because the stream can no
-// longer be trusted to be in step. Nothing is ever allocated beyond what has actually
-// arrived (a large payload's buffer grows as its bytes come in), so a lying length cannot
-// make the receiver allocate gigabytes.
+// A Connection owns one file descriptor (an AF_UNIX SOCK_SEQPACKET socket, whose records
+// keep their boundaries). Every message is one frame: a first record holding a 16-byte
+// header (magic, a check word, the payload length) and up to first_record_payload bytes of
+// the payload, then as many records of at most chunk_record_payload bytes as the rest
+// needs. So a small message costs one send and one receive, as a raw socketpair's would,
+// and a large one never asks the kernel for more than one chunk at a time. The header
+// makes the stream self-checking: bytes that are not a frame (garbage written into the
+// socket, a frame cut short by a dying sender, a length above the connection's limit, a
+// record longer than the frame announced) are a DecodeError, after which the connection
+// is closed, because the stream can no longer be trusted to be in step. Nothing is ever
+// allocated beyond what has actually arrived (a large payload's buffer grows as its
+// records come in), so a lying length cannot make the receiver allocate gigabytes.
 //
-// A Connection reads exactly one frame per recv and buffers nothing, so, as in Python, a
-// forked child may go on using an inherited end where the parent left off; two processes
-// reading or writing the same end at the same time interleave frames (don't).
+// A Connection reads exactly one frame per recv and buffers nothing between calls, so, as
+// in Python, a forked child may go on using an inherited end where the parent left off;
+// two processes reading or writing the same end at the same time interleave frames (don't).
 //
 // After a crash: a sender killed in the middle of a frame leaves a truncated frame; the
 // receiver gets DecodeError (or EOFError if nothing of the frame was sent) and the end is
@@ -104,15 +108,34 @@ class ConnectionBase {
   std::size_t max_message_bytes() const noexcept { return max_message_; }
 
  protected:
+  // Payload bytes carried by a frame's first record, next to the header, and by each
+  // record after it. Records stay well below a socket's default send buffer (208 KiB).
+  static constexpr std::size_t first_record_payload = 4096 - 16;
+  static constexpr std::size_t chunk_record_payload = std::size_t{64} << 10;
+
+  // The first record of an incoming frame: the payload's length and its first `got` bytes.
+  struct FrameStart {
+    std::size_t length = 0;
+    std::size_t got = 0;
+    alignas(std::max_align_t) std::byte head[first_record_payload];
+    detail::ByteView bytes() const { return {head, got}; }
+    bool whole() const { return got == length; }
+  };
+
   // Sends one frame holding `payload`. Throws as send_bytes.
   void send_frame(detail::ByteView payload);
-  // Reads and checks a frame header; returns the payload length. Throws EOFError (clean
-  // EOF before the frame), DecodeError (bad header; closes).
-  std::size_t recv_header();
-  // Reads exactly n payload bytes into dst; EOF part way is a DecodeError (closes).
-  void recv_exact(void* dst, std::size_t n);
-  // Reads an n-byte payload into `out`, growing it only as bytes arrive.
-  void recv_payload(std::string& out, std::size_t n);
+  // Receives a frame's first record and checks its header. Throws EOFError (clean EOF
+  // before the frame), DecodeError (bad header or record; closes).
+  void recv_first(FrameStart& f);
+  // Receives the frame's remaining records, exactly n bytes, into dst; EOF part way or a
+  // record longer than what is left is a DecodeError (closes).
+  void recv_rest(std::byte* dst, std::size_t n);
+  // The whole payload of the frame begun by `f` into `out`, growing it only as records
+  // arrive.
+  void recv_payload(std::string& out, const FrameStart& f);
+  // One record into dst (cap bytes), then dst2 (cap2); 0 at EOF. A record that does not
+  // fit is a DecodeError (closes).
+  std::size_t recv_record(void* dst, std::size_t cap, std::size_t cap2 = 0, void* dst2 = nullptr);
 
  private:
   bool poll_until(std::optional<detail::Clock::time_point> deadline);
@@ -139,16 +162,13 @@ class Connection : public ConnectionBase {
   // DecodeError when the message is not a T (a well-formed frame with the wrong contents
   // is consumed and the connection stays usable; a broken frame closes it).
   T recv() {
-    std::size_t n = recv_header();
+    FrameStart f;
+    recv_first(f);
     if constexpr (detail::encoding_of<T> == detail::Encoding::trivial) {
-      if (n == sizeof(T)) {
-        alignas(T) std::byte buf[sizeof(T)];
-        recv_exact(buf, n);
-        return detail::decode<T>(detail::ByteView(buf, n));
-      }
+      if (f.whole()) return detail::decode<T>(f.bytes());  // any size error is DecodeError
     }
     std::string bytes;
-    recv_payload(bytes, n);
+    recv_payload(bytes, f);
     if constexpr (detail::encoding_of<T> == detail::Encoding::string) {
       return bytes;
     } else {

@@ -1,5 +1,5 @@
 // mpp::Pipe<T>(duplex): Python's multiprocessing.Pipe — two connected Connection<T>s over
-// an AF_UNIX socketpair, to be shared with a child forked after it is made.
+// an AF_UNIX seqpacket socketpair, to be shared with a child forked after it is made.
 #pragma once
 
 #include <utility>
