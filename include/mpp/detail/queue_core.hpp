@@ -144,7 +144,7 @@ class QueueCore {
   QueueState* st_ = nullptr;
   std::byte* ring_ = nullptr;
   RobustMutex::Recover put_recover_;  // recover_put for this queue; copies stay valid
-  std::uint32_t spin_ns_ = 20'000;     // this handle's adaptive spin before sleeping
+  std::uint32_t spin_ns_ = 20'000;     // this handle's adaptive spin before sleeping (ns)
 };
 
 }  // namespace mpp::detail
