@@ -26,9 +26,20 @@ namespace {
 // as messages touch them). A task frame may use at most a quarter of a task queue.
 constexpr std::size_t kTaskQueueBytes = std::size_t{64} << 20;
 constexpr std::size_t kResultQueueBytes = std::size_t{128} << 20;
-// Tasks queued for one worker before further ones wait in the parent's backlog. Enough to
-// keep a worker busy with tiny tasks; an idle worker steals from the others.
-constexpr std::size_t kMaxAssigned = 64;
+// Batches: a worker has at most kBatchesInFlight batches sent and not fully answered (one
+// running, one queued behind it, so it never waits for the parent between batches); the
+// rest wait in the parent's backlog, so apply_async never blocks. A batch holds as many
+// tasks as run in about kBatchNanos by the running estimate (at least one, at most
+// kMaxBatchTasks and kMaxBatchBytes unless a single task is larger): tiny tasks travel
+// hundreds to a message, slow ones one at a time, so batching never costs balance.
+constexpr std::size_t kBatchesInFlight = 2;
+constexpr double kBatchNanos = 200'000;
+constexpr std::size_t kMaxBatchTasks = 1024;
+constexpr std::size_t kMaxBatchBytes = std::size_t{256} << 10;
+// A worker's unsent results: sent at the end of each batch, when this area is full, or when
+// the oldest waited longer than kResultDelay (a batch whose tasks were slower than guessed).
+constexpr std::size_t kStagingBytes = std::size_t{256} << 10;
+constexpr auto kResultDelay = std::chrono::microseconds(500);
 // How often an idle result thread checks that the spawner is alive.
 constexpr auto kSpawnerCheck = std::chrono::milliseconds(250);
 
@@ -71,10 +82,32 @@ std::pair<std::string, std::string> parse_error(ByteView payload) {
   return {std::move(type), std::move(message)};
 }
 
-std::string frame_of(const ResultHeader& h) {
-  std::string out;
+// A result record: u32 size | ResultHeader | payload; seal_record() sets the size once the
+// payload is appended.
+std::string record_of(const ResultHeader& h) {
+  std::string out(sizeof(std::uint32_t), '\0');
   append_raw(out, &h, sizeof h);
   return out;
+}
+
+void seal_record(std::string& r) {
+  auto n = static_cast<std::uint32_t>(r.size() - sizeof(std::uint32_t));
+  std::memcpy(r.data(), &n, sizeof n);
+}
+
+// Calls visit(bytes) for each record of a message (u32 size | bytes); stops at a record
+// that runs past the end (the bytes are checked, never trusted).
+template <class Visit>
+void for_each_record(ByteView m, Visit&& visit) {
+  std::size_t off = 0;
+  while (m.size() - off >= sizeof(std::uint32_t)) {
+    std::uint32_t n;
+    std::memcpy(&n, m.data() + off, sizeof n);
+    off += sizeof n;
+    if (n > m.size() - off) return;
+    visit(m.subspan(off, n));
+    off += n;
+  }
 }
 
 void copy_message(void* ctx, ByteView bytes) {
@@ -86,10 +119,14 @@ void copy_message(void* ctx, ByteView bytes) {
 PoolCore::PoolCore(int processes, std::function<void()> initializer, std::size_t maxtasksperchild)
     : processes_(processes), initializer_(std::move(initializer)),
       maxtasksperchild_(maxtasksperchild), owner_pid_(::getpid()) {
+  task_ns_ = kBatchNanos;  // unknown yet: one task per batch until results tell
   slots_.resize(static_cast<std::size_t>(processes));
+  records_ = Segment::anonymous(static_cast<std::size_t>(processes) * (kStagingBytes + 4096) + (std::size_t{1} << 20));
   for (auto& s : slots_) {
     s.tasks = std::make_unique<QueueCore>(
         QueueCore::standalone(ObjectKind::queue, 0, kTaskQueueBytes, "mpp::Pool task"));
+    s.record = new (records_->allocate(sizeof(WorkerRecord), 64)) WorkerRecord;
+    s.record->staging = static_cast<std::byte*>(records_->allocate(kStagingBytes, 64));
   }
   results_ = std::make_unique<QueueCore>(
       QueueCore::standalone(ObjectKind::queue, 0, kResultQueueBytes, "mpp::Pool result"));
@@ -139,7 +176,8 @@ void PoolCore::spawner_main() {
   std::vector<pid_t> pids(static_cast<std::size_t>(processes_), 0);
   int spawned = 0;
 
-  auto post = [&](const std::string& frame) {
+  auto post = [&](std::string frame) {
+    seal_record(frame);
     try {
       results_->put(as_bytes(frame), std::nullopt);
     } catch (...) {
@@ -161,7 +199,7 @@ void PoolCore::spawner_main() {
     if (p > 0) {
       pids[slot] = p;
     } else {
-      std::string f = frame_of(ResultHeader{0, ResultKind::init_failed, slot, 0, 0});
+      std::string f = record_of(ResultHeader{0, ResultKind::init_failed, slot, 0, 0});
       append_error(f, "mpp::OSError", std::string("fork of a pool worker failed: ") + strerror(errno));
       post(f);
     }
@@ -184,7 +222,7 @@ void PoolCore::spawner_main() {
         auto it = std::find(pids.begin(), pids.end(), p);
         if (it == pids.end()) continue;
         *it = 0;
-        post(frame_of(ResultHeader{0, ResultKind::died, static_cast<std::uint32_t>(it - pids.begin()), p, status}));
+        post(record_of(ResultHeader{0, ResultKind::died, static_cast<std::uint32_t>(it - pids.begin()), p, status}));
       }
     }
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -215,11 +253,14 @@ void PoolCore::spawner_main() {
 void PoolCore::worker_main(int slot) {
   const auto uslot = static_cast<std::uint32_t>(slot);
   const pid_t me = ::getpid();
+  WorkerRecord& rec = *slots_[uslot].record;
+  rec.running.store(0, std::memory_order_relaxed);
+  rec.staged.store(0, std::memory_order_release);
   if (initializer_) {
     try {
       initializer_();
     } catch (...) {
-      std::string f = frame_of(ResultHeader{0, ResultKind::init_failed, uslot, me, 0});
+      std::string f = record_of(ResultHeader{0, ResultKind::init_failed, uslot, me, 0});
       std::string what = "unknown exception";
       try {
         throw;
@@ -228,6 +269,7 @@ void PoolCore::worker_main(int slot) {
       } catch (...) {
       }
       append_error(f, current_exception_type_name(), what);
+      seal_record(f);
       try {
         results_->put(as_bytes(f), std::nullopt);
       } catch (...) {
@@ -239,62 +281,93 @@ void PoolCore::worker_main(int slot) {
   QueueCore& tasks = *slots_[uslot].tasks;
   std::string in, out;
   std::size_t done = 0;
+  std::size_t staged = 0;
+  Clock::time_point first_staged{};
+  // Results are staged in shared memory before they are sent, so that the parent finds those
+  // of a worker that died before sending them. Sending is one put of the whole area; a death
+  // after the put and before `staged` is reset only makes the parent see them twice, and it
+  // takes each task's outcome once.
+  auto send_staged = [&] {
+    if (staged == 0) return;
+    flush_std_streams();  // the tasks' output comes before their callbacks'
+    results_->put(ByteView(rec.staging, staged), std::nullopt);
+    staged = 0;
+    rec.staged.store(0, std::memory_order_release);
+  };
+  auto stage = [&](const std::string& r, Clock::time_point now) {
+    if (staged + r.size() > kStagingBytes) send_staged();
+    if (r.size() > kStagingBytes) {
+      flush_std_streams();
+      results_->put(as_bytes(r), std::nullopt);
+      return;
+    }
+    if (staged == 0) first_staged = now;
+    std::memcpy(rec.staging + staged, r.data(), r.size());
+    staged += r.size();
+    rec.staged.store(staged, std::memory_order_release);
+  };
   for (;;) {
     tasks.get(copy_message, &in, std::nullopt);
-    TaskHeader th{};
-    ResultHeader rh{0, ResultKind::ok, uslot, me, 0};
-    out.clear();
-    try {
-      if (in.size() < sizeof th) throw DecodeError("a pool task frame is truncated");
-      std::memcpy(&th, in.data(), sizeof th);
-      rh.task_id = th.task_id;
-      if (in.size() < sizeof th + th.callable_size) throw DecodeError("a pool task frame is truncated");
-      append_raw(out, &rh, sizeof rh);
-      const auto* base = reinterpret_cast<const std::byte*>(in.data());
-      th.trampoline(base + sizeof th,
-                    ByteView(base + sizeof th + th.callable_size, in.size() - sizeof th - th.callable_size),
-                    out);
-    } catch (...) {
-      std::string what = "unknown exception";
+    Clock::time_point started = Clock::now();
+    for_each_record(as_bytes(in), [&](ByteView frame) {
+      TaskHeader th{};
+      ResultHeader rh{0, ResultKind::ok, uslot, me, 0};
+      out.assign(sizeof(std::uint32_t) + sizeof rh, '\0');
       try {
-        throw;
-      } catch (const std::exception& e) {
-        what = e.what();
+        if (frame.size() < sizeof th) throw DecodeError("a pool task frame is truncated");
+        std::memcpy(&th, frame.data(), sizeof th);
+        rh.task_id = th.task_id;
+        // Before the task starts: if this worker dies now, this task is the one it ran.
+        rec.running.store(th.task_id, std::memory_order_release);
+        if (frame.size() < sizeof th + th.callable_size) throw DecodeError("a pool task frame is truncated");
+        th.trampoline(frame.data() + sizeof th,
+                      frame.subspan(sizeof th + th.callable_size), out);
       } catch (...) {
+        std::string what = "unknown exception";
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        rh.kind = ResultKind::error;
+        out.resize(sizeof(std::uint32_t) + sizeof rh);
+        append_error(out, current_exception_type_name(), what);
       }
-      rh.kind = ResultKind::error;
-      out = frame_of(rh);
-      append_error(out, current_exception_type_name(), what);
-    }
-    flush_std_streams();  // the task's output comes before its callback's
-    try {
-      results_->put(as_bytes(out), std::nullopt);
-    } catch (const std::exception& e) {
-      rh.kind = ResultKind::error;
-      out = frame_of(rh);
-      append_error(out, current_exception_type_name(), std::string("the result could not be sent: ") + e.what());
-      results_->put(as_bytes(out), std::nullopt);
-    }
-    if (maxtasksperchild_ != 0 && ++done >= maxtasksperchild_) ::_exit(0);
+      Clock::time_point now = Clock::now();
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - started).count();
+      started = now;
+      rh.status = static_cast<std::int32_t>(std::min<long long>(ns, INT32_MAX));
+      std::memcpy(out.data() + sizeof(std::uint32_t), &rh, sizeof rh);
+      if (out.size() > kResultQueueBytes / 4) {
+        rh.kind = ResultKind::error;
+        const std::size_t bytes = out.size();
+        out.resize(sizeof(std::uint32_t) + sizeof rh);
+        std::memcpy(out.data() + sizeof(std::uint32_t), &rh, sizeof rh);
+        append_error(out, "mpp::ValueError",
+                     "the task's result of " + std::to_string(bytes) +
+                         " bytes is too large to send back (the limit is " +
+                         std::to_string(kResultQueueBytes / 4) + "); return less per task");
+      }
+      seal_record(out);
+      stage(out, now);
+      if (maxtasksperchild_ != 0 && ++done >= maxtasksperchild_) {
+        // The rest of the batch was not started: the parent sends it to another worker.
+        send_staged();
+        rec.running.store(0, std::memory_order_release);
+        ::_exit(0);
+      }
+      if (now - first_staged > kResultDelay && staged != 0) send_staged();
+    });
+    send_staged();
   }
 }
 
 // ---- the parent ----
 
-bool PoolCore::dispatch_locked(std::uint64_t id, const std::string& frame) {
-  std::size_t best = 0;
-  for (std::size_t i = 1; i < slots_.size(); ++i) {
-    if (slots_[i].assigned.size() < slots_[best].assigned.size()) best = i;
-  }
-  Slot& s = slots_[best];
-  if (s.assigned.size() >= kMaxAssigned) return false;
-  try {
-    s.tasks->put(as_bytes(frame), Clock::now());
-  } catch (const Full&) {
-    return false;
-  }
-  s.assigned.push_back(id);
-  return true;
+std::size_t PoolCore::batch_limit_locked() const {
+  double n = kBatchNanos / std::max(task_ns_, 1.0);
+  return n >= static_cast<double>(kMaxBatchTasks) ? kMaxBatchTasks : std::max<std::size_t>(1, static_cast<std::size_t>(n));
 }
 
 void PoolCore::submit(std::string frame, Completion done) {
@@ -313,15 +386,40 @@ void PoolCore::submit(std::string frame, Completion done) {
   std::memcpy(frame.data() + offsetof(TaskHeader, task_id), &id, sizeof id);
   pending_.emplace(id, Pending{std::move(done)});
   ++unfinished_;
-  if (!backlog_.empty() || !dispatch_locked(id, frame)) backlog_.emplace_back(id, std::move(frame));
+  backlog_.push_back(Task{id, std::move(frame)});
+  refill_locked();
 }
 
-void PoolCore::refill_locked(std::vector<std::pair<Completion, Outcome>>&) {
-  while (!backlog_.empty() && dispatch_locked(backlog_.front().first, backlog_.front().second)) {
-    backlog_.pop_front();
+// Sends batches from the backlog to workers with fewer than kBatchesInFlight batches.
+void PoolCore::refill_locked() {
+  while (!backlog_.empty()) {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < slots_.size(); ++i) {
+      if (slots_[i].batches.size() < slots_[best].batches.size()) best = i;
+    }
+    Slot& s = slots_[best];
+    if (s.batches.size() >= kBatchesInFlight) return;
+    const std::size_t limit = batch_limit_locked();
+    Batch b;
+    std::size_t n = 0;
+    for (auto it = backlog_.begin(); it != backlog_.end() && n < limit; ++it, ++n) {
+      if (n > 0 && b.bytes.size() + sizeof(std::uint32_t) + it->frame.size() > kMaxBatchBytes) break;
+      auto size = static_cast<std::uint32_t>(it->frame.size());
+      append_raw(b.bytes, &size, sizeof size);
+      b.bytes += it->frame;
+      b.ids.push_back(it->id);
+    }
+    try {
+      s.tasks->put(as_bytes(b.bytes), Clock::now());
+    } catch (const Full&) {
+      return;  // no room now: the backlog is sent as results come back
+    }
+    backlog_.erase(backlog_.begin(), backlog_.begin() + static_cast<std::ptrdiff_t>(n));
+    s.batches.push_back(std::move(b));
   }
 }
 
+// An idle worker takes the oldest batch still queued for another one.
 void PoolCore::steal_locked(std::size_t idle) {
   std::size_t victim = idle;
   std::size_t most = 0;
@@ -333,52 +431,57 @@ void PoolCore::steal_locked(std::size_t idle) {
     }
   }
   if (victim == idle) return;
-  std::string frame;
+  std::string bytes;
   try {
-    slots_[victim].tasks->get(copy_message, &frame, Clock::now());
+    slots_[victim].tasks->get(copy_message, &bytes, Clock::now());
   } catch (const Empty&) {
     return;
   }
-  std::uint64_t id;
-  std::memcpy(&id, frame.data() + offsetof(TaskHeader, task_id), sizeof id);
-  auto& va = slots_[victim].assigned;
-  va.erase(std::find(va.begin(), va.end(), id));
+  // Which batch it is: the one starting with the task the message starts with.
+  std::uint64_t first = 0;
+  for_each_record(as_bytes(bytes), [&](ByteView frame) {
+    if (first == 0 && frame.size() >= sizeof(TaskHeader)) std::memcpy(&first, frame.data() + offsetof(TaskHeader, task_id), sizeof first);
+  });
+  auto& vb = slots_[victim].batches;
+  auto it = std::find_if(vb.begin(), vb.end(), [&](const Batch& b) { return !b.ids.empty() && b.ids.front() == first; });
+  if (it == vb.end()) return;  // cannot happen: every queued message is a batch of the slot
+  Batch b = std::move(*it);
+  vb.erase(it);
   try {
-    slots_[idle].tasks->put(as_bytes(frame), Clock::now());
-    slots_[idle].assigned.push_back(id);
+    slots_[idle].tasks->put(as_bytes(b.bytes), Clock::now());
+    slots_[idle].batches.push_back(std::move(b));
   } catch (const Full&) {
-    backlog_.emplace_front(id, std::move(frame));
+    std::vector<Task> back;
+    std::size_t i = 0;
+    for_each_record(as_bytes(b.bytes), [&](ByteView frame) {
+      back.push_back(Task{b.ids[i++], std::string(as_chars(frame))});
+    });
+    backlog_.insert(backlog_.begin(), std::make_move_iterator(back.begin()), std::make_move_iterator(back.end()));
   }
 }
 
-void PoolCore::finish(Completion& c, const Outcome& o) {
-  try {
-    c(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mpp::Pool: a callback threw %s: %s\n", current_exception_type_name().c_str(), e.what());
-  } catch (...) {
-    std::fprintf(stderr, "mpp::Pool: a callback threw %s\n", current_exception_type_name().c_str());
-  }
-  std::lock_guard lock(m_);
-  if (--unfinished_ == 0) all_done_.notify_all();
-}
-
-void PoolCore::on_result(const ResultHeader& h, ByteView payload, std::string&) {
-  Completion done;
-  {
-    std::lock_guard lock(m_);
-    auto it = pending_.find(h.task_id);
-    if (it == pending_.end()) return;  // failed already (the pool broke)
-    done = std::move(it->second.done);
-    pending_.erase(it);
-    if (h.slot < slots_.size()) {
-      auto& a = slots_[h.slot].assigned;
-      if (auto pos = std::find(a.begin(), a.end(), h.task_id); pos != a.end()) a.erase(pos);
-      std::vector<std::pair<Completion, Outcome>> unused;
-      refill_locked(unused);
-      if (a.empty() && backlog_.empty()) steal_locked(h.slot);
+void PoolCore::finish_all(Done& done) {
+  for (auto& [c, o] : done) {
+    try {
+      c(o);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mpp::Pool: a callback threw %s: %s\n", current_exception_type_name().c_str(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "mpp::Pool: a callback threw %s\n", current_exception_type_name().c_str());
     }
+    c = nullptr;  // its captures (the caller's state) go now, not with the next message
   }
+  if (done.empty()) return;
+  std::lock_guard lock(m_);
+  unfinished_ -= done.size();
+  if (unfinished_ == 0) all_done_.notify_all();
+  done.clear();
+}
+
+// One task's result: its completion moves to `done`, its batch is answered up to it.
+void PoolCore::take_result_locked(const ResultHeader& h, ByteView payload, Done& done) {
+  auto it = pending_.find(h.task_id);
+  if (it == pending_.end()) return;  // failed already (the pool broke), or seen twice
   Outcome o;
   if (h.kind == ResultKind::ok) {
     o.ok = true;
@@ -391,36 +494,82 @@ void PoolCore::on_result(const ResultHeader& h, ByteView payload, std::string&) 
       o.error = std::current_exception();
     }
   }
-  finish(done, o);
+  done.emplace_back(std::move(it->second.done), std::move(o));
+  pending_.erase(it);
+  task_ns_ += (static_cast<double>(std::max(h.status, 0)) - task_ns_) / 8;
+  if (h.slot >= slots_.size()) return;
+  // A worker answers its batches in order, so this is normally the next id of the oldest.
+  auto& bs = slots_[h.slot].batches;
+  for (auto b = bs.begin(); b != bs.end(); ++b) {
+    if (b->answered < b->ids.size() && b->ids[b->answered] == h.task_id) {
+      if (++b->answered == b->ids.size()) bs.erase(b);
+      return;
+    }
+  }
+}
+
+// The result records of one message (from the result queue, or a dead worker's staging
+// area). `only_slot` (when < slots_.size()) accepts only that worker's results.
+void PoolCore::take_results_locked(ByteView message, Done& done, std::size_t only_slot) {
+  for_each_record(message, [&](ByteView r) {
+    if (r.size() < sizeof(ResultHeader)) return;
+    ResultHeader h;
+    std::memcpy(&h, r.data(), sizeof h);
+    if (h.kind != ResultKind::ok && h.kind != ResultKind::error) return;
+    if (only_slot < slots_.size() && h.slot != only_slot) return;
+    take_result_locked(h, r.subspan(sizeof h), done);
+  });
 }
 
 void PoolCore::on_worker_died(const ResultHeader& h) {
-  std::vector<Completion> lost;
+  Done done;
+  std::string staging;
   {
     std::lock_guard lock(m_);
     if (h.slot >= slots_.size()) return;
     Slot& s = slots_[h.slot];
-    // The dead worker took its tasks from the front of its queue in order, one at a time:
-    // those of its assigned tasks no longer queued were taken and not finished.
+    // Results it computed and had not sent are in its staging area.
+    std::size_t staged = std::min<std::size_t>(s.record->staged.load(std::memory_order_acquire), kStagingBytes);
+    staging.assign(reinterpret_cast<const char*>(s.record->staging), staged);
+    take_results_locked(as_bytes(staging), done, h.slot);
+    // It takes its batches in order, one at a time, and runs a batch's tasks in order. Of
+    // its batches, those no longer queued (qsize: no one else takes from that queue until
+    // the replacement exists) were taken; in them, every task without a result was either
+    // the one it was running (`running`: that task fails) or not started (sent again).
+    // Batches still queued stay for the replacement.
+    const std::uint64_t running = s.record->running.load(std::memory_order_acquire);
     std::size_t queued = s.tasks->qsize();
-    std::size_t taken = s.assigned.size() > queued ? s.assigned.size() - queued : 0;
-    for (std::size_t i = 0; i < taken; ++i) {
-      auto it = pending_.find(s.assigned.front());
-      s.assigned.pop_front();
-      if (it == pending_.end()) continue;
-      lost.push_back(std::move(it->second.done));
-      pending_.erase(it);
+    std::size_t taken = s.batches.size() > queued ? s.batches.size() - queued : 0;
+    std::vector<Task> again;
+    const std::string msg = "pool worker pid " + std::to_string(h.pid) + " " + describe_status(h.status) +
+                            " while running this task; the pool replaced it and goes on";
+    for (std::size_t k = 0; k < taken; ++k) {
+      Batch& b = s.batches.front();
+      std::size_t i = 0;
+      for_each_record(as_bytes(b.bytes), [&](ByteView frame) {
+        const std::uint64_t id = b.ids[i++];
+        if (i <= b.answered) return;
+        auto it = pending_.find(id);
+        if (it == pending_.end()) return;
+        if (id == running) {
+          done.emplace_back(std::move(it->second.done), Outcome{false, {}, std::make_exception_ptr(WorkerLost(msg))});
+          pending_.erase(it);
+        } else {
+          again.push_back(Task{id, std::string(as_chars(frame))});
+        }
+      });
+      s.batches.pop_front();
     }
+    backlog_.insert(backlog_.begin(), std::make_move_iterator(again.begin()), std::make_move_iterator(again.end()));
     if (!torn_down_ && broken_.empty()) {
       Command c{'R', {}, h.slot};
       if (::write(command_fd_, &c, sizeof c) != static_cast<ssize_t>(sizeof c)) {
         // The spawner is gone; the result loop notices and breaks the pool.
       }
+      refill_locked();
     }
   }
-  std::string msg = "pool worker pid " + std::to_string(h.pid) + " " + describe_status(h.status) +
-                    " while running this task; the pool replaced it and goes on";
-  for (auto& c : lost) finish(c, Outcome{false, {}, std::make_exception_ptr(WorkerLost(msg))});
+  finish_all(done);
 }
 
 void PoolCore::break_locked(const std::string& reason, std::vector<Completion>& failed) {
@@ -428,11 +577,16 @@ void PoolCore::break_locked(const std::string& reason, std::vector<Completion>& 
   for (auto& [id, p] : pending_) failed.push_back(std::move(p.done));
   pending_.clear();
   backlog_.clear();
-  for (auto& s : slots_) s.assigned.clear();
+  for (auto& s : slots_) s.batches.clear();
 }
 
 void PoolCore::result_loop() {
-  std::string buf, scratch;
+  std::string buf;
+  Done done;
+  auto fail_all = [&](const std::string& reason, std::vector<Completion>& failed) {
+    for (auto& c : failed) done.emplace_back(std::move(c), Outcome{false, {}, std::make_exception_ptr(BrokenPool(reason))});
+    finish_all(done);
+  };
   for (;;) {
     try {
       results_->get(copy_message, &buf, Clock::now() + kSpawnerCheck);
@@ -440,32 +594,41 @@ void PoolCore::result_loop() {
       pollfd p{spawner_pidfd_, POLLIN, 0};
       if (spawner_pidfd_ >= 0 && ::poll(&p, 1, 0) == 1) {
         std::vector<Completion> failed;
+        std::string reason;
         {
           std::lock_guard lock(m_);
           if (torn_down_) continue;
           break_locked("the pool's spawner process (pid " + std::to_string(spawner_pid_) +
                            ") died, and its workers with it; make a new Pool",
                        failed);
+          reason = broken_;
         }
-        for (auto& c : failed) finish(c, Outcome{false, {}, std::make_exception_ptr(BrokenPool(broken_))});
+        fail_all(reason, failed);
       }
       continue;
     }
-    if (buf.size() < sizeof(ResultHeader)) continue;
-    ResultHeader h;
-    std::memcpy(&h, buf.data(), sizeof h);
-    ByteView payload(reinterpret_cast<const std::byte*>(buf.data()) + sizeof h, buf.size() - sizeof h);
+    // Worker messages are results only; the spawner's and the parent's carry one record.
+    ResultHeader h{};
+    if (buf.size() >= sizeof(std::uint32_t) + sizeof h) std::memcpy(&h, buf.data() + sizeof(std::uint32_t), sizeof h);
     switch (h.kind) {
       case ResultKind::quit:
         return;
       case ResultKind::ok:
-      case ResultKind::error:
-        on_result(h, payload, scratch);
+      case ResultKind::error: {
+        {
+          std::lock_guard lock(m_);
+          take_results_locked(as_bytes(buf), done, slots_.size());
+          refill_locked();
+          if (h.slot < slots_.size() && slots_[h.slot].batches.empty() && backlog_.empty()) steal_locked(h.slot);
+        }
+        finish_all(done);
         break;
+      }
       case ResultKind::died:
         on_worker_died(h);
         break;
       case ResultKind::init_failed: {
+        ByteView payload = as_bytes(buf).subspan(sizeof(std::uint32_t) + sizeof h);
         std::string reason;
         try {
           auto [type, message] = parse_error(payload);
@@ -479,15 +642,19 @@ void PoolCore::result_loop() {
           std::lock_guard lock(m_);
           break_locked(reason, failed);
         }
-        for (auto& c : failed) finish(c, Outcome{false, {}, std::make_exception_ptr(BrokenPool(reason))});
+        fail_all(reason, failed);
         break;
       }
+      default:
+        break;
     }
   }
 }
 
 void PoolCore::post_quit() {
-  results_->put(as_bytes(frame_of(ResultHeader{0, ResultKind::quit, 0, 0, 0})), std::nullopt);
+  std::string r = record_of(ResultHeader{0, ResultKind::quit, 0, 0, 0});
+  seal_record(r);
+  results_->put(as_bytes(r), std::nullopt);
 }
 
 void PoolCore::close() {
@@ -521,7 +688,9 @@ void PoolCore::shutdown(bool graceful) {
     state_ = State::terminated;
     if (!graceful) break_locked("the pool was terminated before this task finished", failed);
   }
-  for (auto& c : failed) finish(c, Outcome{false, {}, std::make_exception_ptr(BrokenPool(broken_))});
+  Done done;
+  for (auto& c : failed) done.emplace_back(std::move(c), Outcome{false, {}, std::make_exception_ptr(BrokenPool(broken_))});
+  finish_all(done);
   post_quit();  // the result thread ends while the processes do
   // The spawner kills its workers (idle after a graceful join), reaps them and exits.
   Command k{'K', {}, 0};

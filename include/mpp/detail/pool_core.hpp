@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +23,7 @@
 #include "mpp/detail/codec.hpp"
 #include "mpp/detail/pool_task.hpp"
 #include "mpp/detail/queue_core.hpp"
+#include "mpp/detail/segment.hpp"
 
 namespace mpp::detail {
 
@@ -56,24 +58,44 @@ class PoolCore {
   bool on_result_thread() const noexcept { return std::this_thread::get_id() == result_thread_.get_id(); }
 
  private:
+  // What a worker shares with the parent beyond its queues: written by the worker only,
+  // read by the parent once the worker is dead, to account for its batch exactly.
+  struct WorkerRecord {
+    std::atomic<std::uint64_t> running{0};  // id of the task it runs or last ran; 0: none
+    std::atomic<std::uint64_t> staged{0};   // bytes of result records in `staging` not yet sent
+    std::byte* staging = nullptr;           // kStagingBytes in the pool's segment
+  };
+  // Tasks sent to one worker as one queue message: records u32 size | task frame.
+  struct Batch {
+    std::string bytes;
+    std::vector<std::uint64_t> ids;
+    std::size_t answered = 0;  // ids[0, answered) have their results
+  };
   struct Slot {
-    std::unique_ptr<QueueCore> tasks;  // this slot's worker takes its tasks from here
-    std::deque<std::uint64_t> assigned;  // sent to this slot, no outcome yet (oldest first)
+    std::unique_ptr<QueueCore> tasks;  // this slot's worker takes its batches from here
+    std::deque<Batch> batches;          // sent to this slot, not fully answered (oldest first)
+    WorkerRecord* record = nullptr;
+  };
+  struct Task {
+    std::uint64_t id;
+    std::string frame;
   };
   struct Pending {
     Completion done;
   };
+  using Done = std::vector<std::pair<Completion, Outcome>>;
 
   [[noreturn]] void spawner_main();
   [[noreturn]] void worker_main(int slot);
   void result_loop();
-  bool dispatch_locked(std::uint64_t id, const std::string& frame);
-  void refill_locked(std::vector<std::pair<Completion, Outcome>>& fail);
+  std::size_t batch_limit_locked() const;
+  void refill_locked();
   void steal_locked(std::size_t idle_slot);
-  void on_result(const ResultHeader& h, ByteView payload, std::string& scratch);
+  void take_results_locked(ByteView message, Done& done, std::size_t only_slot);
+  void take_result_locked(const ResultHeader& h, ByteView payload, Done& done);
   void on_worker_died(const ResultHeader& h);
   void break_locked(const std::string& reason, std::vector<Completion>& failed);
-  void finish(Completion& c, const Outcome& o);
+  void finish_all(Done& done);
   void post_quit();
   void shutdown(bool graceful);
 
@@ -82,6 +104,7 @@ class PoolCore {
   const std::size_t maxtasksperchild_;
   const pid_t owner_pid_;
 
+  std::shared_ptr<Segment> records_;  // the WorkerRecords and their staging areas
   std::vector<Slot> slots_;
   std::unique_ptr<QueueCore> results_;
   pid_t spawner_pid_ = -1;
@@ -91,7 +114,8 @@ class PoolCore {
   std::mutex m_;
   std::condition_variable all_done_;
   std::unordered_map<std::uint64_t, Pending> pending_;
-  std::deque<std::pair<std::uint64_t, std::string>> backlog_;  // waiting for room in a slot
+  std::deque<Task> backlog_;  // submitted, not yet sent to a worker (oldest first)
+  double task_ns_;            // running estimate of a task's run time, sizes the batches
   std::uint64_t next_id_ = 1;
   std::size_t unfinished_ = 0;  // submitted, completion not yet returned
   enum class State { running, closed, terminated } state_ = State::running;

@@ -3,6 +3,8 @@
 //
 // A task frame is   TaskHeader | callable bytes | input
 // a result frame is ResultHeader | payload
+// Both travel as records, u32 size | frame, several to a queue message: a task batch goes
+// to a worker as one message, and a worker sends the results of a batch as one message.
 // where input is a chunk: u64 count, then `count` argument packs, and an ok payload is the
 // `count` results. Each value goes through the one codec (codec.hpp): a trivially encoded
 // value as its own sizeof(T) bytes, anything else as u32 length + codec bytes.
@@ -51,7 +53,8 @@ struct ResultHeader {
   ResultKind kind;
   std::uint32_t slot;
   std::int32_t pid;
-  std::int32_t status;  // raw wait status for `died`
+  std::int32_t status;  // died: the raw wait status; ok/error: the task's run time in ns
+                        // (saturated), which sizes the parent's batches
 };
 
 inline void append_raw(std::string& out, const void* p, std::size_t n) {
