@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
@@ -119,7 +120,7 @@ void copy_message(void* ctx, ByteView bytes) {
 PoolCore::PoolCore(int processes, std::function<void()> initializer, std::size_t maxtasksperchild)
     : processes_(processes), initializer_(std::move(initializer)),
       maxtasksperchild_(maxtasksperchild), owner_pid_(::getpid()) {
-  task_ns_ = kBatchNanos;  // unknown yet: one task per batch until results tell
+  log_task_ns_ = std::log(kBatchNanos);  // unknown yet: one task per batch until results tell
   slots_.resize(static_cast<std::size_t>(processes));
   records_ = Segment::anonymous(static_cast<std::size_t>(processes) * (kStagingBytes + 4096) + (std::size_t{1} << 20));
   for (auto& s : slots_) {
@@ -366,7 +367,7 @@ void PoolCore::worker_main(int slot) {
 // ---- the parent ----
 
 std::size_t PoolCore::batch_limit_locked() const {
-  double n = kBatchNanos / std::max(task_ns_, 1.0);
+  double n = kBatchNanos / std::exp(log_task_ns_);
   return n >= static_cast<double>(kMaxBatchTasks) ? kMaxBatchTasks : std::max<std::size_t>(1, static_cast<std::size_t>(n));
 }
 
@@ -496,7 +497,9 @@ void PoolCore::take_result_locked(const ResultHeader& h, ByteView payload, Done&
   }
   done.emplace_back(std::move(it->second.done), std::move(o));
   pending_.erase(it);
-  task_ns_ += (static_cast<double>(std::max(h.status, 0)) - task_ns_) / 8;
+  // In logarithms: one task that blocked for a while (waiting for input, say) moves the
+  // estimate by a factor, not to its own length, and tiny tasks go on travelling in batches.
+  log_task_ns_ += (std::log(static_cast<double>(std::max(h.status, 1))) - log_task_ns_) / 8;
   if (h.slot >= slots_.size()) return;
   // A worker answers its batches in order, so this is normally the next id of the oldest.
   auto& bs = slots_[h.slot].batches;

@@ -1,6 +1,7 @@
 #include "mpp/pool.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -214,6 +215,57 @@ TEST_CASE("a task that SIGKILLs its worker fails with WorkerLost, 1000 others co
   };
   CHECK_THROWS_WITH(pool.apply(aborter, 0), Catch::Contains("SIGABRT"));
   CHECK(pool.map(square, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
+}
+
+TEST_CASE("a worker killed in the middle of a batch: that task fails, the rest of its batch runs exactly once") {
+  int log[2], gate[2];
+  REQUIRE(pipe(log) == 0);
+  REQUIRE(pipe(gate) == 0);
+  REQUIRE(fcntl(log[0], F_SETFL, O_NONBLOCK) == 0);
+  {
+    mpp::Pool pool(1);  // after the pipes: the worker inherits them
+    // Tiny tasks first: the pool learns that tasks are short and sends them in batches.
+    std::vector<mpp::AsyncResult<int>> warm;
+    for (int i = 0; i < 2000; ++i) warm.push_back(pool.apply_async(square, i));
+    for (auto& r : warm) r.get();
+    // Hold the worker while the next tasks pile up in the backlog, so that they leave in
+    // batches of hundreds, the killer among them.
+    int gfd = gate[0];
+    auto gate_task = [gfd](int) {
+      char c;
+      return static_cast<int>(read(gfd, &c, 1));
+    };
+    auto held = pool.apply_async(gate_task, 0);
+    constexpr int kTasks = 1001, kKiller = 500;
+    int lfd = log[1];
+    auto logged = [lfd](int i) {
+      if (write(lfd, &i, sizeof i) != static_cast<ssize_t>(sizeof i)) return -1;  // < PIPE_BUF: atomic
+      if (i == kKiller) kill(getpid(), SIGKILL);
+      return i;
+    };
+    std::vector<mpp::AsyncResult<int>> rs;
+    for (int i = 0; i < kTasks; ++i) rs.push_back(pool.apply_async(logged, i));
+    REQUIRE(write(gate[1], "x", 1) == 1);
+    CHECK(held.get(30s) == 1);
+    for (int i = 0; i < kTasks; ++i) {
+      if (i == kKiller) {
+        CHECK_THROWS_WITH(rs[static_cast<std::size_t>(i)].get(30s), Catch::Contains("SIGKILL"));
+      } else {
+        REQUIRE(rs[static_cast<std::size_t>(i)].get(30s) == i);
+      }
+    }
+  }
+  std::vector<int> runs(1001, 0);
+  int v;
+  while (read(log[0], &v, sizeof v) == static_cast<ssize_t>(sizeof v)) {
+    REQUIRE(v >= 0);
+    REQUIRE(v < 1001);
+    ++runs[static_cast<std::size_t>(v)];
+  }
+  int not_once = 0;
+  for (int n : runs) not_once += n != 1;
+  CHECK(not_once == 0);
+  for (int fd : {log[0], log[1], gate[0], gate[1]}) close(fd);
 }
 
 TEST_CASE("maxtasksperchild replaces workers, initializer runs in each worker") {

@@ -115,7 +115,7 @@ class PoolCore {
   std::condition_variable all_done_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::deque<Task> backlog_;  // submitted, not yet sent to a worker (oldest first)
-  double task_ns_;            // running estimate of a task's run time, sizes the batches
+  double log_task_ns_;        // running estimate of ln(a task's run time in ns): sizes batches
   std::uint64_t next_id_ = 1;
   std::size_t unfinished_ = 0;  // submitted, completion not yet returned
   enum class State { running, closed, terminated } state_ = State::running;
