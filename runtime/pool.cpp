@@ -371,7 +371,7 @@ std::size_t PoolCore::batch_limit_locked() const {
   return n >= static_cast<double>(kMaxBatchTasks) ? kMaxBatchTasks : std::max<std::size_t>(1, static_cast<std::size_t>(n));
 }
 
-void PoolCore::submit(std::string frame, Completion done) {
+void PoolCore::submit(std::string frame, std::shared_ptr<TaskSink> sink, std::uint64_t tag) {
   if (frame.size() > kTaskQueueBytes / 4) {
     throw ValueError("a pool task of " + std::to_string(frame.size()) +
                      " bytes is too large (the limit is " + std::to_string(kTaskQueueBytes / 4) +
@@ -385,7 +385,8 @@ void PoolCore::submit(std::string frame, Completion done) {
   }
   const std::uint64_t id = next_id_++;
   std::memcpy(frame.data() + offsetof(TaskHeader, task_id), &id, sizeof id);
-  pending_.emplace(id, Pending{std::move(done)});
+  if (pending_.empty()) pending_base_ = id;
+  pending_.push_back(Pending{std::move(sink), tag});
   ++unfinished_;
   backlog_.push_back(Task{id, std::move(frame)});
   refill_locked();
@@ -462,15 +463,15 @@ void PoolCore::steal_locked(std::size_t idle) {
 }
 
 void PoolCore::finish_all(Done& done) {
-  for (auto& [c, o] : done) {
+  for (auto& [p, o] : done) {
     try {
-      c(o);
+      p.sink->complete(p.tag, o);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "mpp::Pool: a callback threw %s: %s\n", current_exception_type_name().c_str(), e.what());
     } catch (...) {
       std::fprintf(stderr, "mpp::Pool: a callback threw %s\n", current_exception_type_name().c_str());
     }
-    c = nullptr;  // its captures (the caller's state) go now, not with the next message
+    p.sink.reset();  // the call's state goes now, not with the next message
   }
   if (done.empty()) return;
   std::lock_guard lock(m_);
@@ -480,9 +481,24 @@ void PoolCore::finish_all(Done& done) {
 }
 
 // One task's result: its completion moves to `done`, its batch is answered up to it.
+PoolCore::Pending* PoolCore::pending_locked(std::uint64_t id) {
+  if (id < pending_base_ || id - pending_base_ >= pending_.size()) return nullptr;
+  Pending& p = pending_[id - pending_base_];
+  return p.sink ? &p : nullptr;
+}
+
+void PoolCore::take_pending_locked(Pending& p, Outcome o, Done& done) {
+  done.emplace_back(std::move(p), std::move(o));
+  p.sink.reset();
+  while (!pending_.empty() && !pending_.front().sink) {
+    pending_.pop_front();
+    ++pending_base_;
+  }
+}
+
 void PoolCore::take_result_locked(const ResultHeader& h, ByteView payload, Done& done) {
-  auto it = pending_.find(h.task_id);
-  if (it == pending_.end()) return;  // failed already (the pool broke), or seen twice
+  Pending* p = pending_locked(h.task_id);
+  if (!p) return;  // failed already (the pool broke), or seen twice
   Outcome o;
   if (h.kind == ResultKind::ok) {
     o.ok = true;
@@ -495,8 +511,7 @@ void PoolCore::take_result_locked(const ResultHeader& h, ByteView payload, Done&
       o.error = std::current_exception();
     }
   }
-  done.emplace_back(std::move(it->second.done), std::move(o));
-  pending_.erase(it);
+  take_pending_locked(*p, std::move(o), done);
   // In logarithms: one task that blocked for a while (waiting for input, say) moves the
   // estimate by a factor, not to its own length, and tiny tasks go on travelling in batches.
   log_task_ns_ += (std::log(static_cast<double>(std::max(h.status, 1))) - log_task_ns_) / 8;
@@ -552,11 +567,10 @@ void PoolCore::on_worker_died(const ResultHeader& h) {
       for_each_record(as_bytes(b.bytes), [&](ByteView frame) {
         const std::uint64_t id = b.ids[i++];
         if (i <= b.answered) return;
-        auto it = pending_.find(id);
-        if (it == pending_.end()) return;
+        Pending* p = pending_locked(id);
+        if (!p) return;
         if (id == running) {
-          done.emplace_back(std::move(it->second.done), Outcome{false, {}, std::make_exception_ptr(WorkerLost(msg))});
-          pending_.erase(it);
+          take_pending_locked(*p, Outcome{false, {}, std::make_exception_ptr(WorkerLost(msg))}, done);
         } else {
           again.push_back(Task{id, std::string(as_chars(frame))});
         }
@@ -575,9 +589,11 @@ void PoolCore::on_worker_died(const ResultHeader& h) {
   finish_all(done);
 }
 
-void PoolCore::break_locked(const std::string& reason, std::vector<Completion>& failed) {
+void PoolCore::break_locked(const std::string& reason, std::vector<Pending>& failed) {
   if (broken_.empty()) broken_ = reason;
-  for (auto& [id, p] : pending_) failed.push_back(std::move(p.done));
+  for (auto& p : pending_) {
+    if (p.sink) failed.push_back(std::move(p));
+  }
   pending_.clear();
   backlog_.clear();
   for (auto& s : slots_) s.batches.clear();
@@ -586,7 +602,7 @@ void PoolCore::break_locked(const std::string& reason, std::vector<Completion>& 
 void PoolCore::result_loop() {
   std::string buf;
   Done done;
-  auto fail_all = [&](const std::string& reason, std::vector<Completion>& failed) {
+  auto fail_all = [&](const std::string& reason, std::vector<Pending>& failed) {
     for (auto& c : failed) done.emplace_back(std::move(c), Outcome{false, {}, std::make_exception_ptr(BrokenPool(reason))});
     finish_all(done);
   };
@@ -596,7 +612,7 @@ void PoolCore::result_loop() {
     } catch (const Empty&) {
       pollfd p{spawner_pidfd_, POLLIN, 0};
       if (spawner_pidfd_ >= 0 && ::poll(&p, 1, 0) == 1) {
-        std::vector<Completion> failed;
+        std::vector<Pending> failed;
         std::string reason;
         {
           std::lock_guard lock(m_);
@@ -640,7 +656,7 @@ void PoolCore::result_loop() {
         } catch (const std::exception& e) {
           reason = std::string("the pool's initializer failed: ") + e.what();
         }
-        std::vector<Completion> failed;
+        std::vector<Pending> failed;
         {
           std::lock_guard lock(m_);
           break_locked(reason, failed);
@@ -683,7 +699,7 @@ void PoolCore::join() {
 }
 
 void PoolCore::shutdown(bool graceful) {
-  std::vector<Completion> failed;
+  std::vector<Pending> failed;
   {
     std::lock_guard lock(m_);
     if (torn_down_) return;
@@ -712,7 +728,7 @@ void PoolCore::shutdown(bool graceful) {
 Pool::Pool(int processes, PoolOptions options) {
   if (processes < 0) throw ValueError("Pool: the number of processes must be at least 1, not " + std::to_string(processes));
   if (processes == 0) processes = cpu_count();
-  core_ = std::make_unique<detail::PoolCore>(processes, std::move(options.initializer), options.maxtasksperchild);
+  core_ = std::make_shared<detail::PoolCore>(processes, std::move(options.initializer), options.maxtasksperchild);
 }
 
 Pool::~Pool() = default;

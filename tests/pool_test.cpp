@@ -11,6 +11,8 @@
 #include <chrono>
 #include <list>
 #include <numeric>
+#include <ranges>
+#include <sstream>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -106,6 +108,24 @@ TEST_CASE("imap yields in order, imap_unordered yields each exactly once") {
   while (auto v = it.next(30s)) seen.insert(*v);
   CHECK(seen.size() == xs.size());
   CHECK(std::set<int>(seen.begin(), seen.end()).size() == xs.size());
+}
+
+TEST_CASE("imap reads its input lazily: an endless range, a bounded look-ahead, a single-pass input") {
+  mpp::Pool pool(2);
+  std::size_t read = 0;
+  auto endless = std::views::iota(0) | std::views::transform([&read](int x) {
+                   ++read;
+                   return x;
+                 });
+  auto it = pool.imap(square, endless);
+  for (int i = 0; i < 10000; ++i) REQUIRE(it.next(30s) == i * i);
+  CHECK(read >= 10000);
+  CHECK(read < 10000 + 8192);  // the look-ahead is bounded (4096 items here)
+  std::istringstream in("1 2 3 4 5");
+  auto un = pool.imap_unordered(square, std::views::istream<int>(in));
+  std::multiset<int> got;
+  while (auto v = un.next(30s)) got.insert(*v);
+  CHECK(got == std::multiset<int>{1, 4, 9, 16, 25});
 }
 
 TEST_CASE("an exception in a task comes back as RemoteError, and the pool stays usable") {

@@ -49,6 +49,7 @@
 #include <optional>
 #include <deque>
 #include <ranges>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -163,6 +164,55 @@ constexpr void check_callable() {
                 "like as task arguments instead of capturing them; std::function cannot be sent.");
 }
 
+// Marks `st` done, wakes its waiters, then runs the callbacks (on the result thread).
+template <class R>
+void finish_result(ResultState<R>& st, const Callbacks<R>& cbs) {
+  {
+    std::lock_guard lock(st.m);
+    st.done = true;
+  }
+  st.cv.notify_all();
+  // Callbacks see the stored value; nobody changes it once done.
+  if (!st.error) {
+    if (cbs.on_value) {
+      if constexpr (std::is_void_v<R>) cbs.on_value();
+      else cbs.on_value(*st.value);
+    }
+  } else if (cbs.on_error) {
+    try {
+      std::rethrow_exception(st.error);
+    } catch (const Error& e) {
+      cbs.on_error(e);
+    } catch (const std::exception& e) {
+      cbs.on_error(RemoteError("std::exception", e.what()));
+    }
+  }
+}
+
+// One apply_async: one allocation holds the AsyncResult's state, the callbacks and the sink.
+template <class R>
+struct ApplyJob final : TaskSink {
+  ResultState<R> st;
+  Callbacks<R> cbs;
+
+  void complete(std::uint64_t, const Outcome& o) override {
+    {
+      std::lock_guard lock(st.m);
+      if (!o.ok) {
+        st.error = o.error;
+      } else {
+        try {
+          if constexpr (std::is_void_v<R>) st.value = true;
+          else take_results<R>(o.payload, 1, [&](R&& v) { st.value.emplace(std::move(v)); });
+        } catch (...) {
+          st.error = std::current_exception();
+        }
+      }
+    }
+    finish_result(st, cbs);
+  }
+};
+
 }  // namespace detail
 
 // The result of an asynchronous call (Python: AsyncResult / MapResult). Copies share it.
@@ -212,34 +262,78 @@ class AsyncResult {
 
 namespace detail {
 
-// What an IMapIterator and the result thread share.
+// What an IMapIterator and the result thread share. The input is read lazily, on the
+// thread that calls next(): `feed` submits the next chunk and returns its item count (0 once
+// the input is exhausted); next() keeps up to `lookahead` items submitted and not yet
+// yielded, so a long or endless input is never read far ahead of its consumer.
 template <class R>
 struct IMapState {
   std::mutex m;
   std::condition_variable cv;
   bool ordered = true;
-  std::size_t chunks_total = 0, chunks_seen = 0, next_chunk = 0;
-  std::map<std::size_t, std::deque<R>> chunks;       // ordered: arrived, by chunk index
-  std::map<std::size_t, std::exception_ptr> errors;  // ordered: failed chunks
-  std::deque<R> ready;                               // unordered: in completion order
-  std::deque<std::exception_ptr> ready_errors;
+  bool input_done = false;
+  std::size_t chunks_sent = 0, chunks_seen = 0, next_chunk = 0;
+  std::size_t items_sent = 0, items_yielded = 0, lookahead = 0;
+  std::map<std::size_t, std::deque<R>> chunks;  // ordered: arrived, by chunk index
+  std::map<std::size_t, std::pair<std::exception_ptr, std::size_t>> errors;  // ordered: failed chunks, item counts
+  std::deque<R> ready;                                                      // unordered: in completion order
+  std::deque<std::pair<std::exception_ptr, std::size_t>> ready_errors;
 
-  void deliver(std::size_t chunk, std::deque<R>&& values, std::exception_ptr error) {
+  std::mutex feed_m;  // held while feeding (never with m)
+  std::function<std::size_t()> feed;
+
+  void deliver(std::size_t chunk, std::size_t count, std::deque<R>&& values, std::exception_ptr error) {
     {
       std::lock_guard lock(m);
       ++chunks_seen;
       if (ordered) {
-        if (error) errors[chunk] = error;
+        if (error) errors[chunk] = {error, count};
         else chunks[chunk] = std::move(values);
       } else if (error) {
-        ready_errors.push_back(error);
+        ready_errors.emplace_back(error, count);
       } else {
         for (auto& v : values) ready.push_back(std::move(v));
       }
     }
     cv.notify_all();
   }
+
+  // Submits chunks until `lookahead` items are ahead of the consumer or the input ends.
+  // Throws what reading the input or submitting throws (BrokenPool once the pool is gone).
+  void top_up() {
+    std::lock_guard feeding(feed_m);
+    for (;;) {
+      {
+        std::lock_guard lock(m);
+        if (input_done || items_sent - items_yielded >= lookahead) return;
+      }
+      std::size_t n = feed();
+      std::lock_guard lock(m);
+      if (n == 0) {
+        input_done = true;
+      } else {
+        ++chunks_sent;
+        items_sent += n;
+      }
+    }
+  }
 };
+
+// The outcomes of one apply_async: the AsyncResult's state and the callbacks.
+template <class R>
+struct ApplyJob;
+
+// The chunks of one map/imap call: tag = chunk index << 32 | item count.
+template <class OnChunk>
+struct ChunkJob final : TaskSink {
+  explicit ChunkJob(OnChunk f) : on_chunk(std::move(f)) {}
+  void complete(std::uint64_t tag, const Outcome& o) override { on_chunk(tag >> 32, tag & 0xffffffffu, o); }
+  OnChunk on_chunk;
+};
+
+inline std::uint64_t chunk_tag(std::size_t k, std::size_t count) {
+  return static_cast<std::uint64_t>(k) << 32 | static_cast<std::uint64_t>(count);
+}
 
 }  // namespace detail
 
@@ -284,12 +378,14 @@ class IMapIterator {
  private:
   std::optional<R> next_until(std::optional<detail::Clock::time_point> deadline) {
     detail::IMapState<R>& s = *st_;
+    s.top_up();
     std::unique_lock lock(s.m);
     for (;;) {
       if (s.ordered) {
-        while (s.next_chunk < s.chunks_total) {
+        while (s.next_chunk < s.chunks_sent) {
           if (auto e = s.errors.find(s.next_chunk); e != s.errors.end()) {
-            auto err = e->second;
+            auto err = e->second.first;
+            s.items_yielded += e->second.second;
             s.errors.erase(e);
             ++s.next_chunk;
             std::rethrow_exception(err);
@@ -299,24 +395,27 @@ class IMapIterator {
           if (!c->second.empty()) {
             R v = std::move(c->second.front());
             c->second.pop_front();
+            ++s.items_yielded;
             return v;
           }
           s.chunks.erase(c);
           ++s.next_chunk;
         }
-        if (s.next_chunk == s.chunks_total) return std::nullopt;
+        if (s.input_done && s.next_chunk == s.chunks_sent) return std::nullopt;
       } else {
         if (!s.ready_errors.empty()) {
           auto err = s.ready_errors.front();
           s.ready_errors.pop_front();
-          std::rethrow_exception(err);
+          s.items_yielded += err.second;
+          std::rethrow_exception(err.first);
         }
         if (!s.ready.empty()) {
           R v = std::move(s.ready.front());
           s.ready.pop_front();
+          ++s.items_yielded;
           return v;
         }
-        if (s.chunks_seen == s.chunks_total) return std::nullopt;
+        if (s.input_done && s.chunks_seen == s.chunks_sent) return std::nullopt;
       }
       if (!deadline) {
         s.cv.wait(lock);
@@ -373,7 +472,11 @@ class Pool {
   }
 
   // Lazily yields f(x) for x in `items`, in order (imap) or as completed (imap_unordered).
-  // chunksize defaults to 1, as in Python.
+  // chunksize defaults to 1, as in Python. The input is read lazily too, on the thread that
+  // calls next(), a bounded look-ahead (at least 4096 items) in front of the consumer: so
+  // it may be endless, and an lvalue range must outlive the iteration (an rvalue is moved
+  // in). Reading the input or submitting may throw from next(); BrokenPool once the pool
+  // is gone.
   template <class F, std::ranges::input_range In>
   auto imap(F f, In&& items, std::size_t chunksize = 1) {
     return imap_impl(f, std::forward<In>(items), chunksize, true);
@@ -414,54 +517,11 @@ class Pool {
     auto frame = detail::begin_task<F, detail::StoredArg<std::tuple_element_t<I, Tuple>>...>(f, 1);
     detail::put_pack(frame, detail::StoredArg<std::tuple_element_t<I, Tuple>>(
                                 std::forward<std::tuple_element_t<I, Tuple>>(std::get<I>(all)))...);
-    auto st = std::make_shared<detail::ResultState<R>>();
-    core_->submit(std::move(frame), [st, cbs = std::move(cbs)](const detail::Outcome& o) {
-      if (o.ok) {
-        try {
-          if constexpr (std::is_void_v<R>) {
-            std::lock_guard lock(st->m);
-            st->value = true;
-          } else {
-            detail::take_results<R>(o.payload, 1, [&](R&& v) {
-              std::lock_guard lock(st->m);
-              st->value.emplace(std::move(v));
-            });
-          }
-        } catch (...) {
-          std::lock_guard lock(st->m);
-          st->error = std::current_exception();
-        }
-      } else {
-        std::lock_guard lock(st->m);
-        st->error = o.error;
-      }
-      complete(*st, cbs);
-    });
+    auto job = std::make_shared<detail::ApplyJob<R>>();
+    job->cbs = std::move(cbs);
+    std::shared_ptr<detail::ResultState<R>> st(job, &job->st);
+    core_->submit(std::move(frame), std::move(job), 0);
     return AsyncResult<R>(st);
-  }
-
-  template <class R>
-  static void complete(detail::ResultState<R>& st, const detail::Callbacks<R>& cbs) {
-    {
-      std::lock_guard lock(st.m);
-      st.done = true;
-    }
-    st.cv.notify_all();
-    // Callbacks see the stored value; nobody changes it once done.
-    if (!st.error) {
-      if (cbs.on_value) {
-        if constexpr (std::is_void_v<R>) cbs.on_value();
-        else cbs.on_value(*st.value);
-      }
-    } else if (cbs.on_error) {
-      try {
-        std::rethrow_exception(st.error);
-      } catch (const Error& e) {
-        cbs.on_error(e);
-      } catch (const std::exception& e) {
-        cbs.on_error(RemoteError("std::exception", e.what()));
-      }
-    }
   }
 
   std::size_t default_chunksize(std::size_t n) const {
@@ -498,6 +558,10 @@ class Pool {
                            std::is_same_v<std::ranges::range_value_t<Range>, First>;
     const std::size_t n = std::ranges::size(r);
     auto it = std::ranges::begin(r);
+    auto job = std::make_shared<detail::ChunkJob<std::function<void(std::size_t, std::size_t, const detail::Outcome&)>>>(
+        [chunksize, on_chunk](std::size_t k, std::size_t count, const detail::Outcome& o) {
+          on_chunk(k, k * chunksize, count, o);
+        });
     for (std::size_t k = 0, first = 0; first < n; ++k, first += chunksize) {
       std::size_t count = std::min(chunksize, n - first);
       auto frame = detail::begin_task<F, S...>(f, count);
@@ -508,9 +572,7 @@ class Pool {
       } else {
         for (std::size_t i = 0; i < count; ++i, ++it) put_item(*it, frame);
       }
-      core_->submit(std::move(frame), [k, first, count, on_chunk](const detail::Outcome& o) {
-        on_chunk(k, first, count, o);
-      });
+      core_->submit(std::move(frame), job, detail::chunk_tag(k, count));
     }
   }
 
@@ -581,7 +643,7 @@ class Pool {
           }
         }
       }
-      if (done_now) complete(*st, cbs);
+      if (done_now) detail::finish_result(*st, cbs);
     };
     with_sized(std::forward<In>(items), [&](auto& r) {
       std::size_t n = std::ranges::size(r);
@@ -589,7 +651,7 @@ class Pool {
       std::size_t chunks = chunk_count(n, cs);
       if (chunks == 0) {
         st->value.emplace();
-        complete(*st, cbs);
+        detail::finish_result(*st, cbs);
         return 0;
       }
       if constexpr (in_place) job->out.resize(n);
@@ -626,28 +688,55 @@ class Pool {
     if (chunksize == 0) chunksize = 1;
     auto st = std::make_shared<detail::IMapState<R>>();
     st->ordered = ordered;
-    with_sized(std::forward<In>(items), [&](auto& r) {
-      st->chunks_total = chunk_count(std::ranges::size(r), chunksize);
-      submit_chunks<T>(
-          f, r, chunksize, [](const auto& item, std::string& out) { detail::put_pack(out, T(item)); },
-          [st](std::size_t k, std::size_t, std::size_t count, const detail::Outcome& o) {
-            std::deque<R> values;
-            std::exception_ptr error = o.error;
-            if (o.ok) {
-              try {
-                detail::take_results<R>(o.payload, count, [&](R&& v) { values.push_back(std::move(v)); });
-              } catch (...) {
-                error = std::current_exception();
-              }
+    st->lookahead = std::max<std::size_t>(4096, 4 * static_cast<std::size_t>(core_->processes()) * chunksize);
+    // The results go to the iterator's state while it exists (a weak reference: the state
+    // owns the feeder, which owns this job).
+    std::weak_ptr<detail::IMapState<R>> weak = st;
+    auto job = std::make_shared<detail::ChunkJob<std::function<void(std::size_t, std::size_t, const detail::Outcome&)>>>(
+        [weak](std::size_t k, std::size_t count, const detail::Outcome& o) {
+          auto st = weak.lock();
+          if (!st) return;
+          std::deque<R> values;
+          std::exception_ptr error = o.error;
+          if (o.ok) {
+            try {
+              detail::take_results<R>(o.payload, count, [&](R&& v) { values.push_back(std::move(v)); });
+            } catch (...) {
+              error = std::current_exception();
             }
-            st->deliver(k, std::move(values), error);
-          });
-      return 0;
-    });
+          }
+          st->deliver(k, count, std::move(values), error);
+        });
+    // The input as a view: a reference to an lvalue range (which must outlive the
+    // iteration, as Python's imap holds its iterable), or the range itself when moved in.
+    using View = decltype(std::views::all(std::forward<In>(items)));
+    struct Input {
+      View view;
+      std::optional<std::ranges::iterator_t<View>> it;
+    };
+    auto input = std::make_shared<Input>(Input{std::views::all(std::forward<In>(items)), std::nullopt});
+    std::weak_ptr<detail::PoolCore> weak_core = core_;
+    st->feed = [f, chunksize, input, job, weak_core, k = std::size_t{0}]() mutable -> std::size_t {
+      auto core = weak_core.lock();
+      if (!core) throw BrokenPool("imap: the pool was destroyed before the input was consumed");
+      if (!input->it) input->it.emplace(std::ranges::begin(input->view));
+      auto& it = *input->it;
+      if (it == std::ranges::end(input->view)) return 0;
+      auto frame = detail::begin_task<F, T>(f, 0);
+      const std::size_t count_at = frame.size() - sizeof(std::uint64_t);
+      std::uint64_t count = 0;
+      for (; count < chunksize && it != std::ranges::end(input->view); ++it, ++count) {
+        detail::put_pack(frame, T(*it));
+      }
+      std::memcpy(frame.data() + count_at, &count, sizeof count);
+      core->submit(std::move(frame), job, detail::chunk_tag(k++, count));
+      return count;
+    };
+    st->top_up();  // the workers start now, as Python's imap
     return IMapIterator<R>(st);
   }
 
-  std::unique_ptr<detail::PoolCore> core_;
+  std::shared_ptr<detail::PoolCore> core_;
 };
 
 }  // namespace mpp

@@ -17,7 +17,6 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "mpp/detail/codec.hpp"
@@ -34,9 +33,15 @@ struct Outcome {
   std::exception_ptr error;   // else: RemoteError, WorkerLost or BrokenPool
 };
 
-// Called exactly once per task, on the result thread (or on the thread that terminates the
-// pool, with a BrokenPool error). Must not throw.
-using Completion = std::function<void(const Outcome&)>;
+// Receives the outcomes of the tasks of one call (an apply_async, a map): `tag` is what the
+// call passed to submit() for that task. complete() is called exactly once per task, on the
+// result thread (or on the thread that terminates the pool, with a BrokenPool error). It
+// runs user callbacks: what it throws is reported on stderr and otherwise ignored.
+class TaskSink {
+ public:
+  virtual ~TaskSink() = default;
+  virtual void complete(std::uint64_t tag, const Outcome& outcome) = 0;
+};
 
 class PoolCore {
  public:
@@ -48,7 +53,7 @@ class PoolCore {
 
   // Queues a task frame (begin_task + input). Throws BrokenPool when the pool is closed,
   // terminated or broken; ValueError when the frame can never fit in a queue.
-  void submit(std::string frame, Completion done);
+  void submit(std::string frame, std::shared_ptr<TaskSink> sink, std::uint64_t tag);
 
   void close();
   void terminate();
@@ -81,9 +86,10 @@ class PoolCore {
     std::string frame;
   };
   struct Pending {
-    Completion done;
+    std::shared_ptr<TaskSink> sink;  // null: finished
+    std::uint64_t tag = 0;
   };
-  using Done = std::vector<std::pair<Completion, Outcome>>;
+  using Done = std::vector<std::pair<Pending, Outcome>>;
 
   [[noreturn]] void spawner_main();
   [[noreturn]] void worker_main(int slot);
@@ -93,8 +99,10 @@ class PoolCore {
   void steal_locked(std::size_t idle_slot);
   void take_results_locked(ByteView message, Done& done, std::size_t only_slot);
   void take_result_locked(const ResultHeader& h, ByteView payload, Done& done);
+  Pending* pending_locked(std::uint64_t id);
+  void take_pending_locked(Pending& p, Outcome o, Done& done);
   void on_worker_died(const ResultHeader& h);
-  void break_locked(const std::string& reason, std::vector<Completion>& failed);
+  void break_locked(const std::string& reason, std::vector<Pending>& failed);
   void finish_all(Done& done);
   void post_quit();
   void shutdown(bool graceful);
@@ -113,7 +121,10 @@ class PoolCore {
 
   std::mutex m_;
   std::condition_variable all_done_;
-  std::unordered_map<std::uint64_t, Pending> pending_;
+  // Unfinished tasks by id: pending_[i] is task pending_base_ + i (ids are consecutive; the
+  // front is trimmed as tasks finish, so lookups are an index, not a hash).
+  std::deque<Pending> pending_;
+  std::uint64_t pending_base_ = 1;
   std::deque<Task> backlog_;  // submitted, not yet sent to a worker (oldest first)
   double log_task_ns_;        // running estimate of ln(a task's run time in ns): sizes batches
   std::uint64_t next_id_ = 1;
