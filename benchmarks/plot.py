@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ORDER = ["1 process", "mpp", "mpp (local + merge)", "mpp Pipe", "isolated (pipes)", "python mp",
          "python mp (local + merge)", "python mp (per word)", "python mp Queue", "python mp Pipe",
-         "boost.interprocess"]
+         "boost.interprocess", "fork-inherited (COW)"]
 
 
 COLORS = {}

@@ -167,6 +167,22 @@ void add_case(Plan& plan, std::size_t bytes, int workers) {
   plan.add(not_yet(ci, kMpp, "mpp::Array has not landed"));
 #endif
 
+  // Fork-inherited: the data in the parent's private memory, on transparent huge pages
+  // where the kernel gives them, read by workers forked after it was built (what any
+  // mpp::Process sees of its parent's memory). Zero copy while nobody writes, and fork
+  // copies one page-table entry per 2 MiB huge page where shared memory (4 KiB shmem pages
+  // when shmem THP is off) makes every worker fault each page in. Read-only: a worker's
+  // write would be private to it, and nothing made after the fork is seen.
+  {
+    Task t = measured(ci, kInherited, {});
+    auto buf = with_private_data(t, bytes);
+    t.once = [=] {
+      const std::uint64_t* p = (*buf)->p;
+      return run_workers(workers, n, [=](int in, int out) { answer_and_wait(in, out, p, n); });
+    };
+    plan.add(std::move(t));
+  }
+
   // Isolated: each worker gets its own copy of the data through a pipe.
   {
     Task t = measured(ci, kIsolated, {});

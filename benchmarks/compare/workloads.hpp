@@ -12,6 +12,8 @@ inline constexpr const char* kMpp = "mpp";
 inline constexpr const char* kIsolated = "isolated (pipes)";
 inline constexpr const char* kPython = "python mp";
 inline constexpr const char* kBoost = "boost.interprocess";
+// Scan only: data built before fork in private memory, read copy-on-write by the workers.
+inline constexpr const char* kInherited = "fork-inherited (COW)";
 
 // Shown instead of a figure when the mpp feature a variant measures has not landed.
 inline constexpr const char* kNotYet = "n/a (not yet)";
