@@ -96,6 +96,14 @@ void seal_record(std::string& r) {
   std::memcpy(r.data(), &n, sizeof n);
 }
 
+// A task record again, from the frame a batch holds.
+std::string task_record(ByteView frame) {
+  std::string r(sizeof(std::uint32_t), '\0');
+  r += as_chars(frame);
+  seal_record(r);
+  return r;
+}
+
 // Calls visit(bytes) for each record of a message (u32 size | bytes); stops at a record
 // that runs past the end (the bytes are checked, never trusted).
 template <class Visit>
@@ -372,6 +380,7 @@ std::size_t PoolCore::batch_limit_locked() const {
 }
 
 void PoolCore::submit(std::string frame, std::shared_ptr<TaskSink> sink, std::uint64_t tag) {
+  if (frame.size() < sizeof(std::uint32_t) + sizeof(TaskHeader)) throw ValueError("a pool task record is truncated");
   if (frame.size() > kTaskQueueBytes / 4) {
     throw ValueError("a pool task of " + std::to_string(frame.size()) +
                      " bytes is too large (the limit is " + std::to_string(kTaskQueueBytes / 4) +
@@ -384,7 +393,8 @@ void PoolCore::submit(std::string frame, std::shared_ptr<TaskSink> sink, std::ui
                                              : "the pool was terminated: it takes no new tasks");
   }
   const std::uint64_t id = next_id_++;
-  std::memcpy(frame.data() + offsetof(TaskHeader, task_id), &id, sizeof id);
+  seal_record(frame);
+  std::memcpy(frame.data() + sizeof(std::uint32_t) + offsetof(TaskHeader, task_id), &id, sizeof id);
   if (pending_.empty()) pending_base_ = id;
   pending_.push_back(Pending{std::move(sink), tag});
   ++unfinished_;
@@ -404,16 +414,28 @@ void PoolCore::refill_locked() {
     const std::size_t limit = batch_limit_locked();
     Batch b;
     std::size_t n = 0;
-    for (auto it = backlog_.begin(); it != backlog_.end() && n < limit; ++it, ++n) {
-      if (n > 0 && b.bytes.size() + sizeof(std::uint32_t) + it->frame.size() > kMaxBatchBytes) break;
-      auto size = static_cast<std::uint32_t>(it->frame.size());
-      append_raw(b.bytes, &size, sizeof size);
-      b.bytes += it->frame;
-      b.ids.push_back(it->id);
+    // Backlog entries are whole records: a batch of one is its record as it is.
+    auto it = backlog_.begin();
+    for (; it != backlog_.end() && n < limit; ++it, ++n) {
+      if (n > 0 && b.bytes.size() + it->frame.size() > kMaxBatchBytes) break;
+    }
+    if (n == 1) {
+      b.bytes = std::move(backlog_.front().frame);
+      b.ids.push_back(backlog_.front().id);
+    } else {
+      std::size_t bytes = 0;
+      for (auto j = backlog_.begin(); j != it; ++j) bytes += j->frame.size();
+      b.bytes.reserve(bytes);
+      b.ids.reserve(n);
+      for (auto j = backlog_.begin(); j != it; ++j) {
+        b.bytes += j->frame;
+        b.ids.push_back(j->id);
+      }
     }
     try {
       s.tasks->put(as_bytes(b.bytes), Clock::now());
     } catch (const Full&) {
+      if (n == 1) backlog_.front().frame = std::move(b.bytes);
       return;  // no room now: the backlog is sent as results come back
     }
     backlog_.erase(backlog_.begin(), backlog_.begin() + static_cast<std::ptrdiff_t>(n));
@@ -455,9 +477,7 @@ void PoolCore::steal_locked(std::size_t idle) {
   } catch (const Full&) {
     std::vector<Task> back;
     std::size_t i = 0;
-    for_each_record(as_bytes(b.bytes), [&](ByteView frame) {
-      back.push_back(Task{b.ids[i++], std::string(as_chars(frame))});
-    });
+    for_each_record(as_bytes(b.bytes), [&](ByteView frame) { back.push_back(Task{b.ids[i++], task_record(frame)}); });
     backlog_.insert(backlog_.begin(), std::make_move_iterator(back.begin()), std::make_move_iterator(back.end()));
   }
 }
@@ -572,7 +592,7 @@ void PoolCore::on_worker_died(const ResultHeader& h) {
         if (id == running) {
           take_pending_locked(*p, Outcome{false, {}, std::make_exception_ptr(WorkerLost(msg))}, done);
         } else {
-          again.push_back(Task{id, std::string(as_chars(frame))});
+          again.push_back(Task{id, task_record(frame)});
         }
       });
       s.batches.pop_front();
@@ -599,16 +619,49 @@ void PoolCore::break_locked(const std::string& reason, std::vector<Pending>& fai
   for (auto& s : slots_) s.batches.clear();
 }
 
+// The result queue's consumer for result messages: takes the outcomes in place, in the
+// queue (no copy of the message), and runs their completions. Other messages are copied out
+// for result_loop.
+namespace {
+struct ResultTaker {
+  PoolCore* core;
+  std::string* other;
+};
+}  // namespace
+
+void PoolCore::take_message(void* ctx, ByteView m) {
+  auto& t = *static_cast<ResultTaker*>(ctx);
+  PoolCore& self = *t.core;
+  ResultHeader h{};
+  if (m.size() >= sizeof(std::uint32_t) + sizeof h) std::memcpy(&h, m.data() + sizeof(std::uint32_t), sizeof h);
+  if (h.kind != ResultKind::ok && h.kind != ResultKind::error) {
+    t.other->assign(as_chars(m));
+    return;
+  }
+  t.other->clear();
+  Done done;
+  {
+    std::lock_guard lock(self.m_);
+    self.take_results_locked(m, done, self.slots_.size());
+    self.refill_locked();
+    if (h.slot < self.slots_.size() && self.slots_[h.slot].batches.empty() && self.backlog_.empty()) {
+      self.steal_locked(h.slot);
+    }
+  }
+  self.finish_all(done);
+}
+
 void PoolCore::result_loop() {
   std::string buf;
   Done done;
+  ResultTaker taker{this, &buf};
   auto fail_all = [&](const std::string& reason, std::vector<Pending>& failed) {
     for (auto& c : failed) done.emplace_back(std::move(c), Outcome{false, {}, std::make_exception_ptr(BrokenPool(reason))});
     finish_all(done);
   };
   for (;;) {
     try {
-      results_->get(copy_message, &buf, Clock::now() + kSpawnerCheck);
+      results_->get(&PoolCore::take_message, &taker, Clock::now() + kSpawnerCheck);
     } catch (const Empty&) {
       pollfd p{spawner_pidfd_, POLLIN, 0};
       if (spawner_pidfd_ >= 0 && ::poll(&p, 1, 0) == 1) {
@@ -626,23 +679,13 @@ void PoolCore::result_loop() {
       }
       continue;
     }
+    if (buf.empty()) continue;  // results, taken in place
     // Worker messages are results only; the spawner's and the parent's carry one record.
     ResultHeader h{};
     if (buf.size() >= sizeof(std::uint32_t) + sizeof h) std::memcpy(&h, buf.data() + sizeof(std::uint32_t), sizeof h);
     switch (h.kind) {
       case ResultKind::quit:
         return;
-      case ResultKind::ok:
-      case ResultKind::error: {
-        {
-          std::lock_guard lock(m_);
-          take_results_locked(as_bytes(buf), done, slots_.size());
-          refill_locked();
-          if (h.slot < slots_.size() && slots_[h.slot].batches.empty() && backlog_.empty()) steal_locked(h.slot);
-        }
-        finish_all(done);
-        break;
-      }
       case ResultKind::died:
         on_worker_died(h);
         break;

@@ -51,7 +51,7 @@ class PoolCore {
   PoolCore(const PoolCore&) = delete;
   PoolCore& operator=(const PoolCore&) = delete;
 
-  // Queues a task frame (begin_task + input). Throws BrokenPool when the pool is closed,
+  // Queues a task record (begin_task + input). Throws BrokenPool when the pool is closed,
   // terminated or broken; ValueError when the frame can never fit in a queue.
   void submit(std::string frame, std::shared_ptr<TaskSink> sink, std::uint64_t tag);
 
@@ -94,6 +94,7 @@ class PoolCore {
   [[noreturn]] void spawner_main();
   [[noreturn]] void worker_main(int slot);
   void result_loop();
+  static void take_message(void* ctx, ByteView message);
   std::size_t batch_limit_locked() const;
   void refill_locked();
   void steal_locked(std::size_t idle_slot);
