@@ -62,7 +62,7 @@ TEST_CASE("queue proxy: put, get with timeout, Empty, nowait, qsize") {
   auto q = c.queue<std::int64_t>("get_task_queue");
   for (int i = 0; i < 10; ++i) q.put(i * i);
   CHECK(q.qsize() == 10);
-  CHECK(s.queue->qsize() == 10);
+  CHECK(s.queue->object().qsize() == 10);
   for (int i = 0; i < 10; ++i) CHECK(q.get(1s) == i * i);
   CHECK(q.empty());
   CHECK_THROWS_AS(q.get(10ms), mpp::Empty);
@@ -251,7 +251,7 @@ TEST_CASE("start() forks the server, shutdown() stops and reaps it") {
     auto remote = c.queue<std::int64_t>("get_task_queue");
     remote.put(11);
     CHECK(remote.get() == 11);
-    CHECK(q->qsize() == 0);  // the child serves its own copy
+    CHECK(q->object().qsize() == 0);  // the child serves its own copy
   }
   m.shutdown();
   CHECK(m.server_pid() == -1);

@@ -1,5 +1,6 @@
 #include "mpp/net/pyobject.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -297,6 +298,49 @@ std::string repr(const PyObject& v) {
         }
       },
       v.variant());
+}
+
+PyObject dict_key(const PyObject& v) {
+  return std::visit(
+      [&](const auto& x) -> PyObject {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          return std::int64_t{x ? 1 : 0};
+        } else if constexpr (std::is_same_v<T, double>) {
+          // Integral floats inside std::int64_t are that int (-0.0 is 0).
+          if (std::isfinite(x) && x == std::trunc(x) && x >= -0x1p63 && x < 0x1p63) return static_cast<std::int64_t>(x);
+          return v;
+        } else if constexpr (std::is_same_v<T, Tuple> || std::is_same_v<T, List>) {
+          T out;
+          out.items.reserve(x.items.size());
+          for (const auto& i : x.items) out.items.push_back(dict_key(i));
+          return out;
+        } else if constexpr (std::is_same_v<T, Set>) {
+          Set out{{}, x.frozen};
+          for (const auto& i : x.items) out.items.push_back(dict_key(i));
+          std::sort(out.items.begin(), out.items.end());
+          out.items.erase(std::unique(out.items.begin(), out.items.end()), out.items.end());
+          return out;
+        } else if constexpr (std::is_same_v<T, Dict>) {
+          Dict out;
+          for (const auto& [k, i] : x.items) out.items.emplace_back(dict_key(k), dict_key(i));
+          std::sort(out.items.begin(), out.items.end(),
+                    [](const auto& a, const auto& b) { return a.first < b.first; });
+          return out;
+        } else {
+          return v;
+        }
+      },
+      v.variant());
+}
+
+bool py_equal(const PyObject& a, const PyObject& b) {
+  auto plain = [](const PyObject& v) {
+    return !(v.is<bool>() || v.is<double>() || v.is<Tuple>() || v.is<List>() || v.is<Set>() || v.is<Dict>());
+  };
+  if (plain(a) && plain(b)) return a == b;
+  if (a.is<double>() && b.is<double>()) return a.get<double>() == b.get<double>();  // nan != nan
+  return dict_key(a) == dict_key(b);
 }
 
 namespace detail {

@@ -22,6 +22,9 @@ using Clock = std::chrono::steady_clock;
 // A point after which a blocking read or write gives up; nullopt waits for ever.
 using Deadline = std::optional<Clock::time_point>;
 
+// A timeout in seconds (any std::chrono duration converts); nullopt blocks for ever.
+using Timeout = std::optional<std::chrono::duration<double>>;
+
 // Deadline `d` from now, or no deadline for a zero or negative duration.
 Deadline deadline_after(std::chrono::milliseconds d);
 

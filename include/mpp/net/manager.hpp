@@ -74,6 +74,13 @@ class BaseManager {
   void register_(const std::string& typeid_, std::function<std::shared_ptr<Servable>()> callable);
   // Registers one shared object under `typeid_`.
   void register_(const std::string& typeid_, std::shared_ptr<Servable> object);
+  // Registers an mpp shared-memory object (Queue, JoinableQueue, Dict, List, Value) under
+  // `typeid_`: the server serves a handle on it, so local processes and remote peers share it.
+  template <class Object>
+    requires requires(const Object& o) { servable(o); }
+  void register_(const std::string& typeid_, const Object& object) {
+    register_(typeid_, servable(object));
+  }
 
   // Binds and listens (idempotent); returns the address, with the port the system chose if 0.
   // Throws OSError (EADDRINUSE...). serve_forever() and start() call it.

@@ -22,9 +22,6 @@
 
 namespace mpp::net {
 
-// A timeout in seconds (any std::chrono duration converts); nullopt blocks for ever.
-using Timeout = std::optional<std::chrono::duration<double>>;
-
 namespace detail {
 
 // What a client needs to reach a manager.

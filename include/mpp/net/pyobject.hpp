@@ -161,6 +161,16 @@ class PyObject {
 // Python's repr() of `v`, e.g. "('#RETURN', None)", "Empty()", "b'\\x00'".
 std::string repr(const PyObject& v);
 
+// Python's == between values, where operator== is exact (same alternative, same value, which
+// the codec's round-trip checks need): numbers compare by value across bool, int and float
+// (1 == 1.0 == True, 0.0 == -0.0), sets and dicts regardless of order, containers element by
+// element. An int beyond std::int64_t equals no float (a known gap: Python's 2.0**70 == 2**70).
+bool py_equal(const PyObject& a, const PyObject& b);
+
+// The canonical form of `key` for dict lookups: two keys are the same Python dict key exactly
+// when their dict_keys are == (True and 1.0 become the int 1; tuples, frozensets recursively).
+PyObject dict_key(const PyObject& key);
+
 // Builds a Tuple from C++ values: py_tuple("put", 1, None{}).
 template <class... A>
 PyObject py_tuple(A&&... a);
