@@ -8,6 +8,7 @@
 #include "mpp/net/manager.hpp"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -138,6 +139,9 @@ struct ServerState {
       }
       if (!quiet) log("dropped the connection from " + c.peer_name() + ": " + e.what());
     }
+    // Free OpenSSL's per-thread state now: once `active` drops, serve_forever may return and
+    // the process exit while this detached thread's TLS destructors have yet to run.
+    OPENSSL_thread_stop();
     std::lock_guard lock(conns_mu);
     live.erase(&c);
     if (--active == 0) idle_cv.notify_all();
