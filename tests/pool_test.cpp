@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <list>
+#include <map>
 #include <numeric>
 #include <ranges>
 #include <sstream>
@@ -299,6 +300,16 @@ TEST_CASE("maxtasksperchild replaces workers, initializer runs in each worker") 
   CHECK(pids.size() >= 10);  // 30 tasks, at most 3 per worker
   CHECK(pool.apply([](int) { return initialized; }, 0) == 42);
   CHECK(initialized == 0);  // not in the parent
+  // Many at once: they travel in batches longer than a worker's remaining tasks, and what a
+  // retiring worker did not start runs elsewhere, once.
+  std::vector<mpp::AsyncResult<int>> rs;
+  for (int i = 0; i < 2000; ++i) rs.push_back(pool.apply_async(square, i));
+  for (int i = 0; i < 2000; ++i) REQUIRE(rs[static_cast<std::size_t>(i)].get(30s) == i * i);
+  std::vector<mpp::AsyncResult<int>> ps;
+  for (int i = 0; i < 300; ++i) ps.push_back(pool.apply_async(my_pid, i));
+  std::map<int, int> per_pid;
+  for (auto& r : ps) ++per_pid[r.get(30s)];
+  for (auto& [pid, n] : per_pid) CHECK(n <= 3);
 }
 
 TEST_CASE("an initializer that throws breaks the pool with a clear error") {

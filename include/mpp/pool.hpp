@@ -25,6 +25,12 @@
 // Pool hangs here). When the pool can run no more tasks (terminated, or its initializer
 // threw) unfinished tasks fail with BrokenPool.
 //
+// Batching: tasks submitted while the workers are busy travel to a worker in batches (sized
+// to about 200 µs of work by the pool's estimate of a task's run time), and a worker sends
+// results in batches: a result waits for its batch to end, or at most about 500 µs plus
+// the run time of one later task of its batch. So a tiny task batched just before an
+// unexpectedly slow one gets its result when the slow one ends. A lone task travels alone.
+//
 // Callbacks run in the parent, on the pool's result thread, one at a time: they must not
 // block for long, and must not wait for another of the pool's results (that would wait for
 // the thread that is running them).
