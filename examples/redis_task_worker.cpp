@@ -10,41 +10,11 @@
 #include <iostream>
 #include <string>
 
-namespace {
-
-struct Flags {
-  std::string url;
-  std::string prefix;
-  int tasks = 10;
-  int timeout_s = 1;
-};
-
-Flags parse(int argc, char** argv) {
-  Flags f;
-  if (const char* u = std::getenv("MPP_REDIS_URL")) f.url = u;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw mpp::ValueError(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--url") f.url = value();
-    else if (a == "--prefix") f.prefix = value();
-    else if (a == "--tasks") f.tasks = std::stoi(value());
-    else if (a == "--timeout") f.timeout_s = std::stoi(value());
-    else throw mpp::ValueError("unknown flag " + a +
-                               "; flags: --url redis://[user:password@]host:port/db "
-                               "--prefix KEYPREFIX --tasks N --timeout SECONDS");
-  }
-  if (f.url.empty()) f.url = "redis://127.0.0.1:6379/0";
-  return f;
-}
-
-}  // namespace
+#include "redis_task_flags.hpp"
 
 int main(int argc, char** argv) {
   try {
-    Flags f = parse(argc, argv);
+    redis_task::Flags f = redis_task::parse(argc, argv, 1);
     auto conn = std::make_shared<mpp::redis::Connection>(f.url);
     mpp::redis::Queue<int> task(conn, f.prefix + "task_queue");
     mpp::redis::Queue<std::string> result(conn, f.prefix + "result_queue");
