@@ -36,18 +36,9 @@ void* Intent::allocate(Segment& seg, std::size_t bytes, int slot) {
 }
 
 void* Intent::allocate_pending(Segment& seg, std::size_t bytes) {
-  allocating.store(bytes, std::memory_order_relaxed);
-  void* p = nullptr;
-  try {
-    p = seg.allocate(bytes);
-  } catch (...) {
-    allocating.store(0, std::memory_order_relaxed);
-    throw;
-  }
+  // In fresh[1] until it is on the chain; a crash in between is settled once.
+  void* p = allocate(seg, bytes, 1);
   auto off = seg.offset_of(p);
-  // Same as fresh[1] until it is on the chain; a crash in between is settled once.
-  fresh[1].store(off, std::memory_order_relaxed);
-  allocating.store(0, std::memory_order_relaxed);
   static_cast<std::atomic<std::uint64_t>*>(p)->store(pending.load(std::memory_order_relaxed),
                                                      std::memory_order_relaxed);
   pending.store(off, std::memory_order_relaxed);

@@ -32,6 +32,7 @@
 
 #include "mpp/detail/codec.hpp"
 #include "mpp/detail/dict_core.hpp"
+#include "mpp/detail/item_ref.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/errors.hpp"
 
@@ -180,20 +181,7 @@ class Dict {
   void update(const Dict& other) { update(other.items()); }
 
   // Python's d[k], both ways: `d[k] = v` sets, `V x = d[k]` reads (KeyError if absent).
-  class Ref {
-   public:
-    Ref& operator=(const V& v) {
-      d_.set(k_, v);
-      return *this;
-    }
-    operator V() const { return d_.at(k_); }
-
-   private:
-    friend class Dict;
-    Ref(Dict& d, K k) : d_(d), k_(std::move(k)) {}
-    Dict& d_;
-    K k_;
-  };
+  using Ref = detail::ItemRef<Dict, K, V>;
   Ref operator[](const K& key) { return Ref(*this, key); }
   V operator[](const K& key) const { return at(key); }
 

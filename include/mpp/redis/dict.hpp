@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "mpp/detail/item_ref.hpp"
 #include "mpp/detail/portable_codec.hpp"
 #include "mpp/errors.hpp"
 #include "mpp/redis/connection.hpp"
@@ -122,20 +123,7 @@ class Dict {
   }
 
   // Python's d[k], both ways: `d[k] = v` sets, `V x = d[k]` reads (KeyError if absent).
-  class Ref {
-   public:
-    Ref& operator=(const V& value) {
-      d_.set(k_, value);
-      return *this;
-    }
-    operator V() const { return d_.at(k_); }
-
-   private:
-    friend class Dict;
-    Ref(Dict& d, K k) : d_(d), k_(std::move(k)) {}
-    Dict& d_;
-    K k_;
-  };
+  using Ref = mpp::detail::ItemRef<Dict, K, V>;
   Ref operator[](const K& key) { return Ref(*this, key); }
 
   // Whether `key` is in the dict.
