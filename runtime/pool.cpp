@@ -1,6 +1,7 @@
 #include "mpp/pool.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -141,6 +142,13 @@ PoolCore::PoolCore(int processes, std::function<void()> initializer, std::size_t
       QueueCore::standalone(ObjectKind::queue, 0, kResultQueueBytes, "mpp::Pool result"));
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_os_error(errno, "pipe2 (starting a Pool)");
+#ifdef __GLIBC__
+  // fork() copies the page tables of the parent's private memory, and the spawner and each
+  // worker tear their copy down when they exit: a pool's start and stop cost grows with the
+  // parent's resident memory (20 MB made stop take ~3 ms). Memory the allocator holds free
+  // (often most of it, after a big container was freed) goes back to the system first.
+  ::malloc_trim(0);
+#endif
   flush_std_streams();  // or buffered output would be printed again by the children
   pid_t pid = ::fork();
   if (pid < 0) {
