@@ -1,37 +1,35 @@
 #include "mpp/queue.hpp"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <new>
+#include <utility>
 
-#include <sched.h>
+#include "mpp/detail/shared_lock.hpp"
 
 namespace mpp::detail {
 namespace {
 
-// Record kinds in the ring.
-constexpr std::uint32_t kInline = 1;  // payload follows the 8-byte header
-constexpr std::uint32_t kHeap = 2;    // a HeapRef follows: the payload is in a heap block
-constexpr std::uint32_t kPad = 3;     // skip to the start of the ring
-
-struct RecordHeader {
-  std::uint32_t size;  // payload bytes (inline), 16 (heap), bytes to the ring's end (pad)
-  std::uint32_t kind;
-};
-struct HeapRef {
-  std::uint64_t offset;  // segment offset of the block
-  std::uint64_t size;    // payload bytes
-};
-constexpr std::uint32_t kHeader = sizeof(RecordHeader);
-
-constexpr std::uint32_t round8(std::uint64_t n) { return static_cast<std::uint32_t>((n + 7) & ~std::uint64_t{7}); }
-
-// A head or tail word: messages so far << 32 | byte position, both modulo 2^32.
-constexpr std::uint32_t pos_of(std::uint64_t w) { return static_cast<std::uint32_t>(w); }
-constexpr std::uint32_t msgs_of(std::uint64_t w) { return static_cast<std::uint32_t>(w >> 32); }
-constexpr std::uint64_t word(std::uint32_t msgs, std::uint32_t pos) {
-  return std::uint64_t{msgs} << 32 | pos;
+// A slot's state word: a 40-bit lap-relative sequence and a 24-bit pid (Linux pids are at
+// most 2^22).
+constexpr unsigned kPidBits = 24;
+constexpr std::uint64_t kPidMask = (std::uint64_t{1} << kPidBits) - 1;
+constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << (64 - kPidBits)) - 1;
+constexpr std::uint64_t seq_of(std::uint64_t st) { return st >> kPidBits; }
+constexpr pid_t pid_of(std::uint64_t st) { return static_cast<pid_t>(st & kPidMask); }
+constexpr std::uint64_t make_state(std::uint64_t seq, pid_t pid) {
+  return (seq & kSeqMask) << kPidBits | static_cast<std::uint64_t>(pid);
+}
+// a - b for sequences modulo 2^40, as a signed number.
+constexpr std::int64_t seq_diff(std::uint64_t a, std::uint64_t b) {
+  return static_cast<std::int64_t>((a - b) << kPidBits) >> kPidBits;
 }
 
 constexpr std::size_t kStateBytes = (sizeof(QueueState) + 63) & ~std::size_t{63};
@@ -42,6 +40,28 @@ inline void cpu_relax() noexcept {
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
+}
+
+inline void crash_point(QueueCrashPoint where) {
+  if (queue_crash_hook) [[unlikely]] queue_crash_hook(where);
+}
+
+// Whether the process `pid` is gone: no such process, or a zombie (killed, not yet reaped).
+// Only asked on the slow path, about a claim that has blocked us through a whole spin.
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) == 0 || errno != ESRCH) {
+    char path[32], buf[256];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT;
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    const char* paren = std::strrchr(buf, ')');
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+  }
+  return true;
 }
 
 // How long a blocked caller spins before it sleeps on a futex. A futex wake-up of an idle
@@ -63,26 +83,6 @@ constexpr std::uint32_t kYieldAfterNs = 3'000;
 // The longest a blocked caller sleeps before it looks again by itself (see block_until).
 constexpr auto kMaxSleep = std::chrono::milliseconds(100);
 
-// Holds a queue lock. The critical sections are a few cache lines long, so a contended
-// lock is tried for a short while before RobustMutex::lock, whose robust pthread mutex goes
-// straight to a futex sleep (a system call on both sides) when it is held.
-class QueueLockGuard {
- public:
-  QueueLockGuard(RobustMutex& m, const RobustMutex::Recover& recover) : m_(m) {
-    for (int i = 0; i < 200; ++i) {
-      if (m_.try_lock(recover)) return;
-      cpu_relax();
-    }
-    m_.lock(recover);
-  }
-  ~QueueLockGuard() { m_.unlock(); }
-  QueueLockGuard(const QueueLockGuard&) = delete;
-  QueueLockGuard& operator=(const QueueLockGuard&) = delete;
-
- private:
-  RobustMutex& m_;
-};
-
 // Wakes every sleeper on `w` if one announced itself (the low bit). The state change being
 // announced must be stored before this is called; the fence orders that store before the
 // read of the bit (a sleeper sets the bit, then re-checks the state: one of the two sees
@@ -100,21 +100,23 @@ void notify(std::atomic<std::uint32_t>& w) noexcept {
 
 // The blocking loop shared by put, get and join: try; spin while `changed` says nothing
 // happened; announce a sleeper on `w` and try once more (so a notify between the failed
-// try and the announcement is not lost); sleep. Returns false when the deadline passed.
+// try and the announcement is not lost); sleep. attempt(true) also repairs what a dead
+// process left in the way (a system call or two): it is asked only once the spin is over,
+// and before giving up at the deadline. Returns false when the deadline passed.
 template <class Attempt, class Changed>
 bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t>& w,
                  std::optional<Clock::time_point> deadline, std::uint32_t& spin_ns) {
-  if (attempt()) return true;
-  if (deadline && Clock::now() >= *deadline) return false;
+  if (attempt(false)) return true;
+  if (deadline && Clock::now() >= *deadline) return attempt(true);
   const auto spin_start = Clock::now();
   auto spin_end = spin_start + std::chrono::nanoseconds(spin_ns);
   if (deadline && *deadline < spin_end) spin_end = *deadline;
   const auto yield_from = spin_start + std::chrono::nanoseconds(kYieldAfterNs);
   // Poll with exponential backoff: a caller that polls the peer's cache line on every
-  // message makes that line (and the record's) travel between cores per message; waiting a
-  // little lets the peer write several records before we look again.
+  // message makes that line (and the slot's) travel between cores per message; waiting a
+  // little lets the peer write several messages before we look again.
   for (unsigned backoff = 1;; backoff = std::min(backoff * 2, kMaxBackoff)) {
-    if (changed() && attempt()) {
+    if (changed() && attempt(false)) {
       auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - spin_start);
       auto want = static_cast<std::uint32_t>(std::min<std::int64_t>(kSpinMaxNs, 2 * waited.count()));
       spin_ns = std::max(spin_ns, want);
@@ -128,11 +130,12 @@ bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t
   spin_ns = std::max(kSpinMinNs, spin_ns / 2);
   for (;;) {
     std::uint32_t key = w.fetch_or(1u, std::memory_order_seq_cst) | 1u;
-    if (attempt()) return true;
+    if (attempt(true)) return true;
     auto now = Clock::now();
     if (deadline && now >= *deadline) return false;
     // Sleep in slices: a peer SIGKILLed between its publishing store and its wake-up call
-    // would otherwise leave us asleep beside a message (or free room) forever.
+    // would otherwise leave us asleep beside a message (or free room) forever, and a claim
+    // held by a dead process is noticed only by looking.
     auto until = now + kMaxSleep;
     futex_wait(w, key, deadline && *deadline < until ? *deadline : until);
   }
@@ -148,15 +151,14 @@ std::size_t QueueCore::default_ring_bytes(std::size_t segment_bytes) {
 }
 
 QueueCore::QueueCore(std::shared_ptr<Segment> seg, QueueState* st)
-    : seg_(std::move(seg)), st_(st), ring_(seg_->at<std::byte>(st->ring_offset)),
-      put_recover_([s = seg_.get(), q = st] { recover_put(*s, *q); }) {}
+    : seg_(std::move(seg)), st_(st), slots_(seg_->at<QueueSlot>(st->ring_offset)) {}
 
 QueueCore QueueCore::named(std::shared_ptr<Segment> segment, std::string_view name,
                            ObjectKind kind, std::size_t maxsize, std::size_t ring_bytes,
                            const std::string& value_type) {
   if (ring_bytes == 0) {
     // A queue in a Manager shares the segment with other objects: a modest ring, since
-    // large messages and overflow go to the heap anyway.
+    // large messages go to the heap anyway.
     ring_bytes = std::bit_floor(
         std::clamp<std::size_t>(segment->free_bytes() / 16, 4096, std::size_t{1} << 20));
   }
@@ -168,8 +170,9 @@ QueueCore QueueCore::named(std::shared_ptr<Segment> segment, std::string_view na
   Segment::ObjectSpec spec{name, kind, "", value_type, state_bytes(ring_bytes), 64};
   auto [mem, created] = seg->find_or_create(spec, [&](void* p) {
     std::uint64_t ring_off = seg->offset_of(p) + kStateBytes;
-    std::uint64_t inline_max = std::min<std::uint64_t>(ring_bytes / 4, 65536);
-    new (p) QueueState(kind, ring_off, static_cast<std::uint32_t>(ring_bytes), maxsize, inline_max);
+    new (p) QueueState(kind, ring_off, static_cast<std::uint32_t>(ring_bytes), maxsize);
+    // All-zero slots are an empty queue (free for lap 0): heap memory may be reused.
+    std::memset(seg->at(ring_off), 0, ring_bytes);
   });
   (void)created;
   return QueueCore(std::move(segment), static_cast<QueueState*>(mem));
@@ -186,185 +189,260 @@ QueueCore QueueCore::standalone(ObjectKind kind, std::size_t maxsize, std::size_
   return named(Segment::anonymous(capacity), "", kind, maxsize, ring, value_type);
 }
 
-void QueueCore::recover_put(Segment& seg, QueueState& s) noexcept {
-  // A producer died holding the put lock. Everything it wrote past `tail` is invisible;
-  // the only thing to repair is a heap block it allocated for a message it had not
-  // published (tail still where it was when it started).
-  std::uint64_t block = s.pending_block.load(std::memory_order_relaxed);
-  if (block != 0) {
-    if (s.tail.load(std::memory_order_relaxed) == s.pending_tail.load(std::memory_order_relaxed)) {
-      seg.deallocate(seg.at(block));
-    }
-    s.pending_block.store(0, std::memory_order_relaxed);
+// Frees a slot whose message is done with (read, or abandoned by a dead process) for the
+// producer of `free_seq`'s position. The block is detached first and freed last: killed in
+// between, it leaks; it is never freed twice.
+void QueueCore::release(QueueSlot& sl, std::uint64_t free_seq) const {
+  std::uint64_t block = sl.block.exchange(0, std::memory_order_acq_rel);
+  sl.state.store(make_state(free_seq, 0), std::memory_order_release);
+  crash_point(QueueCrashPoint::get_released);
+  if (block != 0) seg_->deallocate(seg_->at(block));
+  notify(st_->not_full);
+}
+
+// A claim in our way belongs to `state`'s pid. If that process is gone, finish its work
+// for it: a producer's message is skipped (it was never put: lost, never torn), a
+// consumer's message was taken (lost with it), and the slot is freed. Returns whether the
+// slot changed.
+bool QueueCore::repair(QueueSlot& sl, std::uint64_t st) const {
+  const pid_t pid = pid_of(st);
+  if (pid == 0 || !process_gone(pid)) return false;
+  const std::uint64_t seq = seq_of(st);
+  const std::uint64_t n = st_->slot_count;
+  const bool writer = seq % n == 0;  // lap bases are multiples of n; a read claim is base + 1
+  // Take the claim over (a reading claim of ours), so no one else repairs it too.
+  if (!sl.state.compare_exchange_strong(st, make_state(writer ? seq + 1 : seq, current_pid()),
+                                        std::memory_order_acq_rel)) {
+    return true;
   }
+  if (writer) st_->skipped.fetch_add(1, std::memory_order_relaxed);
+  release(sl, (writer ? seq : seq - 1) + n);
+  return true;
 }
 
 void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline) {
   QueueState& s = *st_;
-  const std::uint32_t R = s.ring_bytes;
-  const bool large = payload.size() > s.inline_max;
-  constexpr std::uint32_t kRefRecord = kHeader + sizeof(HeapRef);
+  const std::uint64_t n = s.slot_count;
+  const bool large = payload.size() > QueueSlot::kInlineBytes;
   if (large && payload.size() > seg_->size()) {
     throw SegmentFull("a message of " + std::to_string(payload.size()) +
                       " bytes can never fit in a queue whose segment has " +
                       std::to_string(seg_->size()) + " bytes; make the queue with a larger capacity");
   }
-  std::uint64_t seen_head = 0;  // the head seen when the last attempt failed
+  // A large payload's block is allocated before a slot is claimed (a producer must never
+  // wait for memory while holding a claim that consumers wait on), and handed to the slot
+  // right after the claim; killed in between, it leaks.
+  void* block = nullptr;
+  struct BlockGuard {
+    Segment& seg;
+    void*& block;
+    ~BlockGuard() {
+      if (block) seg.deallocate(block);
+    }
+  } guard{*seg_, block};
+  // What the last failed attempt waited on: head, the slot in its way, the heap's room.
+  // The spin re-attempts only when one of them changed.
+  std::uint64_t seen_head = 0;
+  const std::atomic<std::uint64_t>* seen_slot = nullptr;
+  std::uint64_t seen_state = 0;
+  bool seen_heap_full = false;
+  std::size_t seen_free = 0;
+  int heap_retries = 0;
 
-  auto attempt = [&]() -> bool {
-    QueueLockGuard g(s.header.mutex, put_recover_);
-    const std::uint64_t t = s.tail.load(std::memory_order_relaxed);
-    const std::uint32_t tpos = pos_of(t);
-    // The consumers' `head` is read only when the cached copy says "no room": on the fast
-    // path a producer touches no cache line that consumers write.
-    if (s.maxsize != 0 && std::uint32_t(msgs_of(t) - msgs_of(s.cached_head)) >= s.maxsize) {
-      s.cached_head = seen_head = s.head.load(std::memory_order_acquire);
-      if (std::uint32_t(msgs_of(t) - msgs_of(seen_head)) >= s.maxsize) return false;
-    }
-    const std::uint32_t idx = tpos & (R - 1);
-    const std::uint32_t contig = R - idx;
-    auto need_for = [&](std::uint32_t rec) { return rec <= contig ? rec : contig + rec; };
-    bool on_heap = large;
-    std::uint32_t rec = on_heap ? kRefRecord : kHeader + round8(payload.size());
-    std::uint32_t need = need_for(rec);
-    if (R - std::uint32_t(tpos - pos_of(s.cached_head)) < need) {
-      s.cached_head = seen_head = s.head.load(std::memory_order_acquire);
-      std::uint32_t room = R - std::uint32_t(tpos - pos_of(seen_head));
-      if (room < need) {
-        // A full ring still takes a small message by reference to a heap block, so an
-        // unbounded queue is bounded by its segment, not by its ring.
-        if (on_heap || room < need_for(kRefRecord)) return false;
-        on_heap = true;
-        rec = kRefRecord;
-        need = need_for(rec);
+  auto attempt = [&](bool repairing) -> bool {
+    seen_slot = nullptr;
+    seen_heap_full = false;
+    for (;;) {
+      std::uint64_t pos = s.tail.load(std::memory_order_acquire);
+      if (s.maxsize != 0) {
+        std::uint64_t h = s.head.load(std::memory_order_acquire);
+        if (pos >= h && pos - h >= s.maxsize) {
+          seen_head = h;
+          return false;
+        }
       }
-    }
-    std::uint32_t at = idx;
-    if (rec > contig) {
-      // Pad to the end; the record goes at the start. Both become visible with one store.
-      RecordHeader pad{contig, kPad};
-      std::memcpy(ring_ + idx, &pad, sizeof pad);
-      at = 0;
-    }
-    if (on_heap) {
-      // Intent first: a producer killed between allocate and publish leaves a note that
-      // recover_put() uses to free the block.
-      s.pending_tail.store(t, std::memory_order_relaxed);
-      void* block;
-      try {
-        block = seg_->allocate(payload.size(), 16);
-      } catch (const SegmentFull&) {
-        // Space is freed as consumers take heap messages: wait for them while any is
-        // queued. With none queued, only a consumer still freeing the last one's block can
-        // help; they free under the get lock, so taking it once lets that finish.
+      QueueSlot& sl = slot(pos);
+      std::uint64_t st = sl.state.load(std::memory_order_acquire);
+      const std::uint64_t base = pos - (pos & (n - 1));
+      const std::int64_t d = seq_diff(seq_of(st), base);
+      if (d < 0) {
+        // The slot still holds (or is being read from, or written with) the message of the
+        // previous lap: the ring is full.
+        if (repairing && repair(sl, st)) continue;
         seen_head = s.head.load(std::memory_order_acquire);
-        if (std::uint32_t(msgs_of(t) - msgs_of(seen_head)) != 0) return false;
-        { QueueLockGuard drained(s.get_mutex, {}); }
-        block = seg_->allocate(payload.size(), 16);  // SegmentFull now means it never fits
+        seen_slot = &sl.state;
+        seen_state = st;
+        return false;
       }
-      std::uint64_t off = seg_->offset_of(block);
-      s.pending_block.store(off, std::memory_order_relaxed);
-      std::memcpy(block, payload.data(), payload.size());
-      HeapRef ref{off, payload.size()};
-      RecordHeader rh{sizeof ref, kHeap};
-      std::memcpy(ring_ + at, &rh, sizeof rh);
-      std::memcpy(ring_ + at + kHeader, &ref, sizeof ref);
-    } else {
-      RecordHeader rh{static_cast<std::uint32_t>(payload.size()), kInline};
-      std::memcpy(ring_ + at, &rh, sizeof rh);
-      if (!payload.empty()) std::memcpy(ring_ + at + kHeader, payload.data(), payload.size());
+      if (d > 0 || pid_of(st) != 0) {
+        // Claimed for `pos` already: help move tail past it (its producer may be slow or dead).
+        s.tail.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
+        continue;
+      }
+      if (large && !block) {
+        // The heap's free-byte count is a lock-free read: checking it first keeps a producer
+        // that runs ahead of its consumers from throwing (and catching) a SegmentFull per
+        // attempt, which costs microseconds each.
+        if (seg_->free_bytes() >= payload.size() + 64) {
+          try {
+            block = seg_->allocate(payload.size(), 16);
+          } catch (const SegmentFull&) {
+          }
+        }
+        if (!block) {
+          // Space comes back as consumers take heap messages: wait for them while any is
+          // queued. With none queued, only a consumer still freeing the last one's block
+          // (after releasing its slot) can help: give it a moment, then the message never fits.
+          seen_head = s.head.load(std::memory_order_acquire);
+          seen_heap_full = true;
+          seen_free = seg_->free_bytes();
+          if (s.tail.load(std::memory_order_acquire) != seen_head) return false;
+          if (++heap_retries > 1000) {
+            throw SegmentFull("a message of " + std::to_string(payload.size()) +
+                              " bytes does not fit in the queue's segment (" +
+                              std::to_string(seg_->free_bytes()) +
+                              " bytes free, none of them queued messages'); make the queue with "
+                              "a larger capacity");
+          }
+          sched_yield();
+        }
+        continue;
+      }
+      if (!sl.state.compare_exchange_strong(st, make_state(base, current_pid()),
+                                            std::memory_order_acq_rel)) {
+        continue;
+      }
+      crash_point(QueueCrashPoint::put_claimed);
+      s.tail.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
+      sl.size = payload.size();
+      if (large) {
+        // From here the slot owns the block: whoever frees the slot frees it.
+        sl.block.store(seg_->offset_of(block), std::memory_order_relaxed);
+        void* b = std::exchange(block, nullptr);
+        crash_point(QueueCrashPoint::put_filling);
+        std::memcpy(b, payload.data(), payload.size());
+      } else {
+        crash_point(QueueCrashPoint::put_filling);
+        if (!payload.empty()) std::memcpy(sl.payload, payload.data(), payload.size());
+      }
+      sl.state.store(make_state(base + 1, 0), std::memory_order_release);  // publishes
+      if ((pos & 63u) == 0) s.header.count.store(qsize(), std::memory_order_relaxed);
+      return true;
     }
-    const std::uint32_t msgs = msgs_of(t) + 1;
-    s.tail.store(word(msgs, tpos + need), std::memory_order_release);  // publishes
-    if (on_heap) s.pending_block.store(0, std::memory_order_relaxed);
-    if ((msgs & 63u) == 0) {
-      s.header.count.store(std::uint32_t(msgs - msgs_of(s.cached_head)), std::memory_order_relaxed);
-    }
-    return true;
   };
-  auto changed = [&] { return s.head.load(std::memory_order_relaxed) != seen_head; };
+  auto changed = [&] {
+    return s.head.load(std::memory_order_relaxed) != seen_head ||
+           (seen_slot && seen_slot->load(std::memory_order_relaxed) != seen_state) ||
+           (seen_heap_full && seg_->free_bytes() != seen_free);
+  };
   if (!block_until(attempt, changed, s.not_full, deadline, spin_ns_)) {
     throw Full(s.maxsize != 0 ? "the queue is full (maxsize " + std::to_string(s.maxsize) + ")"
-                              : "the queue has no room for a message of " +
-                                    std::to_string(payload.size()) + " bytes");
+                              : "the queue is full (its ring holds " + std::to_string(n) +
+                                    " messages)");
   }
   notify(s.not_empty);
 }
 
+
 void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point> deadline) {
   QueueState& s = *st_;
-  const std::uint32_t R = s.ring_bytes;
-  std::uint64_t seen_tail = 0;  // the tail seen when the last attempt failed
-  void* to_free = nullptr;
+  const std::uint64_t n = s.slot_count;
+  // What the last failed attempt waited on: tail, and the slot at head (a producer claims
+  // it, moves tail, and only then publishes: watching tail alone would miss the publish).
+  std::uint64_t seen_tail = 0;
+  const std::atomic<std::uint64_t>* seen_slot = nullptr;
+  std::uint64_t seen_state = 0;
   std::exception_ptr failed;
 
-  auto attempt = [&]() -> bool {
-    QueueLockGuard g(s.get_mutex, {});
-    std::uint64_t h = s.head.load(std::memory_order_relaxed);
-    std::uint64_t t = s.cached_tail;
-    if (pos_of(h) == pos_of(t)) {
-      t = s.cached_tail = seen_tail = s.tail.load(std::memory_order_acquire);
-      if (pos_of(h) == pos_of(t)) return false;
-    }
-    std::uint32_t pos = pos_of(h);
-    RecordHeader rh;
-    std::memcpy(&rh, ring_ + (pos & (R - 1)), sizeof rh);
-    if (rh.kind == kPad) {
-      pos += rh.size;  // a pad is always published together with the record after it
-      std::memcpy(&rh, ring_ + (pos & (R - 1)), sizeof rh);
-    }
-    const std::uint32_t idx = pos & (R - 1);
-    const std::byte* body = ring_ + idx + kHeader;
-    ByteView bytes;
-    if (rh.kind == kInline && rh.size <= R - idx - kHeader) {
-      bytes = ByteView(body, rh.size);
-    } else if (rh.kind == kHeap && rh.size == sizeof(HeapRef)) {
-      HeapRef ref;
-      std::memcpy(&ref, body, sizeof ref);
-      if (ref.offset >= seg_->size() || ref.size > seg_->size() - ref.offset) {
-        throw SegmentError("a queue record points outside its segment; the queue is corrupt");
+  auto attempt = [&](bool repairing) -> bool {
+    for (;;) {
+      std::uint64_t pos = s.head.load(std::memory_order_acquire);
+      QueueSlot& sl = slot(pos);
+      std::uint64_t st = sl.state.load(std::memory_order_acquire);
+      const std::uint64_t base = pos - (pos & (n - 1));
+      const std::int64_t d = seq_diff(seq_of(st), base + 1);
+      if (d < 0) {
+        // Nothing published at `pos` yet: empty, or its producer is still writing (or died
+        // writing), or a consumer of the previous lap still reads the slot.
+        if (repairing && repair(sl, st)) continue;
+        seen_tail = s.tail.load(std::memory_order_acquire);
+        seen_slot = &sl.state;
+        seen_state = st;
+        return false;
       }
-      to_free = seg_->at(ref.offset);
-      bytes = ByteView(static_cast<const std::byte*>(to_free), ref.size);
-    } else {
-      throw SegmentError("a queue record has an invalid header (kind " + std::to_string(rh.kind) +
-                         ", size " + std::to_string(rh.size) + "); the queue is corrupt");
+      if (d > 0 || pid_of(st) != 0) {
+        // Taken already: help move head past it.
+        s.head.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
+        continue;
+      }
+      if (!sl.state.compare_exchange_strong(st, make_state(base + 1, current_pid()),
+                                            std::memory_order_acq_rel)) {
+        continue;
+      }
+      crash_point(QueueCrashPoint::get_claimed);
+      s.head.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
+      const std::uint64_t block = sl.block.load(std::memory_order_relaxed);
+      const std::uint64_t size = sl.size;
+      ByteView bytes;
+      if (block == 0 && size <= QueueSlot::kInlineBytes) {
+        bytes = ByteView(sl.payload, size);
+      } else if (block != 0 && block < seg_->size() && size <= seg_->size() - block) {
+        bytes = ByteView(static_cast<const std::byte*>(seg_->at(block)), size);
+      } else {
+        release(sl, base + n);
+        throw SegmentError("a queue slot holds an invalid message (block " + std::to_string(block) +
+                           ", size " + std::to_string(size) + "); the queue is corrupt");
+      }
+      // The message is ours (claimed): a consumer killed from here on takes it to its grave.
+      try {
+        consume(ctx, bytes);
+      } catch (...) {
+        failed = std::current_exception();  // undecodable: dropped, as Python drops it
+      }
+      crash_point(QueueCrashPoint::get_consumed);
+      release(sl, base + n);
+      return true;
     }
-    // The message is copied out while still in the queue: a consumer killed here leaves
-    // it for the next one. It is taken by the one store of head below.
-    try {
-      consume(ctx, bytes);
-    } catch (...) {
-      failed = std::current_exception();  // undecodable: dropped, as Python drops it
-    }
-    s.head.store(word(msgs_of(h) + 1, pos + kHeader + round8(rh.size)), std::memory_order_release);
-    // Freed under the lock (a producer that finds the heap full relies on it); killed
-    // between the store and the free, the block leaks.
-    if (to_free) seg_->deallocate(to_free);
-    return true;
   };
-  auto changed = [&] { return s.tail.load(std::memory_order_relaxed) != seen_tail; };
+  auto changed = [&] {
+    return s.tail.load(std::memory_order_relaxed) != seen_tail ||
+           (seen_slot && seen_slot->load(std::memory_order_relaxed) != seen_state);
+  };
   if (!block_until(attempt, changed, s.not_empty, deadline, spin_ns_)) {
     throw Empty("the queue is empty");
   }
-  notify(s.not_full);
   if (failed) std::rethrow_exception(failed);
 }
 
 std::size_t QueueCore::qsize() const noexcept {
   std::uint64_t h = st_->head.load(std::memory_order_acquire);
+  // A consumer claims its item before it moves head (and anyone who sees the claim moves it
+  // for it), so at most the item at head is taken and still counted: do not count it (the
+  // Pool relies on this to tell the tasks a dead worker took from those still queued).
+  const std::uint64_t st = slot(h).state.load(std::memory_order_acquire);
+  const std::uint64_t base = h - (h & (st_->slot_count - 1));
+  if (seq_of(st) == ((base + 1) & kSeqMask) && pid_of(st) != 0) ++h;
   std::uint64_t t = st_->tail.load(std::memory_order_acquire);
-  return std::uint32_t(msgs_of(t) - msgs_of(h));
+  return t > h ? static_cast<std::size_t>(t - h) : 0;
 }
 
-bool QueueCore::full() const noexcept { return st_->maxsize != 0 && qsize() >= st_->maxsize; }
+bool QueueCore::full() const noexcept {
+  std::size_t q = qsize();
+  return (st_->maxsize != 0 && q >= st_->maxsize) || q >= st_->slot_count;
+}
+
+// What JoinableQueue counts as put: positions claimed by producers, less those whose
+// producer died before publishing.
+static std::uint64_t puts_of(const QueueState& s) {
+  return s.tail.load(std::memory_order_acquire) - s.skipped.load(std::memory_order_acquire);
+}
 
 void QueueCore::task_done() {
   QueueState& s = *st_;
-  std::uint32_t done = s.tasks_done.load(std::memory_order_relaxed);
+  std::uint64_t done = s.tasks_done.load(std::memory_order_relaxed);
   for (;;) {
-    std::uint32_t puts = msgs_of(s.tail.load(std::memory_order_acquire));
-    if (done == puts) {
+    std::uint64_t puts = puts_of(s);
+    if (done >= puts) {
       throw ValueError("task_done() called more times than there were items put in the queue");
     }
     if (s.tasks_done.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) {
@@ -376,10 +454,7 @@ void QueueCore::task_done() {
 
 void QueueCore::join(std::optional<Clock::time_point> deadline) {
   QueueState& s = *st_;
-  auto finished = [&] {
-    return s.tasks_done.load(std::memory_order_acquire) ==
-           msgs_of(s.tail.load(std::memory_order_acquire));
-  };
+  auto finished = [&](bool = false) { return s.tasks_done.load(std::memory_order_acquire) >= puts_of(s); };
   if (!block_until(finished, finished, s.all_done, deadline, spin_ns_)) {
     throw TimeoutError("join(): tasks are still unfinished");
   }
@@ -388,65 +463,66 @@ void QueueCore::join(std::optional<Clock::time_point> deadline) {
 std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t segment_size,
                        const std::function<bool(const QueueRecord&)>& visit,
                        std::uint32_t* messages) {
-  const std::uint32_t R = s.ring_bytes;
-  if (!std::has_single_bit(R)) return "the ring size is not a power of two";
-  std::uint64_t h = s.head.load(), t = s.tail.load();
-  std::uint32_t used = pos_of(t) - pos_of(h);
-  if (used > R) return "head and tail are " + std::to_string(used) + " bytes apart in a ring of " + std::to_string(R);
-  std::uint32_t msgs = 0;
+  const std::uint64_t n = s.slot_count;
+  if (!std::has_single_bit(n) || n < 2 || n * sizeof(QueueSlot) != s.ring_bytes) {
+    return "the slot count " + std::to_string(n) + " does not match a ring of " +
+           std::to_string(s.ring_bytes) + " bytes";
+  }
+  const auto* slots = reinterpret_cast<const QueueSlot*>(ring);
+  const std::uint64_t h = s.head.load(), t = s.tail.load();
+  if (t < h || t - h > n) {
+    return "head " + std::to_string(h) + " and tail " + std::to_string(t) +
+           " do not fit a ring of " + std::to_string(n) + " slots";
+  }
   bool visiting = true;
-  for (std::uint32_t pos = pos_of(h); pos != pos_of(t);) {
-    std::uint32_t idx = pos & (R - 1);
-    std::uint32_t left = pos_of(t) - pos;
-    if (left < kHeader || (idx & 7u) != 0) return "a record is cut short or misaligned at " + std::to_string(pos);
-    RecordHeader rh;
-    std::memcpy(&rh, ring + idx, sizeof rh);
-    std::uint32_t len;
-    if (rh.kind == kPad) {
-      if (rh.size != R - idx) return "a pad does not reach the ring's end at " + std::to_string(pos);
-      len = rh.size;
-    } else if (rh.kind == kInline || rh.kind == kHeap) {
-      if (rh.size > R) return "a record is longer than the ring at " + std::to_string(pos);
-      len = kHeader + round8(rh.size);
-      if (len > R - idx) return "a record runs past the ring's end at " + std::to_string(pos);
+  // Every slot, by the position it serves: [h, t) hold messages (or claims), the rest are
+  // free for [t, h + n), possibly still being read for the lap before.
+  for (std::uint64_t pos = h; pos != h + n; ++pos) {
+    const QueueSlot& sl = slots[pos & (n - 1)];
+    const std::uint64_t st = sl.state.load(std::memory_order_relaxed);
+    const std::uint64_t base = pos - (pos & (n - 1));
+    const std::uint64_t seq = seq_of(st);
+    const pid_t pid = pid_of(st);
+    const std::uint64_t block = sl.block.load(std::memory_order_relaxed);
+    auto at = [&] { return " (slot " + std::to_string(pos & (n - 1)) + ", position " + std::to_string(pos) + ")"; };
+    if (pos < t) {
+      if (seq == (base & kSeqMask) && pid != 0) continue;  // being written
+      // Skipped (its writer died; repaired by a producer a lap ahead), maybe claimed again.
+      if (seq == ((base + n) & kSeqMask)) continue;
+      if (seq != ((base + 1) & kSeqMask)) return "a queued slot has sequence " + std::to_string(seq) + at();
+      if (pid != 0) continue;  // being read (head not yet moved)
       QueueRecord rec;
-      if (rh.kind == kHeap) {
-        HeapRef ref;
-        if (rh.size != sizeof ref) return "a heap record has a bad size at " + std::to_string(pos);
-        std::memcpy(&ref, ring + idx + kHeader, sizeof ref);
-        if (ref.offset >= segment_size || ref.size > segment_size - ref.offset) {
-          return "a heap record points outside the segment at " + std::to_string(pos);
+      if (block == 0) {
+        if (sl.size > QueueSlot::kInlineBytes) return "an inline message is too long" + at();
+        rec.inline_bytes = ByteView(sl.payload, sl.size);
+      } else {
+        if (block >= segment_size || sl.size > segment_size - block) {
+          return "a message's heap block lies outside the segment" + at();
         }
         rec.in_heap = true;
-        rec.heap_offset = ref.offset;
-        rec.heap_size = ref.size;
-      } else {
-        rec.inline_bytes = ByteView(ring + idx + kHeader, rh.size);
+        rec.heap_offset = block;
+        rec.heap_size = sl.size;
       }
       if (visiting && visit) visiting = visit(rec);
-      ++msgs;
     } else {
-      return "a record has an unknown kind " + std::to_string(rh.kind) + " at " + std::to_string(pos);
+      const bool free_now = st == make_state(base, 0);
+      const bool claimed_now = seq == (base & kSeqMask) && pid != 0 && pos == t;
+      const bool read_before = seq == ((base - n + 1) & kSeqMask) && pid != 0;
+      if (!free_now && !claimed_now && !read_before) {
+        return "a free slot has sequence " + std::to_string(seq) + " and pid " + std::to_string(pid) + at();
+      }
+      if (free_now && block != 0) return "a free slot still owns a heap block" + at();
     }
-    if (len > left) return "a record runs past the tail at " + std::to_string(pos);
-    pos += len;
   }
-  if (messages) *messages = msgs;
-  if (msgs != std::uint32_t(msgs_of(t) - msgs_of(h))) {
-    return "the ring holds " + std::to_string(msgs) + " messages but the counters say " +
-           std::to_string(std::uint32_t(msgs_of(t) - msgs_of(h)));
-  }
+  if (messages) *messages = static_cast<std::uint32_t>(t - h);
   return {};
 }
 
 std::string QueueCore::check() const {
-  QueueState& s = *st_;
-  RobustLockGuard pg(s.header.mutex, put_recover_);
-  RobustLockGuard gg(s.get_mutex);
-  if (s.pending_block.load() != 0) return "a producer's intent record was left behind";
   std::uint32_t msgs = 0;
-  std::string problem = walk_queue(s, ring_, seg_->size(), {}, &msgs);
-  if (problem.empty()) s.header.count.store(msgs, std::memory_order_relaxed);
+  std::string problem = walk_queue(*st_, reinterpret_cast<const std::byte*>(slots_), seg_->size(),
+                                   {}, &msgs);
+  if (problem.empty()) st_->header.count.store(msgs, std::memory_order_relaxed);
   return problem;
 }
 

@@ -4,29 +4,39 @@
 // Manager segment holding a named one (Manager::queue).
 //
 // Values go through the one codec (detail/codec.hpp): any trivially copyable type,
-// std::string, or a type with a Boost.Serialization serialize(). Small messages are copied
-// into a ring inside the queue; large ones (over 64 KiB, or a quarter of the ring) into a
-// block of the segment's heap, so one message may be as large as the segment's free memory.
+// std::string, or a type with a Boost.Serialization serialize(). The queue is a ring of
+// fixed slots claimed without locks (one compare-and-swap per put and per get); an encoded
+// item of up to 104 bytes is copied into its slot, a larger one into a block of the
+// segment's heap, so one item may be as large as the segment's free memory. An "unbounded"
+// queue (maxsize 0) holds at most as many items as its ring has slots (32768 for a
+// standalone queue's default 4 MiB ring); put waits beyond that.
 //
-// Blocking: a caller that must wait spins for a few microseconds (catching a busy peer
-// without a system call), then sleeps on a futex word. An idle queue uses no CPU.
+// Blocking: a caller that must wait spins for 10-50 microseconds (catching a busy peer
+// without a system call), then sleeps on a futex word. An idle queue uses no CPU, and a put
+// or get that nobody waits for makes no system call.
 //
 // After a crash (contract): a producer or consumer SIGKILLed at any instruction inside put
-// or get leaves the queue valid and usable by everyone else. Each message is delivered
-// whole or not at all, and never twice: a message is taken by one atomic store after the
-// consumer has copied it out; a consumer killed before that store leaves it for the next
-// consumer, one killed after it (before get returns) takes it to its grave. A producer
-// killed before its publishing store leaves no trace of the message. The one thing a crash
-// can cost is a leaked heap block (a large message killed in a window of a few
-// instructions), never a corrupt queue. A consumer killed between get() and task_done()
-// leaves join() waiting, as in Python.
+// or get leaves the queue valid and usable by everyone else. Each item is delivered whole
+// or not at all, and never twice: a producer killed before its publishing store leaves no
+// item (its claimed slot is skipped by the next consumer that finds its pid gone); a
+// consumer owns the item from the compare-and-swap that claims it, so one killed inside get
+// (or inside get_view's callback) takes the item to its grave, and its slot is freed by the
+// next producer or consumer that finds its pid gone. Such a repair happens only after a
+// caller has waited on the dead claim for a whole spin, so it costs the others a pause, not
+// a hang. The one thing a crash can still cost is a leaked heap block (a large item killed
+// in a window of a few instructions), never a corrupt queue. A consumer killed between
+// get() and task_done() leaves join() waiting, as in Python; a producer killed inside put()
+// is not counted as a put. (A dead process's pid reused by a new process before the repair
+// would keep its claim alive until that process exits.)
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "mpp/detail/codec.hpp"
@@ -74,6 +84,29 @@ class Queue {
   // Takes an item only if one is there now; else throws Empty.
   T get_nowait() { return get_until(detail::Clock::now()); }
 
+  // Zero-copy get: removes the oldest item and calls fn(view) with the item borrowed from
+  // shared memory, where view is a `const T&` for a trivially copyable T, a std::string_view
+  // for std::string (and a decoded T for other types); returns what fn returns. The view is
+  // valid only until fn returns: copy out what you keep. The item is taken before fn runs:
+  // if fn throws, the item is dropped and the exception propagates; a process killed inside
+  // fn loses the item (never delivered twice). fn should be short, since the item's slot is
+  // not reused until it returns, and it may use this queue (put or get other items). Waits
+  // and throws as get() does.
+  template <class F>
+  decltype(auto) get_view(F&& fn) {
+    return get_view_until(fn, std::nullopt);
+  }
+  // As get_view(fn), waiting at most `timeout`; throws Empty when nothing came.
+  template <class F, class Rep, class Period>
+  decltype(auto) get_view(F&& fn, std::chrono::duration<Rep, Period> timeout) {
+    return get_view_until(fn, detail::deadline_after(timeout));
+  }
+  // As get_view(fn), only if an item is there now; else throws Empty.
+  template <class F>
+  decltype(auto) get_view_nowait(F&& fn) {
+    return get_view_until(fn, detail::Clock::now());
+  }
+
   // The number of items queued (exact at the instant it is read; other processes may
   // change it right after, as Python warns).
   std::size_t qsize() const noexcept { return core_.qsize(); }
@@ -87,8 +120,8 @@ class Queue {
   // put stays in the queue.
   void close() noexcept { closed_ = true; }
 
-  // Checks the queue's structure (takes both of its locks): empty when valid, else what is
-  // wrong. For tests and mpp-inspect.
+  // Checks the queue's structure: empty when valid, else what is wrong. Exact while no
+  // process puts or gets. For tests and mpp-inspect.
   std::string check() const { return core_.check(); }
 
   // The engine, for Manager and tools.
@@ -117,6 +150,38 @@ class Queue {
         },
         &out, deadline);
     return std::move(*out);
+  }
+
+  template <class F>
+  decltype(auto) get_view_until(F& fn, std::optional<detail::Clock::time_point> deadline) {
+    check_open();
+    using R = std::invoke_result_t<F&, detail::View<T>>;
+    static_assert(!std::is_reference_v<R>,
+                  "get_view's callback must return a value: the item it views is gone after it");
+    struct Ctx {
+      F* fn;
+      std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> out;
+    } ctx{&fn, {}};
+    core_.get(
+        [](void* p, detail::ByteView bytes) {
+          auto& c = *static_cast<Ctx*>(p);
+          auto call = [&](detail::View<T> v) -> decltype(auto) { return (*c.fn)(v); };
+          if constexpr (detail::encoding_of<T> == detail::Encoding::trivial) {
+            // Slots and heap blocks are 8-byte aligned; an over-aligned T is copied.
+            if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) != 0) {
+              T copy = detail::decode<T>(bytes);
+              if constexpr (std::is_void_v<R>) call(copy); else c.out.emplace(call(copy));
+              return;
+            }
+          }
+          if constexpr (std::is_void_v<R>) {
+            call(detail::view<T>(bytes));
+          } else {
+            c.out.emplace(call(detail::view<T>(bytes)));
+          }
+        },
+        &ctx, deadline);
+    if constexpr (!std::is_void_v<R>) return R(std::move(*ctx.out));
   }
 
   detail::QueueCore core_;

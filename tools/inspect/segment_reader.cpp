@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "mpp/detail/queue_core.hpp"
 #include "mpp/detail/segment_check.hpp"
 #include "mpp/detail/segment_format.hpp"
 #include "procfs.hpp"
@@ -183,17 +182,8 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
     o.bytes = oh.bytes.load();
     o.leaked = oh.leaked.load();
     o.lock = lock_info(oh.mutex);
-    const bool queue = e.kind == ObjectKind::queue || e.kind == ObjectKind::joinable_queue ||
-                       e.kind == ObjectKind::simple_queue;
-    if (queue && e.object_bytes >= sizeof(QueueState) &&
-        e.object_offset + sizeof(QueueState) <= h.heap_offset + h.heap_size) {
-      const auto& qs = *reinterpret_cast<const QueueState*>(bytes + e.object_offset);
-      o.get_lock = lock_info(qs.get_mutex);
-      if (o.get_lock->holder != 0 && !o.get_lock->holder_alive) {
-        s.findings.push_back("queue '" + o.name + "': its get lock is held by dead pid " +
-                             std::to_string(o.get_lock->holder) + " (the next consumer recovers it)");
-      }
-    }
+    // A queue takes no lock (its header.mutex stays free): each claimed slot names its
+    // process, and the next put or get that meets a dead one's claim repairs it.
     if (o.lock.holder != 0 && !o.lock.holder_alive) {
       s.findings.push_back("object '" + o.name + "': its lock is held by dead pid " +
                            std::to_string(o.lock.holder) + " (the next locker recovers it)");

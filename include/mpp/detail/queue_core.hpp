@@ -1,23 +1,29 @@
-// The untyped engine under Queue<T>, JoinableQueue<T> and SimpleQueue<T>: a byte ring of
-// framed records in a segment, with one robust lock for producers and one for consumers,
-// and futex words for sleeping. See README.md, "Queue", for the design and the argument
-// that a SIGKILL at any instruction leaves it valid.
+// The untyped engine under Queue<T>, JoinableQueue<T> and SimpleQueue<T>: a ring of
+// fixed-size slots in a segment, in the style of Dmitry Vyukov's bounded MPMC queue, with no
+// lock on the message path. See README.md, "Queue", for the design and the argument that a
+// SIGKILL at any instruction leaves it valid.
 //
-// Layout (QueueState, then the ring, in one block of the segment's heap):
+// Layout (QueueState, then the slots, in one block of the segment's heap):
 //
-//   ObjectHeader header        header.mutex is the PUT lock (producers)
-//   immutable: ring offset and size, maxsize, inline limit, kind
-//   tail   (one 64-bit word)   put_msgs << 32 | tail position; written under the put lock
-//   put intent                 the heap block a producer is filling, and the tail it saw
-//   get_mutex                  the GET lock (consumers)
-//   head   (one 64-bit word)   get_msgs << 32 | head position; written under the get lock
+//   ObjectHeader header        header.count: a depth hint for mpp-inspect; the mutex is unused
+//   immutable: slots' offset and bytes, maxsize, kind
+//   tail   (own cache line)    positions claimed by producers so far (never wraps)
+//   head   (own cache line)    positions claimed by consumers so far (<= tail)
 //   futex words                not_empty, not_full, all_done (sequence << 1 | sleeper bit)
-//   tasks_done                 JoinableQueue: task_done() calls so far
+//   tasks_done, skipped        JoinableQueue: task_done() calls, and messages lost to
+//                              producers killed before publishing
 //
-// The ring holds records of 8-byte-aligned length: {u32 size, u32 kind} then the payload
-// (inline), or a 16-byte reference {u64 block offset, u64 size} to a heap block (large
-// messages), or a pad that skips to the ring's start. Positions are byte counters modulo
-// 2^32; the ring's size is a power of two, so position % size is the index.
+// Position p lives in slot p % slot_count. A slot's `state` word is (lap-relative sequence
+// << 24 | pid of the process that has it claimed, 0 if none), so a claim and its owner are
+// set by one compare-and-swap. With r = p - p % slot_count (the slot's lap base):
+//   r, pid 0       free for the producer of p
+//   r, pid         being written by that producer
+//   r + 1, pid 0   holds the message of p
+//   r + 1, pid     being read by that consumer
+//   r + N, pid 0   free for the producer of p + N (N = slot_count)
+// A zero-filled slot array is thus an empty queue. A payload of up to kInlineBytes is in
+// the slot; a larger one is in a heap block whose offset the slot holds (`block`, non-zero
+// only while a message owns a block).
 #pragma once
 
 #include <atomic>
@@ -36,55 +42,71 @@
 
 namespace mpp::detail {
 
+// One slot of the ring: 128 bytes, two cache lines.
+struct alignas(64) QueueSlot {
+  static constexpr std::size_t kInlineBytes = 104;
+
+  std::atomic<std::uint64_t> state{0};  // sequence << 24 | claimer pid
+  std::atomic<std::uint64_t> block{0};  // segment offset of the payload's heap block, or 0
+                                        // (0: the payload is inline, in `payload`)
+  std::uint64_t size = 0;               // payload bytes
+  std::byte payload[kInlineBytes];
+};
+static_assert(sizeof(QueueSlot) == 128);
+
 struct QueueState {
-  ObjectHeader header;  // header.mutex: the put lock
+  ObjectHeader header;
 
   // Set at construction, never changed.
-  std::uint64_t ring_offset = 0;  // segment offset of the ring
-  std::uint32_t ring_bytes = 0;   // a power of two
+  std::uint64_t ring_offset = 0;  // segment offset of the slots
+  std::uint32_t ring_bytes = 0;   // slot_count * sizeof(QueueSlot), a power of two
   std::uint32_t kind = 0;         // ObjectKind
-  std::uint64_t maxsize = 0;      // 0: bounded only by the ring and the segment
-  std::uint64_t inline_max = 0;   // larger payloads go to a heap block
+  std::uint64_t maxsize = 0;      // 0: bounded only by the slot count
+  std::uint64_t slot_count = 0;   // a power of two, >= 8
 
-  // Producers' cache line.
   alignas(64) std::atomic<std::uint64_t> tail{0};
-  std::atomic<std::uint64_t> pending_block{0};  // intent: a heap block not yet published
-  std::atomic<std::uint64_t> pending_tail{0};   // the tail it was to be published after
-  std::uint64_t cached_head = 0;                // a head seen by a producer (<= head)
-
-  // Consumers' cache line.
-  alignas(64) RobustMutex get_mutex;
   alignas(64) std::atomic<std::uint64_t> head{0};
-  std::uint64_t cached_tail = 0;  // a tail seen by a consumer (<= tail)
 
   // Futex words, each on its own line: sequence << 1 | "someone sleeps" bit.
   alignas(64) std::atomic<std::uint32_t> not_empty{0};
   alignas(64) std::atomic<std::uint32_t> not_full{0};
   alignas(64) std::atomic<std::uint32_t> all_done{0};
-  std::atomic<std::uint32_t> tasks_done{0};  // mod 2^32, as put_msgs
+  std::atomic<std::uint64_t> tasks_done{0};
+  std::atomic<std::uint64_t> skipped{0};  // positions claimed by producers that died
 
-  QueueState(ObjectKind k, std::uint64_t ring_off, std::uint32_t ring_size, std::uint64_t max,
-             std::uint64_t inline_limit)
+  QueueState(ObjectKind k, std::uint64_t ring_off, std::uint32_t ring_size, std::uint64_t max)
       : ring_offset(ring_off), ring_bytes(ring_size), kind(static_cast<std::uint32_t>(k)),
-        maxsize(max), inline_max(inline_limit) {}
+        maxsize(max), slot_count(ring_size / sizeof(QueueSlot)) {}
 };
 
 // One message as it sits in the ring: inline bytes, or a reference to a heap block.
 struct QueueRecord {
   bool in_heap = false;
-  ByteView inline_bytes;        // !in_heap: the payload, inside the ring
+  ByteView inline_bytes;          // !in_heap: the payload, inside the slot
   std::uint64_t heap_offset = 0;  // in_heap: segment offset and size of the payload
   std::uint64_t heap_size = 0;
 };
 
-// Walks the committed records of a queue, oldest first, reading only `s` and the
-// `ring_bytes` bytes at `ring`, and checking each record's framing (and that heap records
-// point inside a segment of `segment_size` bytes). Calls visit(record) for each message
-// until it returns false. Returns what is wrong, or empty; *messages gets the count seen.
-// Takes no lock: QueueCore::check() calls it under both locks, mpp-inspect on a snapshot.
+// Walks the published messages of a queue, oldest first, reading only `s` and the
+// `ring_bytes` bytes at `ring`, and checking every slot's state (and that heap records point
+// inside a segment of `segment_size` bytes). Calls visit(record) for each message until it
+// returns false. Returns what is wrong, or empty; *messages gets the depth (tail - head,
+// which counts slots still being written). Takes no lock: exact only while nobody puts or
+// gets (QueueCore::check() in a test, mpp-inspect on a snapshot may see a put in flight).
 std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t segment_size,
                        const std::function<bool(const QueueRecord&)>& visit,
                        std::uint32_t* messages = nullptr);
+
+// For crash tests only: when set, called at the named points of put and get (in the process
+// that set it), so a test can SIGKILL a process exactly there. Never set in production.
+enum class QueueCrashPoint {
+  put_claimed,     // the slot is claimed, tail not yet advanced
+  put_filling,     // tail advanced, payload (or its block) half written
+  get_claimed,     // the slot is claimed for reading, head not yet advanced
+  get_consumed,    // the message was handed over, its slot not yet released
+  get_released,    // the slot is free again, its heap block not yet freed
+};
+inline void (*queue_crash_hook)(QueueCrashPoint) = nullptr;
 
 // A handle on one queue's state in a segment. Copies share the queue (and the segment).
 class QueueCore {
@@ -114,9 +136,11 @@ class QueueCore {
   // can never fit.
   void put(ByteView payload, std::optional<Clock::time_point> deadline);
 
-  // Takes the oldest message and hands its bytes to `consume(ctx, bytes)` while they are
-  // still in the queue; the message counts as taken once consume returns (or throws, which
-  // drops it and rethrows). Throws Empty when nothing came in time.
+  // Takes the oldest message and hands its bytes to `consume(ctx, bytes)`, in place (in its
+  // slot or heap block); the bytes are valid until consume returns. The message is taken
+  // before consume is called: if consume throws, the message is dropped and the exception
+  // rethrown; if the process dies inside consume, the message is lost (never delivered
+  // twice). Throws Empty when nothing came in time.
   using Consume = void (*)(void* ctx, ByteView bytes);
   void get(Consume consume, void* ctx, std::optional<Clock::time_point> deadline);
 
@@ -128,8 +152,9 @@ class QueueCore {
   void task_done();
   void join(std::optional<Clock::time_point> deadline);
 
-  // Walks the ring under both locks and checks every record. Returns an empty string when
-  // the queue is valid, else what is wrong.
+  // Checks every slot and the counters. Returns an empty string when the queue is valid,
+  // else what is wrong. Exact while nobody puts or gets; slots claimed by dead processes
+  // are valid (the next put or get that meets them repairs them).
   std::string check() const;
 
   QueueState& state() const noexcept { return *st_; }
@@ -137,14 +162,14 @@ class QueueCore {
 
  private:
   QueueCore(std::shared_ptr<Segment> seg, QueueState* st);
-  std::byte* ring() const noexcept { return ring_; }
-  static void recover_put(Segment& seg, QueueState& s) noexcept;
+  QueueSlot& slot(std::uint64_t pos) const noexcept { return slots_[pos & (st_->slot_count - 1)]; }
+  bool repair(QueueSlot& slot, std::uint64_t state) const;
+  void release(QueueSlot& slot, std::uint64_t free_seq) const;
 
   std::shared_ptr<Segment> seg_;
   QueueState* st_ = nullptr;
-  std::byte* ring_ = nullptr;
-  RobustMutex::Recover put_recover_;  // recover_put for this queue; copies stay valid
-  std::uint32_t spin_ns_ = 20'000;     // this handle's adaptive spin before sleeping (ns)
+  QueueSlot* slots_ = nullptr;
+  std::uint32_t spin_ns_ = 20'000;  // this handle's adaptive spin before sleeping (ns)
 };
 
 }  // namespace mpp::detail

@@ -92,7 +92,7 @@ struct ObjectHeader {
 
 // "mppSEG01" as the first 8 bytes of the file.
 inline constexpr std::uint64_t SEGMENT_MAGIC = 0x313047455370706dULL;
-inline constexpr std::uint32_t FORMAT_VERSION = 1;
+inline constexpr std::uint32_t FORMAT_VERSION = 2;  // 2: Queue became a slot ring (issue 4)
 
 inline constexpr std::size_t MAX_SEGMENT_NAME = 200;  // bytes, without the leading '/'
 inline constexpr std::size_t MAX_OBJECT_NAME = 127;   // bytes, without the NUL
