@@ -5,14 +5,15 @@
 // with the same C++ client code, in the same run; and, for reference, Python clients
 // (CLIENTS processes) against the Python server. Every request must be answered and every
 // item put must come back exactly once ("lost" counts the ones that did not); the figures
-// are requests/s over the whole run, per-request latency percentiles, and the server
-// process's CPU time per request (user + system, from /proc): on a shared machine the
-// clients and the kernel's loopback dominate throughput, and CPU per request is what the
-// server itself costs.
+// are requests/s over the whole run, per-request latency percentiles, and the CPU time per
+// request (user + system) of the server process (from /proc) and of the clients (this
+// process, getrusage): on 2 cores, requests/s can never exceed 2 / (server + client CPU
+// per request), whatever the server does, so the client's share bounds any speed-up.
 //
 //   net_bench [--clients 8] [--requests 10000] [Google Benchmark flags]
 #include <benchmark/benchmark.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +51,14 @@ double cpu_us(pid_t pid) {
   return static_cast<double>(utime + stime) * 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// CPU time (user + system) of this process — the load clients — so far, in microseconds.
+double self_cpu_us() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto us = [](const timeval& t) { return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec); };
+  return us(u.ru_utime) + us(u.ru_stime);
+}
+
 std::string python_script() {
   return (std::filesystem::path(__FILE__).parent_path().parent_path() / "python" / "net_server.py").string();
 }
@@ -59,10 +68,12 @@ struct Load {
   std::size_t answered = 0;
   std::int64_t lost = 0;
   std::vector<double> latency_us;
+  double client_cpu_us = 0;
 };
 
 Load run_load(std::uint16_t port) {
   Load out;
+  double cpu0 = 0;
   std::vector<std::vector<double>> lat(static_cast<std::size_t>(g_clients));
   std::vector<std::int64_t> put_sum(lat.size()), got_sum(lat.size());
   std::vector<std::size_t> answered(lat.size());
@@ -98,8 +109,10 @@ Load run_load(std::uint16_t port) {
   }
   start.arrive_and_wait();
   auto t0 = std::chrono::steady_clock::now();
+  cpu0 = self_cpu_us();
   finish.arrive_and_wait();
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.client_cpu_us = self_cpu_us() - cpu0;
   for (auto& t : threads) t.join();
   std::int64_t puts = 0, gets = 0;
   for (std::size_t i = 0; i < lat.size(); ++i) {
@@ -116,7 +129,9 @@ Load run_load(std::uint16_t port) {
 }
 
 void report(benchmark::State& state, const std::string& name, const Load& l, double server_cpu_us) {
-  state.counters["server_cpu_us_per_req"] = server_cpu_us / static_cast<double>(std::max<std::size_t>(l.answered, 1));
+  auto n = static_cast<double>(std::max<std::size_t>(l.answered, 1));
+  state.counters["server_cpu_us_per_req"] = server_cpu_us / n;
+  state.counters["client_cpu_us_per_req"] = l.client_cpu_us / n;
   state.SetIterationTime(l.seconds);
   double rate = static_cast<double>(l.answered) / l.seconds;
   g_rate[name] = rate;

@@ -221,15 +221,13 @@ void Connection::fill(std::size_t need, Deadline deadline, bool frame_started) {
       buf_pos_ = 0;
     }
     if (buf_.size() < std::max<std::size_t>(need, 65536)) buf_.resize(std::max<std::size_t>(need, 65536));
-    // Read first and poll only when nothing is there: one system call per frame when busy.
-    ssize_t r = ::recv(fd_, buf_.data() + buf_end_, buf_.size() - buf_end_, MSG_DONTWAIT);
+    // With a deadline, read first and poll only when nothing is there; without one, one
+    // blocking recv (SO_RCVTIMEO, if set, ends it): one system call per frame either way.
+    ssize_t r = ::recv(fd_, buf_.data() + buf_end_, buf_.size() - buf_end_, deadline ? MSG_DONTWAIT : 0);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (deadline) {
-        wait_ready(fd_, POLLIN, deadline, "waiting for a frame");
-        continue;
-      }
-      r = ::recv(fd_, buf_.data() + buf_end_, buf_.size() - buf_end_, 0);
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) throw TimeoutError("no data within the connection's receive timeout");
+      if (!deadline) throw TimeoutError("no data within the connection's receive timeout");
+      wait_ready(fd_, POLLIN, deadline, "waiting for a frame");
+      continue;
     }
     if (r < 0) {
       if (errno == EINTR) continue;
