@@ -42,6 +42,10 @@ constexpr std::size_t kMaxBatchBytes = std::size_t{256} << 10;
 // the oldest waited longer than kResultDelay (a batch whose tasks were slower than guessed).
 constexpr std::size_t kStagingBytes = std::size_t{256} << 10;
 constexpr auto kResultDelay = std::chrono::microseconds(500);
+// Records of answered batches kept for reuse: only large ones (a map's chunks), and at most
+// this much in all.
+constexpr std::size_t kSpareMin = std::size_t{64} << 10;
+constexpr std::size_t kSpareMax = std::size_t{16} << 20;
 // How often an idle result thread checks that the spawner is alive.
 constexpr auto kSpawnerCheck = std::chrono::milliseconds(250);
 
@@ -490,6 +494,24 @@ void PoolCore::steal_locked(std::size_t idle) {
   }
 }
 
+std::string PoolCore::take_buffer(std::size_t bytes) {
+  if (bytes >= kSpareMin) {
+    std::lock_guard lock(m_);
+    for (auto it = spare_.begin(); it != spare_.end(); ++it) {
+      if (it->capacity() >= bytes) {
+        std::string b = std::move(*it);
+        spare_.erase(it);
+        spare_bytes_ -= b.capacity();
+        b.clear();
+        return b;
+      }
+    }
+  }
+  std::string b;
+  b.reserve(bytes);
+  return b;
+}
+
 void PoolCore::finish_all(Done& done) {
   for (auto& [p, o] : done) {
     try {
@@ -548,7 +570,14 @@ void PoolCore::take_result_locked(const ResultHeader& h, ByteView payload, Done&
   auto& bs = slots_[h.slot].batches;
   for (auto b = bs.begin(); b != bs.end(); ++b) {
     if (b->answered < b->ids.size() && b->ids[b->answered] == h.task_id) {
-      if (++b->answered == b->ids.size()) bs.erase(b);
+      if (++b->answered == b->ids.size()) {
+        const std::size_t cap = b->bytes.capacity();
+        if (cap >= kSpareMin && cap <= kSpareMax - spare_bytes_) {
+          spare_bytes_ += cap;
+          spare_.push_back(std::move(b->bytes));
+        }
+        bs.erase(b);
+      }
       return;
     }
   }

@@ -258,6 +258,16 @@ class AsyncResult {
   }
 
  private:
+  friend class Pool;
+  // Waits, then moves the value out: for Pool's blocking map and starmap, whose AsyncResult
+  // nobody else sees and which have no callbacks (a copy of a big vector costs its page
+  // faults again).
+  R release() {
+    wait();
+    std::lock_guard lock(st_->m);
+    if (st_->error) std::rethrow_exception(st_->error);
+    return std::move(*st_->value);
+  }
   R take() {
     std::lock_guard lock(st_->m);
     if (st_->error) std::rethrow_exception(st_->error);
@@ -465,7 +475,7 @@ class Pool {
   // error of a task (RemoteError, WorkerLost).
   template <class F, std::ranges::input_range In>
   auto map(F f, In&& items, std::size_t chunksize = 0) {
-    return map_async(f, std::forward<In>(items), chunksize).get();
+    return map_async(f, std::forward<In>(items), chunksize).release();
   }
 
   // As map, asynchronously; `extra` may be a chunk size and/or callback tags.
@@ -495,7 +505,7 @@ class Pool {
   // f(a, b, ...) for every tuple (or pair) in `items`.
   template <class F, std::ranges::input_range In>
   auto starmap(F f, In&& items, std::size_t chunksize = 0) {
-    return starmap_async(f, std::forward<In>(items), chunksize).get();
+    return starmap_async(f, std::forward<In>(items), chunksize).release();
   }
   template <class F, std::ranges::input_range In, class... X>
   auto starmap_async(F f, In&& items, X&&... extra) {
@@ -570,8 +580,12 @@ class Pool {
         });
     for (std::size_t k = 0, first = 0; first < n; ++k, first += chunksize) {
       std::size_t count = std::min(chunksize, n - first);
-      auto frame = detail::begin_task<F, S...>(f, count);
-      if constexpr ((detail::TriviallyEncoded<S> && ...)) frame.reserve(frame.size() + count * (sizeof(S) + ... + 0));
+      std::string buffer;
+      if constexpr ((detail::TriviallyEncoded<S> && ...)) {
+        buffer = core_->take_buffer(sizeof(std::uint32_t) + sizeof(detail::TaskHeader) + sizeof(F) +
+                                    sizeof(std::uint64_t) + count * (sizeof(S) + ... + 0));
+      }
+      auto frame = detail::begin_task<F, S...>(f, count, std::move(buffer));
       if constexpr (plain) {
         frame.append(reinterpret_cast<const char*>(std::to_address(it)), count * sizeof(First));
         it += static_cast<std::ranges::range_difference_t<Range>>(count);

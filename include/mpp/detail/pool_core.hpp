@@ -55,6 +55,11 @@ class PoolCore {
   // terminated or broken; ValueError when the frame can never fit in a queue.
   void submit(std::string frame, std::shared_ptr<TaskSink> sink, std::uint64_t tag);
 
+  // A buffer to build a task record of about `bytes` in: the record of an answered batch
+  // when one is spare (its pages are mapped already: a map's chunks cost no page faults
+  // after the first call), else a fresh one. Thread-safe.
+  std::string take_buffer(std::size_t bytes);
+
   void close();
   void terminate();
   void join();
@@ -127,6 +132,8 @@ class PoolCore {
   std::deque<Pending> pending_;
   std::uint64_t pending_base_ = 1;
   std::deque<Task> backlog_;  // submitted, not yet sent to a worker (oldest first)
+  std::vector<std::string> spare_;  // records of answered batches, for take_buffer()
+  std::size_t spare_bytes_ = 0;
   double log_task_ns_;        // running estimate of ln(a task's run time in ns): sizes batches
   std::uint64_t next_id_ = 1;
   std::size_t unfinished_ = 0;  // submitted, completion not yet returned

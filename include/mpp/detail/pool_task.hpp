@@ -161,9 +161,10 @@ void run_chunk(const std::byte* callable, ByteView input, std::string& output) {
 
 // Starts a task record for callable `f`: room for the record's size, then the frame's
 // header (size and task id filled in by the pool) and the callable's bytes.
+// `frame` may be a buffer to reuse (its contents are replaced).
 template <class F, class... S>
-std::string begin_task(const F& f, std::uint64_t count) {
-  std::string frame(sizeof(std::uint32_t), '\0');
+std::string begin_task(const F& f, std::uint64_t count, std::string frame = {}) {
+  frame.assign(sizeof(std::uint32_t), '\0');
   // An empty callable (a lambda without captures) has a byte that is not a value: send none.
   constexpr std::size_t size = std::is_empty_v<F> ? 0 : sizeof(F);
   TaskHeader h{0, &run_chunk<F, S...>, static_cast<std::uint32_t>(size), 0};
