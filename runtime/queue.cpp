@@ -196,8 +196,71 @@ void QueueCore::release(QueueSlot& sl, std::uint64_t free_seq) const {
   std::uint64_t block = sl.block.exchange(0, std::memory_order_acq_rel);
   sl.state.store(make_state(free_seq, 0), std::memory_order_release);
   crash_point(QueueCrashPoint::get_released);
-  if (block != 0) seg_->deallocate(seg_->at(block));
+  if (block != 0) recycle_block(block);
   notify(st_->not_full);
+}
+
+namespace {
+// The capacity a new block gets for `size` payload bytes: rounded up (by at most 1/8), so
+// that messages of about the same size can reuse each other's blocks.
+std::size_t block_capacity(std::size_t size) {
+  const std::size_t q = std::max<std::size_t>(64, std::bit_floor(size) / 8);
+  return (size + q - 1) / q * q;
+}
+}  // namespace
+
+// A block that holds `size` payload bytes: a spare one if one fits (not wasting more than
+// 3/4 of it), else a new one from the heap; nullptr when the heap has no room. The caller
+// owns it (killed before handing it to a slot, it leaks).
+QueueBlock* QueueCore::take_block(std::size_t size) const {
+  for (auto& sp : st_->spare) {
+    std::uint64_t off = sp.load(std::memory_order_acquire);
+    if (off == 0) continue;
+    const std::uint64_t cap = seg_->at<QueueBlock>(off)->capacity;  // may be stale: re-read below
+    if (cap < size || cap / 4 > size) continue;
+    if (!sp.compare_exchange_strong(off, 0, std::memory_order_acq_rel)) continue;
+    auto* b = seg_->at<QueueBlock>(off);
+    if (b->capacity >= size) return b;
+    recycle_block(off);
+  }
+  const std::size_t cap = block_capacity(size);
+  for (int round = 0; round < 2; ++round) {
+    // The heap's free-byte count is a lock-free read: checking it first keeps a producer
+    // that runs ahead of its consumers from throwing (and catching) a SegmentFull per
+    // attempt, which costs microseconds each.
+    if (seg_->free_bytes() >= cap + sizeof(QueueBlock) + 64) {
+      try {
+        return new (seg_->allocate(cap + sizeof(QueueBlock), 16)) QueueBlock{cap, 0};
+      } catch (const SegmentFull&) {
+      }
+    }
+    if (!drop_spares()) break;  // spares of other sizes go back to the heap; try again
+  }
+  return nullptr;
+}
+
+// Keeps a block for the next producer, or frees it when every spare place is taken.
+void QueueCore::recycle_block(std::uint64_t off) const noexcept {
+  for (auto& sp : st_->spare) {
+    std::uint64_t none = 0;
+    if (sp.load(std::memory_order_relaxed) == 0 &&
+        sp.compare_exchange_strong(none, off, std::memory_order_acq_rel)) {
+      return;
+    }
+  }
+  seg_->deallocate(seg_->at(off));
+}
+
+// Frees every spare block; returns whether there was any.
+bool QueueCore::drop_spares() const noexcept {
+  bool any = false;
+  for (auto& sp : st_->spare) {
+    if (std::uint64_t off = sp.exchange(0, std::memory_order_acq_rel)) {
+      seg_->deallocate(seg_->at(off));
+      any = true;
+    }
+  }
+  return any;
 }
 
 // A claim in our way belongs to `state`'s pid. If that process is gone, finish its work
@@ -232,14 +295,14 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
   // A large payload's block is allocated before a slot is claimed (a producer must never
   // wait for memory while holding a claim that consumers wait on), and handed to the slot
   // right after the claim; killed in between, it leaks.
-  void* block = nullptr;
+  QueueBlock* block = nullptr;
   struct BlockGuard {
-    Segment& seg;
-    void*& block;
+    const QueueCore& q;
+    QueueBlock*& block;
     ~BlockGuard() {
-      if (block) seg.deallocate(block);
+      if (block) q.recycle_block(q.seg_->offset_of(block));
     }
-  } guard{*seg_, block};
+  } guard{*this, block};
   // What the last failed attempt waited on: head, the slot in its way, the heap's room.
   // The spin re-attempts only when one of them changed.
   std::uint64_t seen_head = 0;
@@ -280,15 +343,7 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
         continue;
       }
       if (large && !block) {
-        // The heap's free-byte count is a lock-free read: checking it first keeps a producer
-        // that runs ahead of its consumers from throwing (and catching) a SegmentFull per
-        // attempt, which costs microseconds each.
-        if (seg_->free_bytes() >= payload.size() + 64) {
-          try {
-            block = seg_->allocate(payload.size(), 16);
-          } catch (const SegmentFull&) {
-          }
-        }
+        block = take_block(payload.size());
         if (!block) {
           // Space comes back as consumers take heap messages: wait for them while any is
           // queued. With none queued, only a consumer still freeing the last one's block
@@ -318,9 +373,9 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
       if (large) {
         // From here the slot owns the block: whoever frees the slot frees it.
         sl.block.store(seg_->offset_of(block), std::memory_order_relaxed);
-        void* b = std::exchange(block, nullptr);
+        QueueBlock* b = std::exchange(block, nullptr);
         crash_point(QueueCrashPoint::put_filling);
-        std::memcpy(b, payload.data(), payload.size());
+        std::memcpy(b + 1, payload.data(), payload.size());
       } else {
         crash_point(QueueCrashPoint::put_filling);
         if (!payload.empty()) std::memcpy(sl.payload, payload.data(), payload.size());
@@ -386,8 +441,10 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
       ByteView bytes;
       if (block == 0 && size <= QueueSlot::kInlineBytes) {
         bytes = ByteView(sl.payload, size);
-      } else if (block != 0 && block < seg_->size() && size <= seg_->size() - block) {
-        bytes = ByteView(static_cast<const std::byte*>(seg_->at(block)), size);
+      } else if (block != 0 && block <= seg_->size() - sizeof(QueueBlock) &&
+                 size <= seg_->at<QueueBlock>(block)->capacity &&
+                 size <= seg_->size() - block - sizeof(QueueBlock)) {
+        bytes = ByteView(reinterpret_cast<const std::byte*>(seg_->at<QueueBlock>(block) + 1), size);
       } else {
         release(sl, base + n);
         throw SegmentError("a queue slot holds an invalid message (block " + std::to_string(block) +
@@ -474,6 +531,12 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
     return "head " + std::to_string(h) + " and tail " + std::to_string(t) +
            " do not fit a ring of " + std::to_string(n) + " slots";
   }
+  for (const auto& sp : s.spare) {
+    const std::uint64_t off = sp.load(std::memory_order_relaxed);
+    if (off != 0 && (off < 16 || off > segment_size - sizeof(QueueBlock))) {
+      return "a spare block lies outside the segment (offset " + std::to_string(off) + ")";
+    }
+  }
   bool visiting = true;
   // Every slot, by the position it serves: [h, t) hold messages (or claims), the rest are
   // free for [t, h + n), possibly still being read for the lap before.
@@ -496,11 +559,12 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
         if (sl.size > QueueSlot::kInlineBytes) return "an inline message is too long" + at();
         rec.inline_bytes = ByteView(sl.payload, sl.size);
       } else {
-        if (block >= segment_size || sl.size > segment_size - block) {
+        if (block < 16 || block > segment_size - sizeof(QueueBlock) ||
+            sl.size > segment_size - block - sizeof(QueueBlock)) {
           return "a message's heap block lies outside the segment" + at();
         }
         rec.in_heap = true;
-        rec.heap_offset = block;
+        rec.heap_offset = block + sizeof(QueueBlock);
         rec.heap_size = sl.size;
       }
       if (visiting && visit) visiting = visit(rec);

@@ -48,13 +48,24 @@ struct alignas(64) QueueSlot {
 
   std::atomic<std::uint64_t> state{0};  // sequence << 24 | claimer pid
   std::atomic<std::uint64_t> block{0};  // segment offset of the payload's heap block, or 0
-                                        // (0: the payload is inline, in `payload`)
+                                        // (0: the payload is inline, in `payload`); the
+                                        // block is a QueueBlock header, then the payload
   std::uint64_t size = 0;               // payload bytes
   std::byte payload[kInlineBytes];
 };
 static_assert(sizeof(QueueSlot) == 128);
 
+// The header of a heap block that holds a large payload (which follows it). Blocks are
+// recycled through QueueState::spare, so they carry their own capacity.
+struct QueueBlock {
+  std::uint64_t capacity = 0;  // payload bytes the block can hold
+  std::uint64_t reserved = 0;
+};
+static_assert(sizeof(QueueBlock) == 16);
+
 struct QueueState {
+  static constexpr int kSpares = 8;
+
   ObjectHeader header;
 
   // Set at construction, never changed.
@@ -73,6 +84,11 @@ struct QueueState {
   alignas(64) std::atomic<std::uint32_t> all_done{0};
   std::atomic<std::uint64_t> tasks_done{0};
   std::atomic<std::uint64_t> skipped{0};  // positions claimed by producers that died
+
+  // Blocks freed by consumers, kept for producers (segment offsets, 0: none): a block goes
+  // from consumer to producer with one exchange each, without the heap's lock, and its pages
+  // are already mapped. Owned by the queue; dropped back to the heap when it runs short.
+  alignas(64) std::atomic<std::uint64_t> spare[kSpares] = {};
 
   QueueState(ObjectKind k, std::uint64_t ring_off, std::uint32_t ring_size, std::uint64_t max)
       : ring_offset(ring_off), ring_bytes(ring_size), kind(static_cast<std::uint32_t>(k)),
@@ -165,6 +181,9 @@ class QueueCore {
   QueueSlot& slot(std::uint64_t pos) const noexcept { return slots_[pos & (st_->slot_count - 1)]; }
   bool repair(QueueSlot& slot, std::uint64_t state) const;
   void release(QueueSlot& slot, std::uint64_t free_seq) const;
+  QueueBlock* take_block(std::size_t size) const;
+  void recycle_block(std::uint64_t offset) const noexcept;
+  bool drop_spares() const noexcept;
 
   std::shared_ptr<Segment> seg_;
   QueueState* st_ = nullptr;
