@@ -28,6 +28,12 @@ namespace {
 // as messages touch them). A task frame may use at most a quarter of a task queue.
 constexpr std::size_t kTaskQueueBytes = std::size_t{64} << 20;
 constexpr std::size_t kResultQueueBytes = std::size_t{128} << 20;
+// Slots of each queue's ring (128 bytes a slot; larger messages live in the segment's heap).
+// A task queue holds a few batches at a time, the result queue a few messages per worker
+// (producers wait when it is full): small rings, since a queue's ring is zeroed when it is
+// made and a standalone queue's default ring (4 MiB) took ~3 ms to zero per queue.
+constexpr std::size_t kTaskRingBytes = std::size_t{16} << 10;
+constexpr std::size_t kResultRingBytes = std::size_t{128} << 10;
 // Batches: a worker has at most kBatchesInFlight batches sent and not fully answered (one
 // running, one queued behind it, so it never waits for the parent between batches); the
 // rest wait in the parent's backlog, so apply_async never blocks. A batch holds as many
@@ -54,6 +60,11 @@ struct Command {
   char pad[3];
   std::uint32_t slot;
 };
+
+// A queue of its own anonymous segment (shared with the processes forked later).
+QueueCore make_queue(std::size_t capacity, std::size_t ring_bytes, const char* value_type) {
+  return QueueCore::named(Segment::anonymous(capacity), "", ObjectKind::queue, 0, ring_bytes, value_type);
+}
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -137,13 +148,11 @@ PoolCore::PoolCore(int processes, std::function<void()> initializer, std::size_t
   slots_.resize(static_cast<std::size_t>(processes));
   records_ = Segment::anonymous(static_cast<std::size_t>(processes) * (kStagingBytes + 4096) + (std::size_t{1} << 20));
   for (auto& s : slots_) {
-    s.tasks = std::make_unique<QueueCore>(
-        QueueCore::standalone(ObjectKind::queue, 0, kTaskQueueBytes, "mpp::Pool task"));
+    s.tasks = std::make_unique<QueueCore>(make_queue(kTaskQueueBytes, kTaskRingBytes, "mpp::Pool task"));
     s.record = new (records_->allocate(sizeof(WorkerRecord), 64)) WorkerRecord;
     s.record->staging = static_cast<std::byte*>(records_->allocate(kStagingBytes, 64));
   }
-  results_ = std::make_unique<QueueCore>(
-      QueueCore::standalone(ObjectKind::queue, 0, kResultQueueBytes, "mpp::Pool result"));
+  results_ = std::make_unique<QueueCore>(make_queue(kResultQueueBytes, kResultRingBytes, "mpp::Pool result"));
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_os_error(errno, "pipe2 (starting a Pool)");
 #ifdef __GLIBC__
