@@ -167,12 +167,12 @@ QueueCore QueueCore::named(std::shared_ptr<Segment> segment, std::string_view na
                      std::to_string(ring_bytes) + " bytes");
   }
   Segment* seg = segment.get();
-  Segment::ObjectSpec spec{name, kind, "", value_type, state_bytes(ring_bytes), 64};
+  // All-zero slots are an empty queue (free for lap 0). Zeroed memory from fresh heap space
+  // costs nothing, so a new queue does not fault in its whole ring up front.
+  Segment::ObjectSpec spec{name, kind, "", value_type, state_bytes(ring_bytes), 64, true};
   auto [mem, created] = seg->find_or_create(spec, [&](void* p) {
     std::uint64_t ring_off = seg->offset_of(p) + kStateBytes;
     new (p) QueueState(kind, ring_off, static_cast<std::uint32_t>(ring_bytes), maxsize);
-    // All-zero slots are an empty queue (free for lap 0): heap memory may be reused.
-    std::memset(seg->at(ring_off), 0, ring_bytes);
   });
   (void)created;
   return QueueCore(std::move(segment), static_cast<QueueState*>(mem));

@@ -334,6 +334,18 @@ std::size_t Segment::free_bytes() const {
 }
 
 void* Segment::allocate(std::size_t bytes, std::size_t align) {
+  bool fresh = false;
+  return allocate_block(bytes, align, fresh);
+}
+
+void* Segment::allocate_zeroed(std::size_t bytes, std::size_t align) {
+  bool fresh = false;
+  void* p = allocate_block(bytes, align, fresh);
+  if (!fresh) std::memset(p, 0, bytes);
+  return p;
+}
+
+void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh) {
   auto& im = *impl_;
   auto refuse_read_only = [&] {
     throw SegmentError("segment '" + im.name + "' is read-only: " + header().read_only_reason);
@@ -375,6 +387,7 @@ void* Segment::allocate(std::size_t bytes, std::size_t align) {
         b->state.store(static_cast<std::uint32_t>(BlockState::allocated));
         b->next.store(0, std::memory_order_relaxed);
         off = top;
+        fresh = true;
       } else {
         for (std::uint32_t k = c + 1; k < HEAP_CLASSES && off == 0; ++k) pop(k);
       }
@@ -531,7 +544,7 @@ std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
   slot->state.store(static_cast<std::uint32_t>(EntryState::building));
   void* mem = nullptr;
   try {
-    mem = allocate(spec.bytes, spec.align);
+    mem = spec.zeroed ? allocate_zeroed(spec.bytes, spec.align) : allocate(spec.bytes, spec.align);
     construct(mem);
   } catch (...) {
     if (mem) deallocate(mem);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstring>
@@ -188,6 +189,27 @@ TEST_CASE("a full heap is SegmentFull, and frees make room again") {
   CHECK(reinterpret_cast<std::uintptr_t>(aligned) % 256 == 0);
   seg->deallocate(aligned);
   seg->deallocate(big);
+}
+
+TEST_CASE("allocate_zeroed gives zeros, from fresh space and from a reused block") {
+  auto seg = Segment::anonymous(1 << 20);
+  auto all_zero = [](const void* p, std::size_t n) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    return std::all_of(c, c + n, [](unsigned char b) { return b == 0; });
+  };
+  for (std::size_t align : {std::size_t{16}, std::size_t{256}}) {
+    void* fresh = seg->allocate_zeroed(5000, align);
+    CHECK(reinterpret_cast<std::uintptr_t>(fresh) % align == 0);
+    CHECK(all_zero(fresh, 5000));
+    std::memset(fresh, 0xA5, 5000);
+    seg->deallocate(fresh);
+    // The same size class serves the freed, dirty block again.
+    void* reused = seg->allocate_zeroed(5000, align);
+    CHECK(reused == fresh);
+    CHECK(all_zero(reused, 5000));
+    seg->deallocate(reused);
+  }
+  CHECK(seg->check_heap());
 }
 
 TEST_CASE("the directory finds by name, publishes whole objects and refuses other types") {

@@ -84,6 +84,10 @@ class Segment {
   // survive a holder of the allocator's lock being killed: the lock is recovered and the
   // heap checked; a heap found corrupt turns the segment read-only (SegmentError).
   void* allocate(std::size_t bytes, std::size_t align = 16);
+  // As allocate(), with the `bytes` returned all zero. Cheap for fresh heap space, which is
+  // zero already (a segment starts as a zero-filled file and fresh space was never handed
+  // out): its pages are not even touched. Only a reused block is cleared.
+  void* allocate_zeroed(std::size_t bytes, std::size_t align = 16);
   void deallocate(void* p) noexcept;
 
   // Position independence: every pointer stored inside the segment is an offset from its
@@ -105,6 +109,7 @@ class Segment {
     std::string value_type;      // detail::type_fingerprint<V>() or empty
     std::size_t bytes;           // size of the object's state (it starts with an ObjectHeader)
     std::size_t align = alignof(std::max_align_t);
+    bool zeroed = false;  // the memory reaches `construct` zero-filled (allocate_zeroed)
   };
 
   // Finds the named object, or allocates `spec.bytes`, runs `construct(memory)` and then
@@ -122,6 +127,8 @@ class Segment {
 
  private:
   explicit Segment(std::unique_ptr<Impl> impl);
+  // allocate(), telling whether the block is fresh heap space (never handed out: zero).
+  void* allocate_block(std::size_t bytes, std::size_t align, bool& fresh);
   std::unique_ptr<Impl> impl_;
   char* base_;  // the mapping's address in this process (inline offset arithmetic)
 };
