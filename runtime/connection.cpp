@@ -1,6 +1,7 @@
 #include "mpp/connection.hpp"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -9,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+
+#include "mpp/detail/spin.hpp"
 
 namespace mpp {
 namespace {
@@ -141,14 +144,43 @@ void ConnectionBase::send_frame(detail::ByteView payload) {
   }
 }
 
-std::size_t ConnectionBase::recv_record(void* dst, std::size_t cap, std::size_t cap2, void* dst2) {
+std::size_t ConnectionBase::recv_record(void* dst, std::size_t cap, std::size_t cap2, void* dst2,
+                                        bool spin) {
   iovec iov[2] = {{dst, cap}, {dst2, cap2}};
   msghdr m{};
   m.msg_iov = iov;
   m.msg_iovlen = dst2 ? 2 : 1;
-  ssize_t r;
-  do r = ::recvmsg(fd_, &m, 0);
-  while (r < 0 && errno == EINTR);
+  ssize_t r = -1;
+  bool done = false;
+  if (spin) {
+    // Non-blocking receives for up to the spin budget (detail/spin.hpp): a peer that
+    // answers within it is caught without the sleep and wake-up of a blocking receive.
+    const auto start = detail::Clock::now();
+    const auto end = start + std::chrono::nanoseconds(spin_ns_);
+    const auto yield_from = start + std::chrono::nanoseconds(detail::kYieldAfterNs);
+    for (;;) {
+      r = ::recvmsg(fd_, &m, MSG_DONTWAIT);
+      if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        if (r >= 0) detail::spin_caught(spin_ns_, detail::Clock::now() - start);
+        done = true;
+        break;
+      }
+      auto now = detail::Clock::now();
+      if (now >= end) {
+        detail::spin_missed(spin_ns_);
+        break;
+      }
+      if (now >= yield_from) {
+        sched_yield();
+      } else {
+        for (int k = 0; k < 16; ++k) detail::cpu_relax();
+      }
+    }
+  }
+  if (!done) {
+    do r = ::recvmsg(fd_, &m, 0);
+    while (r < 0 && errno == EINTR);
+  }
   if (r < 0) throw_os_error(errno, "recv on a Connection");
   if (m.msg_flags & MSG_TRUNC) {
     protocol_error("received a record longer than its frame allows");
@@ -159,7 +191,7 @@ std::size_t ConnectionBase::recv_record(void* dst, std::size_t cap, std::size_t 
 void ConnectionBase::recv_first(FrameStart& f) {
   check_open(true);
   FrameHeader h;
-  std::size_t n = recv_record(&h, sizeof h, sizeof f.head, f.head);
+  std::size_t n = recv_record(&h, sizeof h, sizeof f.head, f.head, /*spin=*/true);
   if (n == 0) throw EOFError("the other end of the Connection was closed; nothing is left");
   if (n < sizeof h) {
     protocol_error("truncated frame: a record of " + std::to_string(n) +

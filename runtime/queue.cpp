@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "mpp/detail/shared_lock.hpp"
+#include "mpp/detail/spin.hpp"
 
 namespace mpp::detail {
 namespace {
@@ -33,14 +34,6 @@ constexpr std::int64_t seq_diff(std::uint64_t a, std::uint64_t b) {
 }
 
 constexpr std::size_t kStateBytes = (sizeof(QueueState) + 63) & ~std::size_t{63};
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 inline void crash_point(QueueCrashPoint where) {
   if (queue_crash_hook) [[unlikely]] queue_crash_hook(where);
@@ -64,21 +57,8 @@ bool process_gone(pid_t pid) {
   return true;
 }
 
-// How long a blocked caller spins before it sleeps on a futex. A futex wake-up of an idle
-// core costs 5-45 us on a VM and a cache-line transfer ~0.05 us: a peer that answers within
-// the spin is caught without a system call, while an idle queue costs at most this much CPU
-// per blocked call and nothing once asleep. The budget adapts per handle between a floor and
-// a ceiling: it grows to twice the longest wait that spinning caught and halves when the
-// caller had to sleep anyway. The floor matters: a budget allowed to shrink towards zero
-// (as it could before) never catches a busy peer again, so every message of a ping-pong paid
-// two futex round trips (31 us measured against 4.9 us for a raw futex ping-pong).
-constexpr std::uint32_t kSpinMinNs = 10'000;
-constexpr std::uint32_t kSpinMaxNs = 50'000;
+// The spin before a futex sleep: see detail/spin.hpp for the budget and why.
 constexpr unsigned kMaxBackoff = 16;  // pause instructions between two polls, at most
-// After this long spinning, each poll also yields the CPU: on an oversubscribed machine the
-// peer we wait for may be queued behind us on this very core, and a pure pause loop would
-// keep it from running for the whole budget.
-constexpr std::uint32_t kYieldAfterNs = 3'000;
 
 // The longest a blocked caller sleeps before it looks again by itself (see block_until).
 constexpr auto kMaxSleep = std::chrono::milliseconds(100);
@@ -117,9 +97,7 @@ bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t
   // little lets the peer write several messages before we look again.
   for (unsigned backoff = 1;; backoff = std::min(backoff * 2, kMaxBackoff)) {
     if (changed() && attempt(false)) {
-      auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - spin_start);
-      auto want = static_cast<std::uint32_t>(std::min<std::int64_t>(kSpinMaxNs, 2 * waited.count()));
-      spin_ns = std::max(spin_ns, want);
+      spin_caught(spin_ns, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - spin_start));
       return true;
     }
     for (unsigned k = 0; k < backoff; ++k) cpu_relax();
@@ -127,7 +105,7 @@ bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t
     if (now >= spin_end) break;
     if (now >= yield_from) sched_yield();
   }
-  spin_ns = std::max(kSpinMinNs, spin_ns / 2);
+  spin_missed(spin_ns);
   for (;;) {
     std::uint32_t key = w.fetch_or(1u, std::memory_order_seq_cst) | 1u;
     if (attempt(true)) return true;
@@ -524,6 +502,10 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
   if (!std::has_single_bit(n) || n < 2 || n * sizeof(QueueSlot) != s.ring_bytes) {
     return "the slot count " + std::to_string(n) + " does not match a ring of " +
            std::to_string(s.ring_bytes) + " bytes";
+  }
+  if (reinterpret_cast<std::uintptr_t>(ring) % alignof(QueueSlot) != 0) {
+    return "the ring is not aligned to " + std::to_string(alignof(QueueSlot)) +
+           " bytes (a corrupt ring offset)";
   }
   const auto* slots = reinterpret_cast<const QueueSlot*>(ring);
   const std::uint64_t h = s.head.load(), t = s.tail.load();

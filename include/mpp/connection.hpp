@@ -134,8 +134,10 @@ class ConnectionBase {
   // arrive.
   void recv_payload(std::string& out, const FrameStart& f);
   // One record into dst (cap bytes), then dst2 (cap2); 0 at EOF. A record that does not
-  // fit is a DecodeError (closes).
-  std::size_t recv_record(void* dst, std::size_t cap, std::size_t cap2 = 0, void* dst2 = nullptr);
+  // fit is a DecodeError (closes). With `spin`, polls for up to this end's adaptive spin
+  // budget (detail/spin.hpp) before it blocks.
+  std::size_t recv_record(void* dst, std::size_t cap, std::size_t cap2 = 0, void* dst2 = nullptr,
+                          bool spin = false);
 
  private:
   bool poll_until(std::optional<detail::Clock::time_point> deadline);
@@ -146,6 +148,7 @@ class ConnectionBase {
   bool readable_ = false;
   bool writable_ = false;
   std::size_t max_message_ = default_max_message_bytes;
+  std::uint32_t spin_ns_ = 20'000;  // this end's spin before a blocking receive (ns)
 };
 
 // One end of a Pipe carrying values of type T through the codec (detail/codec.hpp):
