@@ -5,24 +5,16 @@
 //
 // Flags: --host (127.0.0.1), --port (5000; 0 picks a free one), --authkey (abc).
 #include <cstdio>
-#include <cstring>
 #include <random>
 #include <string>
 
 #include "mpp/net/manager.hpp"
+#include "net_flags.hpp"
 
 int main(int argc, char** argv) {
-  mpp::net::Address address{"127.0.0.1", 5000};
-  std::string authkey = "abc";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--host")) address.host = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--port")) address.port = static_cast<std::uint16_t>(std::stoi(argv[i + 1]));
-    else if (!std::strcmp(argv[i], "--authkey")) authkey = argv[i + 1];
-    else {
-      std::fprintf(stderr, "usage: %s [--host H] [--port P] [--authkey K]\n", argv[0]);
-      return 2;
-    }
-  }
+  const net_example::Flags flags = net_example::parse(argc, argv);
+  const mpp::net::Address& address = flags.address;
+  const std::string& authkey = flags.authkey;
 
   // Register two queues on the network under the names the workers ask for.
   mpp::net::BaseManager manager(address, authkey);

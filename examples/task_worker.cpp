@@ -11,21 +11,19 @@
 #include <thread>
 
 #include "mpp/net/manager.hpp"
+#include "net_flags.hpp"
 
 int main(int argc, char** argv) {
-  mpp::net::Address address{"127.0.0.1", 5000};
-  std::string authkey = "abc";
   double delay = 1.0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--host")) address.host = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--port")) address.port = static_cast<std::uint16_t>(std::stoi(argv[i + 1]));
-    else if (!std::strcmp(argv[i], "--authkey")) authkey = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--delay")) delay = std::stod(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "usage: %s [--host H] [--port P] [--authkey K] [--delay S]\n", argv[0]);
-      return 2;
-    }
-  }
+  const net_example::Flags flags =
+      net_example::parse(argc, argv, "[--host H] [--port P] [--authkey K] [--delay S]",
+                         [&](const char* name, const char* value) {
+                           if (std::strcmp(name, "--delay") != 0) return false;
+                           delay = std::stod(value);
+                           return true;
+                         });
+  const mpp::net::Address& address = flags.address;
+  const std::string& authkey = flags.authkey;
 
   mpp::net::BaseManager manager(address, authkey);
   manager.connect();

@@ -1,7 +1,6 @@
 #include "mpp/connection.hpp"
 
 #include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -151,32 +150,15 @@ std::size_t ConnectionBase::recv_record(void* dst, std::size_t cap, std::size_t 
   m.msg_iov = iov;
   m.msg_iovlen = dst2 ? 2 : 1;
   ssize_t r = -1;
-  bool done = false;
-  if (spin) {
-    // Non-blocking receives for up to the spin budget (detail/spin.hpp): a peer that
-    // answers within it is caught without the sleep and wake-up of a blocking receive.
-    const auto start = detail::Clock::now();
-    const auto end = start + std::chrono::nanoseconds(spin_ns_);
-    const auto yield_from = start + std::chrono::nanoseconds(detail::kYieldAfterNs);
-    for (;;) {
-      r = ::recvmsg(fd_, &m, MSG_DONTWAIT);
-      if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        if (r >= 0) detail::spin_caught(spin_ns_, detail::Clock::now() - start);
-        done = true;
-        break;
-      }
-      auto now = detail::Clock::now();
-      if (now >= end) {
-        detail::spin_missed(spin_ns_);
-        break;
-      }
-      if (now >= yield_from) {
-        sched_yield();
-      } else {
-        for (int k = 0; k < 16; ++k) detail::cpu_relax();
-      }
-    }
-  }
+  // Non-blocking receives for up to the spin budget (detail/spin.hpp): a peer that answers
+  // within it is caught without the sleep and wake-up of a blocking receive.
+  bool done = spin && detail::spin_until(
+                          [&] {
+                            r = ::recvmsg(fd_, &m, MSG_DONTWAIT);
+                            return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+                                              errno != EINTR);
+                          },
+                          spin_ns_);
   if (!done) {
     do r = ::recvmsg(fd_, &m, 0);
     while (r < 0 && errno == EINTR);

@@ -291,14 +291,7 @@ void PoolCore::worker_main(int slot) {
       initializer_();
     } catch (...) {
       std::string f = record_of(ResultHeader{0, ResultKind::init_failed, uslot, me, 0});
-      std::string what = "unknown exception";
-      try {
-        throw;
-      } catch (const std::exception& e) {
-        what = e.what();
-      } catch (...) {
-      }
-      append_error(f, current_exception_type_name(), what);
+      append_error(f, current_exception_type_name(), current_exception_what());
       seal_record(f);
       try {
         results_->put(as_bytes(f), std::nullopt);
@@ -353,16 +346,9 @@ void PoolCore::worker_main(int slot) {
         th.trampoline(frame.data() + sizeof th,
                       frame.subspan(sizeof th + th.callable_size), out);
       } catch (...) {
-        std::string what = "unknown exception";
-        try {
-          throw;
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
         rh.kind = ResultKind::error;
         out.resize(sizeof(std::uint32_t) + sizeof rh);
-        append_error(out, current_exception_type_name(), what);
+        append_error(out, current_exception_type_name(), current_exception_what());
       }
       Clock::time_point now = Clock::now();
       auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - started).count();

@@ -57,9 +57,6 @@ bool process_gone(pid_t pid) {
   return true;
 }
 
-// The spin before a futex sleep: see detail/spin.hpp for the budget and why.
-constexpr unsigned kMaxBackoff = 16;  // pause instructions between two polls, at most
-
 // The longest a blocked caller sleeps before it looks again by itself (see block_until).
 constexpr auto kMaxSleep = std::chrono::milliseconds(100);
 
@@ -88,24 +85,8 @@ bool block_until(Attempt&& attempt, Changed&& changed, std::atomic<std::uint32_t
                  std::optional<Clock::time_point> deadline, std::uint32_t& spin_ns) {
   if (attempt(false)) return true;
   if (deadline && Clock::now() >= *deadline) return attempt(true);
-  const auto spin_start = Clock::now();
-  auto spin_end = spin_start + std::chrono::nanoseconds(spin_ns);
-  if (deadline && *deadline < spin_end) spin_end = *deadline;
-  const auto yield_from = spin_start + std::chrono::nanoseconds(kYieldAfterNs);
-  // Poll with exponential backoff: a caller that polls the peer's cache line on every
-  // message makes that line (and the slot's) travel between cores per message; waiting a
-  // little lets the peer write several messages before we look again.
-  for (unsigned backoff = 1;; backoff = std::min(backoff * 2, kMaxBackoff)) {
-    if (changed() && attempt(false)) {
-      spin_caught(spin_ns, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - spin_start));
-      return true;
-    }
-    for (unsigned k = 0; k < backoff; ++k) cpu_relax();
-    auto now = Clock::now();
-    if (now >= spin_end) break;
-    if (now >= yield_from) sched_yield();
-  }
-  spin_missed(spin_ns);
+  // The spin before a futex sleep: see detail/spin.hpp for the budget and why.
+  if (spin_until([&] { return changed() && attempt(false); }, spin_ns, deadline)) return true;
   for (;;) {
     std::uint32_t key = w.fetch_or(1u, std::memory_order_seq_cst) | 1u;
     if (attempt(true)) return true;

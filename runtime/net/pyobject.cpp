@@ -162,21 +162,28 @@ void escape_byte(std::string& out, unsigned char c) {
   out.push_back(hex[c & 15]);
 }
 
+// The escapes that Python's str and bytes reprs share: a backslash before `\` and the quote,
+// and \n \r \t. Returns false, appending nothing, for any other byte.
+bool append_shared_escape(std::string& out, unsigned char c, char q) {
+  switch (c) {
+    case '\n': out += "\\n"; return true;
+    case '\r': out += "\\r"; return true;
+    case '\t': out += "\\t"; return true;
+    default:
+      if (c != '\\' && c != static_cast<unsigned char>(q)) return false;
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+      return true;
+  }
+}
+
 std::string str_repr(std::string_view s) {
   char q = quote_for(s);
   std::string out(1, q);
   for (std::size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<unsigned char>(s[i]);
-    if (c == '\\' || c == static_cast<unsigned char>(q)) {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
+    if (append_shared_escape(out, c, q)) continue;
+    if (c < 0x20 || c == 0x7f) {
       escape_byte(out, c);
     } else if (c == 0xc2 && i + 1 < s.size() &&
                static_cast<unsigned char>(s[i + 1]) <= 0xa0) {  // U+0080..U+00A0: not printable
@@ -196,16 +203,8 @@ std::string bytes_repr(std::string_view s) {
   out.push_back(q);
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
-    if (c == '\\' || c == static_cast<unsigned char>(q)) {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c >= 0x7f) {
+    if (append_shared_escape(out, c, q)) continue;
+    if (c < 0x20 || c >= 0x7f) {
       escape_byte(out, c);
     } else {
       out.push_back(ch);

@@ -5,6 +5,7 @@
 #include <cxxabi.h>
 
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <string>
 #include <typeinfo>
@@ -24,6 +25,18 @@ inline std::string demangle(const std::type_info& ti) {
 inline std::string current_exception_type_name() {
   const std::type_info* ti = abi::__cxa_current_exception_type();
   return ti ? demangle(*ti) : std::string("unknown exception");
+}
+
+// what() of the exception being handled (call inside a catch block), or "unknown
+// exception" when it is not a std::exception.
+inline std::string current_exception_what() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
 }
 
 }  // namespace mpp::detail

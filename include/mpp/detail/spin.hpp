@@ -8,9 +8,14 @@
 // again, and every message of a ping-pong then pays two sleeps.
 #pragma once
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <optional>
+
+#include "mpp/detail/futex.hpp"
 
 namespace mpp::detail {
 
@@ -29,15 +34,35 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// A spin that caught its event after `waited`: the budget grows to cover twice that.
-inline void spin_caught(std::uint32_t& budget_ns, std::chrono::nanoseconds waited) noexcept {
-  auto want = static_cast<std::uint32_t>(std::min<std::int64_t>(kSpinMaxNs, 2 * waited.count()));
-  budget_ns = std::max(budget_ns, want);
-}
+inline constexpr unsigned kMaxBackoff = 16;  // pause instructions between two polls, at most
 
-// A spin that ran out: the caller sleeps, and spins half as long next time.
-inline void spin_missed(std::uint32_t& budget_ns) noexcept {
+// Polls `caught()` until it returns true or the budget (cut short by `deadline`) is spent,
+// and adapts the budget: grown to twice the wait when caught, halved when it ran out.
+// Returns whether it was caught; the caller then sleeps in the kernel. Polls back off
+// exponentially: a caller that polls the peer's cache line on every message makes that
+// line travel between cores per message; waiting a little lets the peer write several
+// messages before we look again.
+template <class Caught>
+bool spin_until(Caught&& caught, std::uint32_t& budget_ns,
+                std::optional<Clock::time_point> deadline = std::nullopt) {
+  const auto start = Clock::now();
+  auto end = start + std::chrono::nanoseconds(budget_ns);
+  if (deadline && *deadline < end) end = *deadline;
+  const auto yield_from = start + std::chrono::nanoseconds(kYieldAfterNs);
+  for (unsigned backoff = 1;; backoff = std::min(backoff * 2, kMaxBackoff)) {
+    if (caught()) {
+      auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
+      auto want = static_cast<std::uint32_t>(std::min<std::int64_t>(kSpinMaxNs, 2 * waited.count()));
+      budget_ns = std::max(budget_ns, want);
+      return true;
+    }
+    for (unsigned k = 0; k < backoff; ++k) cpu_relax();
+    auto now = Clock::now();
+    if (now >= end) break;
+    if (now >= yield_from) sched_yield();
+  }
   budget_ns = std::max(kSpinMinNs, budget_ns / 2);
+  return false;
 }
 
 }  // namespace mpp::detail
