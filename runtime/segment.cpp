@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "mpp/detail/segment_check.hpp"
+#include "mpp/detail/segment_tracker.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::detail {
@@ -95,7 +96,7 @@ struct Segment::Impl {
   ~Impl() {
     if (base) munmap(base, size);
     if (!name.empty() && creator != 0 && creator == getpid() && !persist) {
-      shm_unlink(shm_path(name).c_str());
+      release_created_segment(name);  // removed now, or by the tracker once no one maps it
     }
   }
 };
@@ -169,6 +170,16 @@ std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t by
     }
     throw_os_error(e, "creating segment '" + name + "'");
   }
+  // From here on the file is removed when this process ends, however it ends.
+  if (!options.persist) {
+    try {
+      track_created_segment(name, fd);
+    } catch (...) {
+      close(fd);
+      shm_unlink(shm_path(name).c_str());
+      throw;
+    }
+  }
   auto fail = [&](int e, const std::string& what) {
     close(fd);
     shm_unlink(shm_path(name).c_str());
@@ -219,6 +230,11 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
       int e = errno;
       close(fd);
       throw_os_error(e, "fstat of segment '" + name + "'");
+    }
+    if (st.st_nlink == 0) {  // removed by its tracker as we opened it: its users are gone
+      close(fd);
+      throw FileNotFoundError(ENOENT, "segment '" + name + "' was removed as it was being attached "
+                                      "(its creator and every process using it had ended)");
     }
     auto file_size = static_cast<std::size_t>(st.st_size);
     std::string problem;

@@ -22,8 +22,10 @@
 
 #include "mpp/errors.hpp"
 #include "support/child.hpp"
+#include "support/shm.hpp"
 
 using namespace std::chrono_literals;
+using mpp::test::dev_shm;
 
 namespace {
 
@@ -51,15 +53,6 @@ std::set<pid_t> children_now() {
     }
   }
   closedir(d);
-  return out;
-}
-
-std::set<std::string> dev_shm() {
-  std::set<std::string> out;
-  if (DIR* d = opendir("/dev/shm")) {
-    while (auto* e = readdir(d)) out.insert(e->d_name);
-    closedir(d);
-  }
   return out;
 }
 

@@ -7,9 +7,10 @@
 // The binary layout (header, directory, ObjectHeader) is in segment_format.hpp, readable
 // without the C++ types of the objects; mpp-inspect depends on it.
 //
-// Ownership: the process that created a named segment removes it when its last handle
-// is released in that process, unless persist() was called; never in a forked child, never
-// in a process that attached.
+// Ownership: a named segment that was not persisted is removed when its creator has ended
+// or released it (in any way, even SIGKILL) and no process maps it any more: at once when
+// the creator releases its last handle and no one else uses it, else by the creator's
+// tracker process (segment_tracker.hpp) within 0.1 s of its last user's end.
 #pragma once
 
 #include <sys/types.h>
