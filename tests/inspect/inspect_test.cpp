@@ -1,10 +1,13 @@
 // mpp-inspect against live segments and against garbage. The tool is run as users run it
 // (a separate program, its text and JSON output parsed); the reader is also fed thousands
 // of mutated segment images, which must each give a clean answer or a clean error.
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 #include <cstdio>
@@ -17,6 +20,7 @@
 
 #include "dump.hpp"
 #include "mpp/detail/segment.hpp"
+#include "mpp/detail/segment_tracker.hpp"
 #include "mpp/manager.hpp"
 #include "segment_reader.hpp"
 #include "support/child.hpp"
@@ -236,14 +240,25 @@ TEST_CASE("gc removes only segments whose creator is dead and that nobody maps")
   int ready[2];
   REQUIRE(pipe(ready) == 0);
   // A creator that makes two segments, keeps them (persist off: it dies without cleaning up),
-  // and dies by SIGKILL; then a second process keeps `mapped` mapped.
+  // and dies by SIGKILL after its segment tracker was SIGKILLed too (else the tracker would
+  // remove them: this is the leak that only a kill of both leaves); then a second process
+  // keeps `mapped` mapped.
+  mpp::test::SharedMapping<std::atomic<pid_t>> tracker(0);
   mpp::test::Child creator([&](int fd) {
     auto a = Segment::create(orphan, 1 << 18);
     auto b = Segment::create(mapped, 1 << 18);
+    *tracker = mpp::detail::segment_tracker_pid();
     mpp::test::signal_ready(fd);
     pause();
   });
   REQUIRE(creator.wait_ready());
+  REQUIRE(*tracker > 0);
+  int tracker_fd = static_cast<int>(syscall(SYS_pidfd_open, tracker->load(), 0));
+  REQUIRE(tracker_fd >= 0);
+  REQUIRE(kill(*tracker, SIGKILL) == 0);
+  pollfd tracker_ended{tracker_fd, POLLIN, 0};
+  REQUIRE(poll(&tracker_ended, 1, 10'000) == 1);  // it is gone before its creator is
+  close(tracker_fd);
   creator.kill_and_reap();
   mpp::test::Child mapper([&](int fd) {
     auto b = Segment::attach(mapped);
