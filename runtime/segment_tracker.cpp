@@ -149,9 +149,6 @@ std::int64_t now_ms() {
 [[noreturn]] void run_tracker(int fd) {
   Table table;
   Message m{};
-  m.op = Op::ready;
-  m.pid = getpid();
-  if (send(fd, &m, sizeof m, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof m)) _exit(1);
   bool creator_gone = false;
   std::int64_t next_sweep = 0;
   for (;;) {
@@ -365,8 +362,13 @@ bool tracker_in_main_program() {
 
 // Forks the tracker (with g.m held). Everything the children use is made before the fork:
 // after it they may not allocate. _Fork runs no atfork handlers (ours would deadlock on
-// g.m), which is fine since neither child returns to the program.
-bool try_start(bool reexec) {
+// g.m), which is fine since neither child returns to the program. The creator does not wait
+// for the tracker to be up: the socket exists before the fork, so what the creator sends,
+// and its end of file, wait in the socket for the tracker whenever it gets to read them.
+void start_tracker() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
+  drop_tracker();
   std::vector<std::string> env_store;
   for (char** e = environ; e && *e; ++e) {
     if (std::strncmp(*e, TRACKER_ENV, sizeof TRACKER_ENV - 1) != 0) env_store.emplace_back(*e);
@@ -377,6 +379,7 @@ bool try_start(bool reexec) {
   envp.push_back(nullptr);
   std::string argv0 = TRACKER_ARGV0;
   char* argv[] = {argv0.data(), nullptr};
+  const bool reexec = g.reexec && tracker_in_main_program();
 
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -392,37 +395,34 @@ bool try_start(bool reexec) {
   if (mid == 0) {
     setsid();
     pid_t t = _Fork();
-    if (t != 0) _exit(t < 0 ? 1 : 0);
+    if (t < 0) _exit(1);
+    if (t > 0) {
+      // The tracker's pid, from its end of the socket to the creator's.
+      Message ready{};
+      ready.op = Op::ready;
+      ready.pid = t;
+      _exit(send(sv[1], &ready, sizeof ready, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof ready) ? 0 : 1);
+    }
     become_tracker(sv[1], sv[0], reexec ? argv : nullptr, envp.data());
   }
   close(sv[1]);
   int status = 0;
   while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
   }  // ECHILD too: SIGCHLD ignored, or the program's own handler reaped it
+  Message m{};
   pollfd p{sv[0], POLLIN, 0};
   int r;
-  do r = poll(&p, 1, START_TIMEOUT_MS);
+  do r = poll(&p, 1, START_TIMEOUT_MS);  // at once, unless the middle process was reaped elsewhere
   while (r < 0 && errno == EINTR);
-  Message m{};
   if (r == 1 && recv(sv[0], &m, sizeof m, 0) == static_cast<ssize_t>(sizeof m) && m.op == Op::ready) {
     g.fd = sv[0];
     g.pid = m.pid;
     g.owner = getpid();
-    return true;
+    return;
   }
   close(sv[0]);
-  return false;
-}
-
-void start_tracker() {
-  static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
-  drop_tracker();
-  bool reexec = g.reexec && tracker_in_main_program();
-  if (try_start(reexec)) return;
-  if (reexec && try_start(false)) return;
   throw OSError(EAGAIN, "could not start the segment tracker (the process that removes this "
-                        "process's segments from /dev/shm when it ends); see ulimit -u");
+                        "process's segments from /dev/shm when it ends): fork failed; see ulimit -u");
 }
 
 Message message(Op op, const std::string& name, std::uint64_t dev, std::uint64_t ino) {

@@ -7,9 +7,10 @@
 //   auto l = m.list<double>("samples");
 //
 // A Manager and every object handle it gives out are cheap values holding a shared_ptr to
-// the segment: copy them freely, use them in forked children. The segment is removed when
-// the last handle is released in the process that created it (never in a forked child, never
-// by an attacher), unless persist() was called. Objects are found by name: asking again for
+// the segment: copy them freely, use them in forked children. Unless persist() was called,
+// the segment is removed once the process that created it has released its last handle or
+// ended in any way (even killed), and no process maps it any more: an attacher or a forked
+// child still using it keeps it alive. Objects are found by name: asking again for
 // a name returns the same object; asking with another kind or other types throws
 // TypeMismatch naming both.
 //
