@@ -78,6 +78,13 @@ struct Tracker {
 
   bool running() const { return ::running(pid, ticks); }
 
+  std::string command() const {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string argv0;
+    std::getline(f, argv0, '\0');
+    return argv0;
+  }
+
   // Whether it holds a mapping or a descriptor of /dev/shm/<name> (it must hold neither).
   bool holds(const std::string& name) const {
     std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
@@ -251,6 +258,12 @@ void run(End end, bool with_attacher, bool reexec = true, bool kill_attacher = f
   CHECK(tracker.pid != creator->pid());
   CHECK(tracker.running());
   CHECK(within(1000ms, [&] { return !tracker.holds(name); }));  // once it has shed the creator's
+  // Re-executed, it is a fresh image of the program, not a copy of the creator's memory.
+  if (reexec) {
+    CHECK(within(1000ms, [&] { return tracker.command() == "mpp-segment-tracker"; }));
+  } else {
+    CHECK(tracker.command() != "mpp-segment-tracker");
+  }
   CHECK(getsid(tracker.pid) != getsid(creator->pid()));  // Ctrl-C and hangups do not reach it
   REQUIRE(shm_exists(name));
   std::unique_ptr<Child> attacher;
