@@ -161,7 +161,11 @@ std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t by
                                          CreateOptions options) {
   validate_name(name);
   Layout l = layout_for(bytes, options.directory_entries, "creating segment '" + name + "'");
-  int fd = shm_open(shm_path(name).c_str(), O_RDWR | O_CREAT | O_EXCL, options.mode & 0777);
+  // A segment that is not persisted is made by this process's tracker, which then removes
+  // it once this process has ended (however) and no one maps it.
+  int fd = options.persist
+               ? shm_open(shm_path(name).c_str(), O_RDWR | O_CREAT | O_EXCL, options.mode & 0777)
+               : open_tracked_segment(name, options.mode & 0777);
   if (fd < 0) {
     int e = errno;
     if (e == EEXIST) {
@@ -169,16 +173,6 @@ std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t by
                                "or remove it (mpp-inspect rm " + name + ")");
     }
     throw_os_error(e, "creating segment '" + name + "'");
-  }
-  // From here on the file is removed when this process ends, however it ends.
-  if (!options.persist) {
-    try {
-      track_created_segment(name, fd);
-    } catch (...) {
-      close(fd);
-      shm_unlink(shm_path(name).c_str());
-      throw;
-    }
   }
   auto fail = [&](int e, const std::string& what) {
     close(fd);

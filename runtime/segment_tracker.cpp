@@ -41,14 +41,18 @@ constexpr char TRACKER_ARGV0[] = "mpp-segment-tracker";
 constexpr char TRACKER_ENV[] = "MPP_SEGMENT_TRACKER_FD";
 constexpr char TRACKER_COMM[] = "mpp-tracker";
 
-// One message, creator -> tracker (track, release) or tracker -> creator (ready and the
-// replies to release). SOCK_SEQPACKET keeps each one whole.
-enum class Op : std::uint32_t { track = 1, release = 2, removed = 3, kept = 4, unknown = 5, ready = 6 };
+// One message, creator -> tracker (create, release) or tracker -> creator (ready, and the
+// replies: created, with the new file's descriptor attached unless `error`; removed, kept or
+// unknown). SOCK_SEQPACKET keeps each one whole.
+enum class Op : std::uint32_t {
+  create = 1, release = 2, created = 3, removed = 4, kept = 5, unknown = 6, ready = 7
+};
 
 struct Message {
   Op op;
-  std::int32_t pid;  // ready: the tracker's pid
-  std::uint64_t dev, ino;
+  std::int32_t pid;     // ready: the tracker's pid
+  std::uint32_t mode;   // create: the file's mode
+  std::int32_t error;   // created: errno of the failed open, or 0
   char name[MAX_SEGMENT_NAME + 1];
 };
 
@@ -140,6 +144,47 @@ Verdict settle(const Entry& e) {
   return v;
 }
 
+// Makes the segment's file for the creator (O_EXCL, as shm_open does it) and hands it over
+// through the socket. The tracker made it, so it tracks it before the creator could die
+// with it: there is no moment at which a kill of the creator leaks the file. If the creator
+// dies before it receives the descriptor, the one in flight is closed with the socket.
+void create_for_creator(Table& table, int fd, const char* path, std::uint32_t mode) {
+  Message reply{};
+  reply.op = Op::created;
+  int file = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 0777);
+  struct stat st {};
+  Entry* e = nullptr;
+  if (file < 0) {
+    reply.error = errno;
+  } else if (fstat(file, &st) != 0 || (e = table.find(path), !e && !(e = table.add()))) {
+    reply.error = errno ? errno : ENOMEM;
+    unlink(path);
+    close(file);
+    file = -1;
+  } else {
+    e->dev = st.st_dev;
+    e->ino = st.st_ino;
+    e->released = false;
+    std::memcpy(e->path, path, sizeof e->path);
+  }
+  iovec io{&reply, sizeof reply};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &io;
+  msg.msg_iovlen = 1;
+  if (file >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &file, sizeof file);
+  }
+  sendmsg(fd, &msg, MSG_NOSIGNAL);
+  if (file >= 0) close(file);  // the creator holds it now (or it died: then no one does)
+}
+
 std::int64_t now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -182,13 +227,8 @@ std::int64_t now_ms() {
     char path[sizeof SHM_DIR + MAX_SEGMENT_NAME];
     make_path(path, m.name);
     Entry* e = table.find(path);
-    if (m.op == Op::track) {
-      if (!e) e = table.add();
-      if (!e) continue;  // out of memory: this one is removed only at a normal release
-      e->dev = m.dev;
-      e->ino = m.ino;
-      e->released = false;
-      std::memcpy(e->path, path, sizeof path);
+    if (m.op == Op::create) {
+      create_for_creator(table, fd, path, m.mode);
     } else if (m.op == Op::release) {
       Message reply{};
       reply.op = Op::unknown;
@@ -314,6 +354,8 @@ struct CreatorState {
   int fd = -1;       // our end of the socket (O_CLOEXEC; closed in forked children)
   pid_t pid = 0;     // the tracker
   pid_t owner = 0;   // the process that started it
+  uid_t euid = 0;    // the credentials it has, and so the owner of the files it makes
+  gid_t egid = 0;
   bool reexec = true;
 };
 CreatorState g;  // constant-initialised, and trivially destructible in effect: usable at exit
@@ -418,6 +460,8 @@ void start_tracker() {
     g.fd = sv[0];
     g.pid = m.pid;
     g.owner = getpid();
+    g.euid = geteuid();
+    g.egid = getegid();
     return;
   }
   close(sv[0]);
@@ -425,28 +469,65 @@ void start_tracker() {
                         "process's segments from /dev/shm when it ends): fork failed; see ulimit -u");
 }
 
-Message message(Op op, const std::string& name, std::uint64_t dev, std::uint64_t ino) {
+Message message(Op op, const std::string& name) {
   Message m{};
   m.op = op;
-  m.dev = dev;
-  m.ino = ino;
   std::memcpy(m.name, name.data(), std::min(name.size(), MAX_SEGMENT_NAME));
   return m;
 }
 
+// The tracker's reply to the request just sent (with g.m held), and the descriptor that
+// came with it, if any. False when none came within REPLY_TIMEOUT_MS.
+bool receive(Message& reply, int* file) {
+  pollfd p{g.fd, POLLIN, 0};
+  int r;
+  do r = poll(&p, 1, REPLY_TIMEOUT_MS);
+  while (r < 0 && errno == EINTR);
+  if (r != 1) return false;
+  iovec io{&reply, sizeof reply};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &io;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  if (recvmsg(g.fd, &msg, MSG_CMSG_CLOEXEC) != static_cast<ssize_t>(sizeof reply)) return false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && file) {
+      std::memcpy(file, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
-void track_created_segment(const std::string& name, int fd) {
-  struct stat st {};
-  if (fstat(fd, &st) != 0) throw_os_error(errno, "fstat of new segment '" + name + "'");
-  Message m = message(Op::track, name, st.st_dev, st.st_ino);
+int open_tracked_segment(const std::string& name, unsigned mode) {
+  Message m = message(Op::create, name);
+  m.mode = mode;
   std::lock_guard lock(g.m);
   for (int attempt = 0;; ++attempt) {
-    if (g.fd < 0 || g.owner != getpid()) start_tracker();
-    if (send(g.fd, &m, sizeof m, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof m)) return;
-    int e = errno;
-    drop_tracker();  // it was killed: a new one tracks the segments made from now on
-    if (attempt == 1) throw_os_error(e, "telling the segment tracker about '" + name + "'");
+    // A process that changed its credentials since gets a tracker with its new ones, so
+    // that its files are its own (the old tracker still watches the files it made).
+    if (g.fd < 0 || g.owner != getpid() || g.euid != geteuid() || g.egid != getegid()) {
+      start_tracker();
+    }
+    Message reply{};
+    int file = -1;
+    if (send(g.fd, &m, sizeof m, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof m) &&
+        receive(reply, &file) && reply.op == Op::created) {
+      if (reply.error != 0) {
+        errno = reply.error;
+        return -1;
+      }
+      if (file >= 0) return file;
+    }
+    int e = errno ? errno : EPROTO;
+    if (file >= 0) close(file);
+    // It was killed or is stuck: let it go (a stuck one removes what it made once unused)
+    // and ask a new one.
+    drop_tracker();
+    if (attempt == 1) throw_os_error(e, "asking the segment tracker to create '" + name + "'");
   }
 }
 
@@ -454,15 +535,10 @@ void release_created_segment(const std::string& name) noexcept {
   {
     std::lock_guard lock(g.m);
     if (g.fd >= 0 && g.owner == getpid()) {
-      Message m = message(Op::release, name, 0, 0);
+      Message m = message(Op::release, name);
       Message reply{};
-      int r = 0;
-      if (send(g.fd, &m, sizeof m, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof m)) {
-        pollfd p{g.fd, POLLIN, 0};
-        do r = poll(&p, 1, REPLY_TIMEOUT_MS);
-        while (r < 0 && errno == EINTR);
-      }
-      if (r == 1 && recv(g.fd, &reply, sizeof reply, 0) == static_cast<ssize_t>(sizeof reply)) {
+      if (send(g.fd, &m, sizeof m, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof m) &&
+          receive(reply, nullptr)) {
         if (reply.op == Op::removed || reply.op == Op::kept) return;
       } else {
         // No answer: a tracker that is gone or stuck is let go (a stuck one then sees end of

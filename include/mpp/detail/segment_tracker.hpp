@@ -13,8 +13,8 @@
 // docs/design/segment-lifetime.md gives the reasons for each choice.
 //
 // Contract for Segment (runtime/segment.cpp), the only caller:
-//   - track_created_segment() right after shm_open(O_CREAT | O_EXCL) made the file, for a
-//     segment that is not persisted at creation;
+//   - open_tracked_segment() instead of shm_open(O_CREAT | O_EXCL), for a segment that is
+//     not persisted at creation;
 //   - release_created_segment() when the creator's last handle is released (after its
 //     munmap), instead of unlinking the segment itself.
 // A segment whose header says persist (persist() in any process) is never removed here.
@@ -26,10 +26,12 @@
 
 namespace mpp::detail {
 
-// Tells this process's tracker about the segment /dev/shm/<name> just created on `fd`,
-// starting the tracker first if this process has none. Throws OSError when the tracker
-// cannot be started (the caller then removes the file and fails the creation).
-void track_created_segment(const std::string& name, int fd);
+// Creates /dev/shm/<name> (O_RDWR | O_CREAT | O_EXCL, `mode`) through this process's
+// tracker, starting it first if this process has none, and returns the file's descriptor
+// (O_CLOEXEC). The tracker makes the file and knows it before handing it over, so no kill
+// of this process at any moment can leak it. Returns -1 with errno set as shm_open() would
+// (EEXIST...); throws OSError when no tracker can be started or reached.
+int open_tracked_segment(const std::string& name, unsigned mode);
 
 // The creator released its last handle (its mapping is gone): removes /dev/shm/<name> now
 // if no process has it open or mapped, else leaves it to the tracker, which removes it when
