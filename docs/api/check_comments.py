@@ -9,7 +9,8 @@ it. Declarations listed in the known-gaps file are reported but do not fail; eve
 fails, printed with its file and line. A listed gap that is now documented is reported too,
 so the list only shrinks.
 
-Usage: check_comments.py DOXYGEN DOXYFILE WARNINGS_LOG KNOWN_GAPS
+Usage: check_comments.py DOXYGEN DOXYFILE WARNINGS_LOG KNOWN_GAPS [--prune]
+  --prune  also removes from KNOWN_GAPS the gaps that are documented now (never adds any).
 """
 import re
 import subprocess
@@ -26,6 +27,7 @@ def key(path, text):
 
 def main():
     doxygen, doxyfile, log, known_path = sys.argv[1:5]
+    prune = sys.argv[5:] == ['--prune']
     run = subprocess.run([doxygen, doxyfile], capture_output=True, text=True)
     if run.returncode != 0:
         print(run.stdout + run.stderr)
@@ -54,8 +56,15 @@ def main():
               f'in {known_path} (give each a contract comment, then remove its line):')
         for k in listed:
             print(f'  {gaps[k]}: {k.split(": ", 1)[1]}')
-    if fixed:
-        print(f'{len(fixed)} known gaps are documented now; remove them from {known_path}:')
+    if fixed and prune:
+        with open(known_path, encoding='utf-8') as f:
+            kept = [l for l in f if l.strip() not in fixed]
+        with open(known_path, 'w', encoding='utf-8') as f:
+            f.writelines(kept)
+        print(f'{len(fixed)} known gaps are documented now; removed them from {known_path}')
+    elif fixed:
+        print(f'{len(fixed)} known gaps are documented now; remove them from {known_path} '
+              '(or run this with --prune):')
         for k in fixed:
             print(f'  {k}')
     if new:

@@ -23,20 +23,18 @@ ACCESS = re.compile(r'^\s*(public|protected|private)\s*:\s*$')
 DEFAULTED = re.compile(r'^\s*[^/]*\)\s*(noexcept\s*)?=\s*(default|delete)\s*;\s*(//.*)?$')
 
 
+DIGIT_SEPARATOR = re.compile(r"(?<=[0-9A-Fa-f])'(?=[0-9A-Fa-f])")
+
+
 def strip_literals(code):
     """The code with string and character literals emptied, so their braces do not count."""
+    code = DIGIT_SEPARATOR.sub('', code)
     code = re.sub(r'"(\\.|[^"\\])*"', '""', code)
     return re.sub(r"'(\\.|[^'\\])*'", "''", code)
 
 
 def split_comment(line):
     """(code, comment text or None) for a line; a `//` inside a literal is not a comment."""
-    stripped = strip_literals(line)
-    i = stripped.find('//')
-    if i < 0:
-        return line, None
-    # strip_literals keeps the length of code before the first literal only when literals are
-    # empty; find the same `//` in the original by counting quotes instead.
     in_str = in_chr = False
     j = 0
     while j < len(line) - 1:
@@ -46,7 +44,7 @@ def split_comment(line):
             continue
         if c == '"' and not in_chr:
             in_str = not in_str
-        elif c == "'" and not in_str:
+        elif c == "'" and not in_str and not DIGIT_SEPARATOR.match(line, j):
             in_chr = not in_chr
         elif c == '/' and line[j + 1] == '/' and not in_str and not in_chr:
             return line[:j], line[j + 2:]
@@ -97,6 +95,14 @@ def filter_lines(lines):
                 pending += ch
         pending += ' '
 
+    # `decl;  // text` documents decl.
+    for k in range(n):
+        if not depth_decl[k] or lines[k].lstrip().startswith('//'):
+            continue
+        code, text = split_comment(lines[k])
+        if text is not None and code.strip() and code.rstrip().endswith((';', ',')):
+            out[k] = code.rstrip() + '  ///< ' + escape(text.lstrip('/').strip())
+
     def is_comment_line(i):
         return lines[i].lstrip().startswith('//')
 
@@ -146,17 +152,12 @@ def filter_lines(lines):
                 last = j
                 j += 1
             if stmts >= 2 and not nested_scope:
-                out[start] = '/** @{ */' + out[start]
-                out[last] = out[last] + ' /** @} */'
+                out[run_start] = '/** @{ */' + out[run_start]
+                code, text = split_comment(out[last])
+                out[last] = code.rstrip() + ' /** @} */' + ('' if text is None else '  //' + text)
             continue
         i += 1
 
-    for k in range(n):
-        if not depth_decl[k] or out[k] != lines[k]:
-            continue
-        code, text = split_comment(lines[k])
-        if text is not None and code.strip() and code.rstrip().endswith((';', ',')):
-            out[k] = code.rstrip() + '  ///< ' + escape(text.lstrip('/').strip())
     return out
 
 
