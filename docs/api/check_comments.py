@@ -12,6 +12,7 @@ so the list only shrinks.
 Usage: check_comments.py DOXYGEN DOXYFILE WARNINGS_LOG KNOWN_GAPS [--prune]
   --prune  also removes from KNOWN_GAPS the gaps that are documented now (never adds any).
 """
+import os
 import re
 import subprocess
 import sys
@@ -28,10 +29,19 @@ def key(path, text):
 def main():
     doxygen, doxyfile, log, known_path = sys.argv[1:5]
     prune = sys.argv[5:] == ['--prune']
+    # Doxygen opens its log before it makes its output directory, and an old log must never
+    # stand in for this run's.
+    os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+    if os.path.exists(log):
+        os.remove(log)
     run = subprocess.run([doxygen, doxyfile], capture_output=True, text=True)
     if run.returncode != 0:
         print(run.stdout + run.stderr)
         print(f'check_comments: doxygen failed (exit {run.returncode})')
+        return 1
+    if not os.path.exists(log):
+        print(run.stdout + run.stderr)
+        print(f'check_comments: doxygen wrote no warnings log at {log}')
         return 1
     with open(log, encoding='utf-8') as f:
         warnings = [WARNING.match(l.rstrip('\n')) for l in f]
