@@ -1,5 +1,5 @@
-// Tutorial, "Guardianship process": when main() returns, the daemon child is terminated at
-// once, and the non-daemon child is waited for before the program ends.
+// A daemon Process (Python: p.daemon = True): when main() returns, the daemon child is
+// terminated at once, and the non-daemon child is waited for before the program ends.
 #include <chrono>
 #include <cstdio>
 #include <string>

@@ -1,5 +1,5 @@
-// Tutorial, "Process Data Isolation": the child changes its copy of a global; the
-// parent's stays 100.
+// Processes do not share memory (Python's data isolation): the child changes its copy of a
+// global; the parent's stays 100.
 #include <chrono>
 #include <cstdio>
 #include <thread>

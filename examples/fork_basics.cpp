@@ -1,5 +1,5 @@
-// Tutorial section I: fork() returns twice — 0 in the child, the child's pid in the parent.
-// This is the raw system call, as the tutorial shows with os.fork(); mpp::Process wraps it.
+// Python's os.fork(): fork() returns twice — 0 in the child, the child's pid in the parent.
+// This is the raw system call, as os.fork() is in Python; mpp::Process wraps it.
 #include <sys/wait.h>
 #include <unistd.h>
 

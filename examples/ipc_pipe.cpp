@@ -1,5 +1,5 @@
-// The tutorial's section VIII, "Using Pipe": a child sends two lists through a Pipe, the
-// parent receives both. (Python: parent_conn, child_conn = Pipe(); conn.send([1,2,3]) ...)
+// Python's Pipe example: a child sends two lists through a Pipe, the parent receives both.
+// (Python: parent_conn, child_conn = Pipe(); conn.send([1,2,3]) ...)
 #include <boost/serialization/vector.hpp>
 #include <cstdio>
 #include <functional>

@@ -1,6 +1,6 @@
-// "Some cases require locking" (tutorial, section III's note; Python's docs: "Synchronization
-// between processes"): ten processes print, each holding one shared Lock while it writes its
-// line in three pieces, so no line is ever torn by another process's output.
+// Python's docs, "Synchronization between processes": ten processes print, each holding one
+// shared Lock while it writes its line in three pieces, so no line is ever torn by another
+// process's output.
 #include <unistd.h>
 
 #include <cstdio>

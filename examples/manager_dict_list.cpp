@@ -1,7 +1,7 @@
-// Tutorial section IX: a dict and a list shared by ten processes through a Manager.
-// Each child writes a random key and appends its pid; the parent prints both at the end.
-// Unlike Python's Manager there is no server process: the dict and the list live in a
-// shared-memory segment that the children inherit, and every change is one locked step.
+// Python's Manager example: a dict and a list shared by ten processes through a Manager. Each
+// child writes a random key and appends its pid; the parent prints both at the end. Unlike
+// Python's Manager there is no server process: the dict and the list live in a shared-memory
+// segment that the children inherit, and every change is one locked step.
 #include <unistd.h>
 
 #include <cstdio>

@@ -1,5 +1,5 @@
-# Tutorial section 10 (distributed processes), across languages: every pairing of the C++
-# task_master/task_worker and the tutorial's Python scripts (examples/python/, run with
+# Distributed processes across languages: every pairing of the C++ task_master/task_worker
+# and Python's classic BaseManager scripts (examples/python/, run with
 # Debian's /usr/bin/python3) works one task queue over the wire protocol of
 # multiprocessing.managers. net_pair.sh starts the master on a free port and the worker once
 # the master listens.

@@ -1,5 +1,5 @@
 // The flags the network examples share: --host (127.0.0.1), --port (5000) and --authkey
-// (abc), the tutorial's defaults, plus whatever `extra` flags an example takes.
+// (abc), the defaults of examples/python/task_master.py, plus whatever `extra` flags an example takes.
 #pragma once
 
 #include <cstdio>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a task master and a task worker of tutorial section 10 against each other on a free
+# Runs a task master and a task worker (C++ or Python) against each other on a free
 # port: net_pair.sh MASTER-COMMAND... -- WORKER-COMMAND...
 # The master is started with --port 0 and prints "master listening on HOST:PORT" once it
 # listens; the worker is started only then (no fixed sleep), with --port PORT. Checks that

@@ -1,8 +1,9 @@
-// Tutorial section 10 with mpp's shared-memory queues: the master serves an mpp::Queue over
-// the wire protocol of multiprocessing.managers, so a local worker process takes tasks from
-// shared memory (no socket, no pickle) while a remote worker — the tutorial's task_worker.py
-// or mpp's task_worker — takes them from the same queue over TCP. Both put their results
-// into one shared-memory result queue, which the master reads directly.
+// The distributed task master with mpp's shared-memory queues: the master serves an mpp::Queue
+// over the wire protocol of multiprocessing.managers, so a local worker process takes tasks
+// from shared memory (no socket, no pickle) while a remote worker —
+// examples/python/task_worker.py or mpp's task_worker — takes them from the same queue over
+// TCP. Both put their results into one shared-memory result queue, which the master reads
+// directly.
 //
 // 20 tasks: the local worker takes exactly 10, the remote worker (10 gets) the other 10.
 // Flags: --host (127.0.0.1), --port (5000; 0 picks a free one), --authkey (abc).

@@ -1,4 +1,4 @@
-// Tutorial section IV: three processes that sleep 1, 2 and 3 s run side by side, so the
+// Processes run in parallel: three processes that sleep 1, 2 and 3 s run side by side, so the
 // whole takes about 3 s, not 6.
 #include <chrono>
 #include <cstdio>

@@ -1,4 +1,4 @@
-# The tutorial's section V: Pool.apply (sequential), apply_async (concurrent), callbacks.
+# Pool.apply (sequential), apply_async (concurrent), callbacks.
 mpp_example(pool_apply PASS_REGEX "in process [0-9]+\nend\n" FAIL_REGEX "end\nin process")
 mpp_example(pool_apply_async PASS_REGEX "^end\n(in process [0-9]+\n)+$" FAIL_REGEX "in process[^\n]*\nend")
 # Two workers print at once, so their lines may pair differently; the callbacks come after

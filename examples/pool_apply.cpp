@@ -1,5 +1,5 @@
-// Tutorial section V.1: pool.apply() runs one task at a time, waiting for each (the
-// tutorial sleeps 2 s per task; 0.2 s here keeps the run short with the same output).
+// Python's pool.apply() runs one task at a time, waiting for each (each task sleeps 0.2 s,
+// which keeps the run short and makes the order plain).
 #include <unistd.h>
 
 #include <chrono>

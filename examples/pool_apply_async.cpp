@@ -1,5 +1,5 @@
-// Tutorial section V.2: pool.apply_async() queues the tasks and returns at once; the five
-// workers run them side by side ("end" comes first).
+// Python's pool.apply_async() queues the tasks and returns at once; the five workers run them
+// side by side ("end" comes first).
 #include <unistd.h>
 
 #include <chrono>

@@ -1,5 +1,5 @@
-// Tutorial section V.3: a callback runs in the main process (its pid, not the worker's)
-// when a task is done, with the task's result (None: foo returns nothing).
+// Python's apply_async(callback=...): a callback runs in the main process (its pid, not the
+// worker's) when a task is done, with the task's result (None: foo returns nothing).
 #include <unistd.h>
 
 #include <chrono>

@@ -1,4 +1,4 @@
-# The tutorial's sections I, II and IV, the data-isolation demo and the daemon demo.
+# Processes: fork, a target, a subclass, parallel runs, data isolation, a daemon.
 mpp_example(fork_basics PASS_REGEX "I am child process [0-9]+ my parents is [0-9]+")
 mpp_example(process_target PASS_REGEX "Run child process test \\([0-9]+\\)\\.\\.\\..*Child process end\\.")
 mpp_example(process_subclass PASS_REGEX "Run child process P-1 \\([0-9]+\\)\\.\\.\\..*P-1 is done")

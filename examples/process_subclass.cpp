@@ -1,5 +1,5 @@
-// Tutorial section II, sample 2: a subclass of Process that overrides run(). Its default
-// name is the class name and a counter, "P-1", as in Python.
+// A subclass of Process that overrides run(). Its default name is the class name and a
+// counter, "P-1", as in Python.
 #include <unistd.h>
 
 #include <chrono>

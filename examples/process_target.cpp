@@ -1,4 +1,4 @@
-// Tutorial section II, sample 1: a Process with a target function and arguments.
+// Python's Process(target=..., args=...): a Process with a target function and arguments.
 #include <unistd.h>
 
 #include <cstdio>

@@ -1,4 +1,4 @@
-# The tutorial's distributed example (section 10) over Redis: redis_task_master and
+# The distributed task master and worker over Redis: redis_task_master and
 # redis_task_worker, run together by redis_task.sh against the server of MPP_REDIS_URL.
 if(TARGET mpp::redis)
   foreach(name redis_task_master redis_task_worker)

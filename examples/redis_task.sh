@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the tutorial's distributed example over Redis as ctest does: one master and two
+# Runs the distributed task example over Redis as ctest does: one master and two
 # workers on the server named by MPP_REDIS_URL, under a key prefix of their own.
 #   redis_task.sh MASTER WORKER
 if [ -z "${MPP_REDIS_URL:-}" ]; then

@@ -1,6 +1,6 @@
-// The tutorial's distributed processes (section 10, task_master.py) over Redis: the master
-// puts tasks on a queue that workers on other machines take from, and collects their
-// results. Run redis_task_worker on as many machines as you like, with the same --url.
+// examples/python/task_master.py over Redis: the master puts tasks on a queue that workers on
+// other machines take from, and collects their results. Run redis_task_worker on as many
+// machines as you like, with the same --url.
 //
 //   redis_task_master --url redis://:password@10.0.0.5:6379/0
 //

@@ -1,7 +1,6 @@
-// The tutorial's distributed processes (section 10, task_worker.py) over Redis: takes
-// tasks from the master's queue, squares them, puts the results back, and acknowledges
-// each task only once its result is out — if this worker dies in between, the task goes to
-// another worker after the visibility timeout.
+// examples/python/task_worker.py over Redis: takes tasks from the master's queue, squares
+// them, puts the results back, and acknowledges each task only once its result is out — if
+// this worker dies in between, the task goes to another worker after the visibility timeout.
 //
 //   redis_task_worker --url redis://:password@10.0.0.5:6379/0
 #include <mpp/redis/queue.hpp>

@@ -1,6 +1,5 @@
-// The tutorial's section VI, part 1: subprocess.call runs a command and returns its exit code.
-// The tutorial runs `nslookup https://www.baidu.com`; this machine has no network, so the
-// command is a local one (`uname -s`, which prints the kernel's name).
+// Python's subprocess.call: runs a command and returns its exit code. The command is a local
+// one (`uname -s`, which prints the kernel's name), so the example needs no network.
 //
 //   import subprocess
 //   print('$ uname -s')

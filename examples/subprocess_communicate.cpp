@@ -1,7 +1,7 @@
-// The tutorial's section VI, part 2: a child that reads commands on stdin, fed through
-// communicate. The tutorial runs an interactive `nslookup` session ("set q=mx", "baidu.com",
-// "exit"); this machine has no network, so the interactive program is `bc`-like: a small
-// shell loop that reads commands line by line, answers each, and stops at "exit".
+// Python's Popen.communicate: a child that reads commands on stdin, fed through communicate,
+// like an interactive `nslookup` session ("set q=mx", "baidu.com", "exit"). So that the
+// example needs no network, the interactive program is a small shell loop that reads commands
+// line by line, answers each, and stops at "exit".
 //
 //   import subprocess
 //   p = subprocess.Popen(['sh', '-c', SESSION], stdin=subprocess.PIPE,
@@ -16,7 +16,7 @@
 namespace sp = mpp::subprocess;
 
 // A tiny interactive "resolver": prompts with "> ", remembers the query type, answers a name
-// with made-up MX records, and leaves on "exit" — the shape of the tutorial's nslookup session.
+// with made-up MX records, and leaves on "exit" — the shape of an nslookup session.
 constexpr const char* session = R"(type=a
 printf 'Default server: localhost\nAddress: 127.0.0.1\n\n'
 while printf '> ' && read -r line; do

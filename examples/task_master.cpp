@@ -1,7 +1,7 @@
-// Tutorial section 10, "Distributed processes": task_master.py in C++. A manager serves a task
-// queue and a result queue over TCP; workers — this repository's task_worker, or the
-// tutorial's task_worker.py under Python — take tasks and put results. As in Python, start()
-// forks the server process and the master itself uses the queues through proxies.
+// Distributed processes: examples/python/task_master.py in C++. A manager serves a task
+// queue and a result queue over TCP; workers — this repository's task_worker, or
+// examples/python/task_worker.py under Python — take tasks and put results. As in Python,
+// start() forks the server process and the master itself uses the queues through proxies.
 //
 // Flags: --host (127.0.0.1), --port (5000; 0 picks a free one), --authkey (abc).
 #include <cstdio>

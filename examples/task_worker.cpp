@@ -1,9 +1,9 @@
-// Tutorial section 10, "Distributed processes": task_worker.py in C++. Connects to a task
-// master — this repository's task_master or the tutorial's task_master.py under Python —
+// Distributed processes: examples/python/task_worker.py in C++. Connects to a task
+// master — this repository's task_master or examples/python/task_master.py under Python —
 // takes up to 10 tasks n and puts back "n * n = n²", as the Python worker does.
 //
 // Flags: --host (127.0.0.1), --port (5000), --authkey (abc), --delay (seconds of "work" per
-// task; the tutorial's 1 by default).
+// task; 1 by default, as the Python worker).
 #include <chrono>
 #include <cstdio>
 #include <cstring>

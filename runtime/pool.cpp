@@ -30,8 +30,8 @@ constexpr std::size_t kTaskQueueBytes = std::size_t{64} << 20;
 constexpr std::size_t kResultQueueBytes = std::size_t{128} << 20;
 // Slots of each queue's ring (128 bytes a slot; larger messages live in the segment's heap).
 // A task queue holds a few batches at a time, the result queue a few messages per worker
-// (producers wait when it is full): small rings, since a queue's ring is zeroed when it is
-// made and a standalone queue's default ring (4 MiB) took ~3 ms to zero per queue.
+// (producers wait when it is full), so small rings suffice; a ring's pages are faulted in
+// as its slots are used, so a larger one would only cost resident memory.
 constexpr std::size_t kTaskRingBytes = std::size_t{16} << 10;
 constexpr std::size_t kResultRingBytes = std::size_t{128} << 10;
 // Batches: a worker has at most kBatchesInFlight batches sent and not fully answered (one

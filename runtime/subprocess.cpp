@@ -1,5 +1,5 @@
 // mpp::subprocess — posix_spawn to start children, poll(2) over the pipes for communicate,
-// a pidfd for timed waits. Why not Boost.Process v2 (Boost 1.81): see README "Design notes".
+// a pidfd for timed waits. Why not Boost.Process v2 (Boost 1.81): docs/design/subprocess.md.
 #include "mpp/subprocess.hpp"
 
 #include <fcntl.h>

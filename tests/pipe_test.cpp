@@ -61,7 +61,7 @@ TEST_CASE("a duplex Pipe carries values of any codec type both ways, in order") 
   CHECK(t.recv().empty());
 }
 
-TEST_CASE("the tutorial's Pipe: a child sends twice, the parent receives twice") {
+TEST_CASE("Python's Pipe example: a child sends twice, the parent receives twice") {
   auto [parent_conn, child_conn] = mpp::Pipe<std::vector<int>>();
   mpp::test::Child child([&](int) {
     child_conn.send({1, 2, 3});

@@ -10,13 +10,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "workloads.hpp"
-
-// mpp::Pool is measured once it is in the tree (it lands separately from this suite).
-#if __has_include("mpp/pool.hpp")
 #include "mpp/pool.hpp"
-#define MPP_BENCH_HAVE_POOL 1
-#endif
+#include "workloads.hpp"
 
 namespace bench {
 namespace {
@@ -123,7 +118,6 @@ void add_case(Plan& plan, const char* kind, std::size_t n) {
   const std::size_t ci = plan.add_case(std::move(c));
   const std::size_t chunk = apply ? 1 : python_chunksize(n, workers);
 
-#ifdef MPP_BENCH_HAVE_POOL
   {
     auto pool = std::make_shared<std::unique_ptr<mpp::Pool>>();
     Task t = measured(ci, kMpp, [=] {
@@ -145,9 +139,6 @@ void add_case(Plan& plan, const char* kind, std::size_t n) {
     t.teardown = [=] { pool->reset(); };
     plan.add(std::move(t));
   }
-#else
-  plan.add(not_yet(ci, kMpp, "mpp::Pool has not landed"));
-#endif
 
   auto pipe_pool = std::make_shared<std::unique_ptr<PipePool>>();
   Task t = measured(ci, kIsolated, [=] {

@@ -13,13 +13,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "workloads.hpp"
-
-// mpp::Array is measured once it is in the tree (it lands separately from this suite).
-#if __has_include("mpp/array.hpp")
 #include "mpp/array.hpp"
-#define MPP_BENCH_HAVE_ARRAY 1
-#endif
+#include "workloads.hpp"
 
 namespace bench {
 namespace {
@@ -144,7 +139,6 @@ void add_case(Plan& plan, std::size_t bytes, int workers) {
     plan.add(std::move(t));
   }
 
-#ifdef MPP_BENCH_HAVE_ARRAY
   // mpp: an Array<uint64_t> (anonymous shared memory) made before fork; each worker scans
   // its span in place, no copy and no lock.
   {
@@ -163,9 +157,6 @@ void add_case(Plan& plan, std::size_t bytes, int workers) {
     };
     plan.add(std::move(t));
   }
-#else
-  plan.add(not_yet(ci, kMpp, "mpp::Array has not landed"));
-#endif
 
   // Fork-inherited: the data in the parent's private memory, on transparent huge pages
   // where the kernel gives them, read by workers forked after it was built (what any

@@ -1,4 +1,4 @@
-// The workloads of the comparison suite (issue #8). Each adds its cases and their variants
+// The workloads of the comparison suite (docs/benchmarks.md). Each adds its cases and their variants
 // to the plan; the variants are named as below so the table, JSON and plot line them up.
 #pragma once
 

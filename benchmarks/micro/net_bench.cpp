@@ -200,7 +200,7 @@ void BM_python_server(benchmark::State& state) {
   }
 }
 
-// Python clients (processes) against the Python server, as the tutorial would run it.
+// Python clients (processes) against the Python server: Python on both sides, for scale.
 void BM_python_clients_python_server(benchmark::State& state) {
   PythonServer py;
   for (auto _ : state) {

@@ -1,6 +1,6 @@
 // Value increments, Lock round trips and Event ping-pong, in one process and between two
-// forked processes. The Python side of the comparison is benchmarks/python/value_bench.py;
-// figures and commands are in the closing note of issue 3.
+// forked processes. The Python side of the comparison is benchmarks/python/value_bench.py,
+// which prints the same operations measured through Python's multiprocessing.
 //
 // Two-process benchmarks fork one partner per benchmark run. Partner and parent meet on an
 // mpp::Barrier before and after each batch, then spin on a shared counter until both are

@@ -1,5 +1,5 @@
 # The Python side of benchmarks/micro/net_bench.cpp: Python's own manager server, serving
-# one queue.Queue as "get_queue", the way the tutorial's task_master does.
+# one queue.Queue as "get_queue", the way examples/python/task_master.py does.
 #
 #   net_server.py [--port 0] [--authkey bench]
 #       serves in this process (Server.serve_forever, a thread per connection, as

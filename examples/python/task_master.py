@@ -1,7 +1,8 @@
-# task_master.py — section 10 of the tutorial ("Distributed processes"), unchanged except for
-# flags: --host, --port (0 picks a free port) and --authkey, and one line printed once the
-# manager listens, so scripts can start a worker without guessing when it is ready.
-# Its peer can be the tutorial's task_worker.py or mpp's examples/task_worker.
+# task_master.py — Python's classic distributed-processes master (a BaseManager serving a
+# task queue and a result queue over TCP), unchanged except for flags: --host, --port (0
+# picks a free port) and --authkey, and one line printed once the manager listens, so
+# scripts can start a worker without guessing when it is ready.
+# Its peer can be task_worker.py or mpp's examples/task_worker.
 import argparse
 from multiprocessing.managers import BaseManager
 from queue import Queue

@@ -1,6 +1,6 @@
-# task_worker.py — section 10 of the tutorial, unchanged except for flags: --host, --port,
-# --authkey, and --delay (seconds of "work" per task; the tutorial's 1 by default).
-# Its peer can be the tutorial's task_master.py or mpp's examples/task_master.
+# task_worker.py — Python's classic distributed-processes worker, unchanged except for flags:
+# --host, --port, --authkey, and --delay (seconds of "work" per task; 1 by default).
+# Its peer can be task_master.py or mpp's examples/task_master.
 import argparse
 from multiprocessing.managers import BaseManager
 from queue import Queue

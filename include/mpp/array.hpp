@@ -78,6 +78,8 @@ struct ArrayState {
 
 }  // namespace detail
 
+// Python's multiprocessing.Array: n elements of T in shared memory and the RLock that guards
+// them. A cheap, copyable handle (it keeps the memory mapped).
 template <class T>
 class Array {
   static_assert(std::is_trivially_copyable_v<T>,
@@ -88,7 +90,9 @@ class Array {
                 "process. Store indexes or offsets instead.");
 
  public:
+  // The layout in shared memory.
   using State = detail::ArrayState<T>;
+  // The element type and the iterator of the elements (std::span's), as a container's.
   using value_type = T;
   using iterator = typename std::span<T>::iterator;
 
@@ -163,6 +167,7 @@ class Array {
   // The recursive lock guarding the elements (Python: get_lock()).
   RLock get_lock() const noexcept { return RLock(&state_->header, segment_); }
 
+  // The shared state, for diagnostics and tests.
   State* state() const noexcept { return state_; }
 
  private:

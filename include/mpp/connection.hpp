@@ -115,10 +115,12 @@ class ConnectionBase {
 
   // The first record of an incoming frame: the payload's length and its first `got` bytes.
   struct FrameStart {
-    std::size_t length = 0;
-    std::size_t got = 0;
-    alignas(std::max_align_t) std::byte head[first_record_payload];
+    std::size_t length = 0;  // the payload's length, from the header
+    std::size_t got = 0;     // payload bytes received so far, in head
+    alignas(std::max_align_t) std::byte head[first_record_payload];  // the payload's start
+    // The payload bytes received so far.
     detail::ByteView bytes() const { return {head, got}; }
+    // True when the first record held the whole payload.
     bool whole() const { return got == length; }
   };
 
@@ -156,6 +158,7 @@ class ConnectionBase {
 template <class T>
 class Connection : public ConnectionBase {
  public:
+  // Takes ownership of a connected socket descriptor, as ConnectionBase(fd) does.
   using ConnectionBase::ConnectionBase;
 
   // Sends `value` as one message. Throws as send_bytes (and whatever T's serialize throws).

@@ -19,10 +19,12 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A system call failed; errno() is the error number it reported. (Python: OSError.)
+// A system call failed; error_number() is the errno it reported. (Python: OSError.)
 class OSError : public Error {
  public:
+  // `what` says what failed; the message is "what: strerror(error_number)".
   OSError(int error_number, const std::string& what);
+  // The errno value (Python: OSError.errno).
   int error_number() const noexcept { return errno_; }
 
  private:
@@ -118,10 +120,12 @@ class ProcessError : public Error {
 // was consumed; all of it is in message(). (Python: multiprocessing.BufferTooShort.)
 class BufferTooShort : public ProcessError {
  public:
+  // `message` is the whole message that did not fit.
   explicit BufferTooShort(std::string message)
       : ProcessError("the buffer is too short for a message of " + std::to_string(message.size()) +
                      " bytes; the whole message is in BufferTooShort::message()"),
         message_(std::move(message)) {}
+  // The whole message that was received (Python: e.args[0]).
   const std::string& message() const noexcept { return message_; }
 
  private:
@@ -138,8 +142,11 @@ class AuthenticationError : public ProcessError {
 // back with its original type name and message.
 class RemoteError : public Error {
  public:
+  // The message is "type_name: message".
   RemoteError(std::string type_name, std::string message);
+  // The remote exception's type name: the demangled C++ type, or the Python class.
   const std::string& type_name() const noexcept { return type_; }
+  // The remote exception's own message (its what(), or Python's str(e)).
   const std::string& message() const noexcept { return message_; }
 
  private:
@@ -193,35 +200,37 @@ namespace subprocess {
 // subprocess.CalledProcessError: a checked child exited non-zero.
 class CalledProcessError : public Error {
  public:
+  // The message names the command and its exit status (or the signal that ended it).
   CalledProcessError(int returncode, std::vector<std::string> cmd,
                      std::optional<std::string> output = std::nullopt,
                      std::optional<std::string> stderr_output = std::nullopt);
-  int returncode;
-  std::vector<std::string> cmd;
-  std::optional<std::string> output;
-  std::optional<std::string> stderr_output;
+  int returncode;                            // the exit status, -N for signal N
+  std::vector<std::string> cmd;              // the command's argv
+  std::optional<std::string> output;         // its stdout, when it was captured
+  std::optional<std::string> stderr_output;  // its stderr, when it was captured (Python: stderr)
 };
 
 // subprocess.TimeoutExpired: a child did not finish within the timeout.
 class TimeoutExpired : public Error {
  public:
+  // The message names the command and the timeout.
   TimeoutExpired(std::vector<std::string> cmd, double timeout_seconds,
                  std::optional<std::string> output = std::nullopt,
                  std::optional<std::string> stderr_output = std::nullopt);
-  std::vector<std::string> cmd;
-  double timeout;
-  std::optional<std::string> output;
-  std::optional<std::string> stderr_output;
+  std::vector<std::string> cmd;              // the command's argv
+  double timeout;                            // the timeout, in seconds
+  std::optional<std::string> output;         // stdout read before the timeout, when captured
+  std::optional<std::string> stderr_output;  // stderr read before the timeout, when captured
 };
 
 }  // namespace subprocess
 
-// The DESIGN names these at mpp:: level too.
+// Also at mpp:: level, beside every other mpp exception.
 using subprocess::CalledProcessError;
 using subprocess::TimeoutExpired;
 
-// Throws FileNotFoundError, FileExistsError, PermissionError (EACCES, EPERM) or OSError for `error_number`, with
-// "what: strerror" as the message.
+// Throws FileNotFoundError, FileExistsError, PermissionError (EACCES, EPERM) or OSError for
+// `error_number`, with "what: strerror" as the message.
 [[noreturn]] void throw_os_error(int error_number, const std::string& what);
 
 }  // namespace mpp

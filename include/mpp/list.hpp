@@ -29,11 +29,14 @@
 
 namespace mpp {
 
+// Python's manager.list(), in a shared-memory segment (see the top of this file). A cheap,
+// copyable handle; made by Manager::list.
 template <class T>
 class List {
   static_assert(alignof(T) <= 16, "mpp stores values 16-byte aligned");
 
  public:
+  // The element type.
   using value_type = T;
 
   // Opens the list `name` in `seg`, making it empty if it does not exist. Throws
@@ -129,11 +132,13 @@ class List {
     return c;
   }
 
+  // The number of elements (Python: len(l)); empty() when it is 0.
   std::size_t size() const {
     auto g = core_.read();
     return static_cast<std::size_t>(core_.size_locked());
   }
   bool empty() const { return size() == 0; }
+  // Removes every element (Python: l.clear()).
   void clear() {
     auto g = core_.write();
     core_.clear_locked();
@@ -161,7 +166,10 @@ class List {
   // so it stays valid even if the List it came from is gone.
   class ReadGuard {
    public:
+    // The number of elements, which cannot change while the guard lives.
     std::size_t size() const { return static_cast<std::size_t>(l_.core_.size_locked()); }
+    // Element i (negative counts from the end) in place, without a copy: a const T& or a
+    // std::string_view, valid while the guard lives. IndexError out of range.
     detail::View<T> view(long long i) const {
       return detail::view<T>(l_.core_.item_locked(l_.resolve(i))->bytes());
     }
@@ -172,6 +180,7 @@ class List {
     List l_;  // declared first: outlives the lock
     detail::SharedGuard g_;
   };
+  // Takes the shared lock for a series of zero-copy reads.
   ReadGuard read() const { return ReadGuard(*this); }
 
   // Walks the structure (exclusive lock) and returns what is wrong, empty when sound.

@@ -74,21 +74,25 @@ namespace mpp {
 // f gets the result (nothing for a void task); g gets the error as a const mpp::Error&.
 template <class F>
 struct Callback {
-  F f;
+  F f;  // called in the parent, on the pool's result thread, with the result
 };
+// What mpp::error_callback(g) makes: see Callback.
 template <class F>
 struct ErrorCallback {
-  F f;
+  F f;  // called in the parent, on the pool's result thread, with the error
 };
+// Python's callback=f: runs f(result) in the parent when a task succeeds.
 template <class F>
 Callback<std::decay_t<F>> callback(F&& f) {
   return {std::forward<F>(f)};
 }
+// Python's error_callback=g: runs g(const mpp::Error&) in the parent when a task fails.
 template <class F>
 ErrorCallback<std::decay_t<F>> error_callback(F&& f) {
   return {std::forward<F>(f)};
 }
 
+// The options of a Pool beyond the number of workers (Python's keyword arguments).
 struct PoolOptions {
   // Runs once in each worker, before its first task (Python: initializer). It may be any
   // callable: workers are forked after it is stored. If it throws, the pool is broken:
@@ -225,6 +229,7 @@ struct ApplyJob final : TaskSink {
 template <class R>
 class AsyncResult {
  public:
+  // Made by the Pool's *_async methods; `st` is the state the result thread fills.
   explicit AsyncResult(std::shared_ptr<detail::ResultState<R>> st) : st_(std::move(st)) {}
 
   // Waits for the result and returns it (a copy; get() may be called again). Rethrows the
@@ -358,6 +363,7 @@ inline std::uint64_t chunk_tag(std::size_t k, std::size_t count) {
 template <class R>
 class IMapIterator {
  public:
+  // Made by Pool::imap and imap_unordered; `st` is the sequence the result thread fills.
   explicit IMapIterator(std::shared_ptr<detail::IMapState<R>> st) : st_(std::move(st)) {}
 
   // The next result; nullopt when all were yielded. Rethrows a task's error (once, at its
@@ -370,24 +376,31 @@ class IMapIterator {
   }
 
   // Range-for support: `for (int v : pool.imap(f, xs))`.
+  // An input iterator over the results: each ++ calls next() (and may rethrow a task's
+  // error); equal to the end sentinel once every result was yielded.
   class iterator {
    public:
-    using value_type = R;
-    using difference_type = std::ptrdiff_t;
+    using value_type = R;                  // a result
+    using difference_type = std::ptrdiff_t;  // required of an input iterator; unused
     iterator() = default;
+    // Positioned on the first result (waits for it).
     explicit iterator(IMapIterator* it) : it_(it) { ++*this; }
+    // The current result; valid until the next ++.
     R& operator*() const { return *cur_; }
+    // Waits for the next result.
     iterator& operator++() {
       cur_ = it_->next();
       return *this;
     }
     void operator++(int) { ++*this; }
+    // True once every result was yielded.
     bool operator==(std::default_sentinel_t) const { return !cur_; }
 
    private:
     IMapIterator* it_ = nullptr;
     mutable std::optional<R> cur_;
   };
+  // The range of the results not yet taken with next(); single pass.
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
 
@@ -444,6 +457,9 @@ class IMapIterator {
   std::shared_ptr<detail::IMapState<R>> st_;
 };
 
+// Python's multiprocessing.Pool: worker processes (forks of this program) that run calls of
+// trivially copyable callables, with arguments and results sent through the codec. A worker
+// that dies fails only the task it was running (WorkerLost) and is replaced.
 class Pool {
  public:
   // Starts `processes` workers (cpu_count() when 0). Throws ValueError when processes < 0,

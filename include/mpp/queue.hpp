@@ -128,19 +128,23 @@ class Queue {
   const detail::QueueCore& core() const noexcept { return core_; }
 
  protected:
+  // For JoinableQueue and SimpleQueue: a standalone queue of `kind`.
   Queue(detail::ObjectKind kind, std::size_t maxsize, std::size_t capacity_bytes)
       : core_(detail::QueueCore::standalone(kind, maxsize, capacity_bytes,
                                             detail::type_fingerprint<T>())) {}
 
+  // Throws ValueError after close().
   void check_open() const {
     if (closed_) throw ValueError("the queue is closed (close() was called on this handle)");
   }
 
+  // put() with an optional deadline (none: wait for ever); Full when it passes.
   void put_until(const T& item, std::optional<detail::Clock::time_point> deadline) {
     check_open();
     core_.put(detail::encode(item).bytes(), deadline);
   }
 
+  // get() with an optional deadline; Empty when it passes.
   T get_until(std::optional<detail::Clock::time_point> deadline) {
     check_open();
     std::optional<T> out;
@@ -152,6 +156,7 @@ class Queue {
     return std::move(*out);
   }
 
+  // get_view() with an optional deadline; Empty when it passes.
   template <class F>
   decltype(auto) get_view_until(F& fn, std::optional<detail::Clock::time_point> deadline) {
     check_open();
@@ -184,8 +189,8 @@ class Queue {
     if constexpr (!std::is_void_v<R>) return R(std::move(*ctx.out));
   }
 
-  detail::QueueCore core_;
-  bool closed_ = false;
+  detail::QueueCore core_;  // the shared ring this handle uses
+  bool closed_ = false;     // close() was called on this handle
 };
 
 // multiprocessing.JoinableQueue: a Queue that also counts unfinished tasks.

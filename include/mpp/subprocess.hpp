@@ -1,7 +1,7 @@
 // mpp::subprocess: Python's `subprocess` module for C++ on Linux — run, call, check_call,
 // check_output and Popen with communicate, with Python's names and meaning.
 //
-// Children are started with posix_spawn (see README "Design notes"): a program that cannot be
+// Children are started with posix_spawn (docs/design/subprocess.md): a program that cannot be
 // found or executed is an exception in the parent that names it, never a child that exits 127.
 // No shell is involved unless `shell = true` (then "/bin/sh -c"). Children inherit only fds
 // 0, 1, 2 and `pass_fds` (Python's close_fds=True). Nothing here changes the parent's signal
@@ -30,11 +30,16 @@ namespace mpp::subprocess {
 // An int converts to "this file descriptor" (the parent keeps it open and owns it).
 class Redirect {
  public:
+  // Python's None, PIPE, DEVNULL, STDOUT, or a file descriptor.
   enum class Kind { inherit, pipe, devnull, stdout_, fd };
   constexpr Redirect() = default;
+  // This file descriptor (implicit, as Python takes an int).
   constexpr Redirect(int fd) : kind_(Kind::fd), fd_(fd) {}  // NOLINT: implicit, as Python's int
+  // One of the kinds without a descriptor (PIPE, DEVNULL and STDOUT are these).
   constexpr explicit Redirect(Kind k) : kind_(k) {}
+  // Which kind of connection this is.
   constexpr Kind kind() const noexcept { return kind_; }
+  // The file descriptor of Kind::fd, else -1.
   constexpr int fd() const noexcept { return fd_; }
 
  private:
@@ -60,10 +65,13 @@ Environment environ_copy();
 // Brace lists are lists: run({"ls", "-l"}); run("ls -l | wc", {.shell = true}).
 class Args {
  public:
+  // A list: the program, then its arguments (implicit, so a brace list or vector is Args).
   Args(std::initializer_list<std::string> list) : argv(list) {}  // NOLINT: implicit by design
   Args(std::vector<std::string> list) : argv(std::move(list)) {}  // NOLINT
+  // A single string: the program name alone, or the command line when shell is true.
   Args(std::string single) : argv{std::move(single)} {}           // NOLINT
   Args(const char* single) : argv{std::string(single)} {}         // NOLINT
+  // The list of strings, as given.
   std::vector<std::string> argv;
 };
 
@@ -78,10 +86,13 @@ struct Options {
   std::optional<std::string> input{};
   // true: stdout = stderr = PIPE (and neither may be given).
   bool capture_output = false;
+  // Kill the child and throw TimeoutExpired after this long.
   Timeout timeout{};
   // true: a non-zero returncode throws CalledProcessError.
   bool check = false;
 
+  // Where the child's stdin, stdout and stderr go: inherited (default), PIPE, DEVNULL, an fd,
+  // or (stderr only) STDOUT.
   Redirect stdin{};
   Redirect stdout{};
   Redirect stderr{};
@@ -104,6 +115,7 @@ struct Options {
 
 // subprocess.CompletedProcess: what run() returns.
 struct CompletedProcess {
+  // The args the child was started with.
   std::vector<std::string> args;
   // The exit status, or -N if the child was killed by signal N.
   int returncode = 0;
@@ -134,6 +146,7 @@ class Popen {
   explicit Popen(std::initializer_list<std::string> args, Options options = {})
       : Popen(Args(args), std::move(options)) {}
 
+  // Moving takes over the child and its pipe ends; `other` is left without a child.
   Popen(Popen&& other) noexcept;
   Popen& operator=(Popen&& other) noexcept;
   Popen(const Popen&) = delete;
@@ -165,7 +178,9 @@ class Popen {
 
   // The exit status, -N if killed by signal N; no value until poll/wait/communicate saw it exit.
   std::optional<int> returncode() const noexcept { return returncode_; }
+  // The child's pid.
   pid_t pid() const noexcept { return pid_; }
+  // The args it was started with.
   const std::vector<std::string>& args() const noexcept { return args_; }
 
   // The parent's ends of the PIPEs, or -1. They stay owned by the Popen: read and write them

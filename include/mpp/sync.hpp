@@ -68,10 +68,12 @@ Clock::time_point to_steady(const std::chrono::time_point<C, D>& t) {
 template <class L>
 class [[nodiscard]] Guard {
  public:
+  // Acquires `lockable` (blocking), keeping a copy of the handle.
   explicit Guard(const L& lockable) : lockable_(lockable) {
     lockable_.acquire();
     held_ = true;
   }
+  // Takes over what `other` holds; `other` then releases nothing.
   Guard(Guard&& other) noexcept
       : lockable_(other.lockable_), held_(std::exchange(other.held_, false)) {}
   Guard& operator=(Guard&&) = delete;
@@ -180,6 +182,7 @@ class RLock : public detail::LockHandle {
   // The recursive lock in another object's header (a Value's, Array's or Condition's).
   RLock(detail::ObjectHeader* header, std::shared_ptr<detail::Segment> segment) noexcept;
 
+  // Holds the lock until the guard is destroyed (Python: `with rlock:`).
   Guard<RLock> guard() { return Guard<RLock>(*this); }
 };
 
@@ -217,12 +220,14 @@ class Semaphore {
   void unlock() { release(); }
   bool try_lock() { return acquire(false); }
 
+  // Holds one unit until the guard is destroyed (Python: `with semaphore:`).
   Guard<Semaphore> guard() { return Guard<Semaphore>(*this); }
 
   // The shared state, for diagnostics and tests.
   detail::SemaphoreState* state() const noexcept { return state_; }
 
  protected:
+  // A new Semaphore; `bounded` makes release() refuse to go above `value`.
   Semaphore(int value, bool bounded);
 
  private:
@@ -240,6 +245,7 @@ class BoundedSemaphore : public Semaphore {
   BoundedSemaphore(detail::SemaphoreState* state, std::shared_ptr<detail::Segment> segment) noexcept
       : Semaphore(state, std::move(segment)) {}
 
+  // Holds one unit until the guard is destroyed (Python: `with semaphore:`).
   Guard<BoundedSemaphore> guard() { return Guard<BoundedSemaphore>(*this); }
 };
 
@@ -363,7 +369,9 @@ class Condition {
 // does; the waiters learn of it within detail::kRecheckInterval.
 class Barrier {
  public:
+  // What the last arrival runs before the others are released (Python: action=).
   using Action = std::function<void()>;
+  // A wait's limit; no value waits for ever.
   using Timeout = std::optional<std::chrono::nanoseconds>;
 
   // A new Barrier for `parties` (> 0; else ValueError) in its own anonymous shared memory.

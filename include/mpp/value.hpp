@@ -125,6 +125,8 @@ struct ValueState {
 
 }  // namespace detail
 
+// Python's multiprocessing.Value: one T in shared memory and the RLock that guards it. A
+// cheap, copyable handle (it keeps the memory mapped).
 template <class T>
 class Value {
   static_assert(std::is_trivially_copyable_v<T>,
@@ -135,6 +137,7 @@ class Value {
                 "process. Store an index or an offset instead.");
 
  public:
+  // The layout in shared memory.
   using State = detail::ValueState<T>;
 
   // A new Value holding `init` (T{} by default), in its own anonymous shared memory, shared
@@ -190,6 +193,7 @@ class Value {
     return std::atomic_ref<T>(*state_->slot(0));
   }
 
+  // The shared state, for diagnostics and tests.
   State* state() const noexcept { return state_; }
 
  private:

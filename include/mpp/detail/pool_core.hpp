@@ -1,6 +1,6 @@
 // The untyped engine under mpp::Pool: the spawner and the workers, the shared-memory queues
 // between them, the result thread, dispatch and the bookkeeping that turns a dead worker
-// into one failed task. See README.md, "Pool", for the design.
+// into one failed task. The design: docs/design/pool.md.
 #pragma once
 
 #include <sys/types.h>

@@ -5,8 +5,8 @@
 // instruction), the next process to lock it is told so. RobustMutex then runs the
 // caller's `recover` function while holding the lock, marks the mutex consistent, and
 // counts the recovery. The protected structure must be written so that `recover` can make
-// it valid again from what is in memory (see DESIGN.md, "Locks that survive their
-// holder"). Nobody deadlocks and nothing is poisoned.
+// it valid again from what is in memory (docs/design/foundations.md, "One lock type").
+// Nobody deadlocks and nothing is poisoned.
 //
 // The layout is fixed and readable without locking (mpp-inspect reads holder() and
 // recoveries() from a read-only mapping).

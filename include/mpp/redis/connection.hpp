@@ -45,9 +45,9 @@ namespace mpp::redis {
 struct Url {
   std::string user;      // ACL user; empty means Redis's "default" user
   std::string password;  // empty means no AUTH
-  std::string host;
-  int port = 6379;
-  int db = 0;
+  std::string host;      // a name, an IPv4 address, or an IPv6 address (without brackets)
+  int port = 6379;       // TCP port
+  int db = 0;            // the database SELECTed after login
 
   // The parts of `url`. Throws ValueError naming what is wrong (never showing the password).
   static Url parse(std::string_view url);
@@ -59,8 +59,10 @@ struct Url {
 // Cheap to copy; copies and elements share one reply tree.
 class Reply {
  public:
+  // The kinds of reply Redis's protocol has.
   enum class Type { string, array, integer, nil, status, error };
 
+  // This reply's kind; is_nil() and is_error() test for the two a caller checks most.
   Type type() const noexcept;
   bool is_nil() const noexcept { return type() == Type::nil; }
   bool is_error() const noexcept { return type() == Type::error; }
@@ -88,9 +90,10 @@ class Reply {
 // A Lua script run with EVALSHA: loaded once per connection (and again after the server
 // lost it), so only its SHA1 travels with each call. The source must outlive the Script.
 struct Script {
-  std::string_view source;
+  std::string_view source;  // the Lua source
 };
 
+// How long a Connection waits for the server.
 struct ConnectionOptions {
   // How long one attempt to connect may take.
   std::chrono::milliseconds connect_timeout{5000};
@@ -101,8 +104,11 @@ struct ConnectionOptions {
   std::chrono::milliseconds socket_timeout{30000};
 };
 
+// A connection to one Redis server (see the top of this file for what holds after failures).
+// Move-only; used by one thread at a time.
 class Connection {
  public:
+  // A command and its arguments, each a binary-safe string.
   using Args = std::span<const std::string_view>;
 
   // Connects and logs in now (one attempt). Throws ValueError for a bad URL,

@@ -85,6 +85,8 @@ std::string describe_key(const K& key) {
 
 }  // namespace detail
 
+// mpp::Dict's API on a Redis hash; every method is one atomic step on the server (see the top
+// of this file). A handle: the hash itself lives on the server.
 template <class K, class V>
 class Dict {
   static std::string enc(const auto& x) {

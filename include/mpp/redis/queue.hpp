@@ -56,6 +56,7 @@
 
 namespace mpp::redis {
 
+// The options of a redis::Queue.
 struct QueueOptions {
   // As Python's Queue(maxsize): put() blocks (polling) and put_nowait() raises Full while
   // this many messages wait. 0 = no bound. Each producer enforces its own value.
@@ -122,6 +123,8 @@ std::chrono::milliseconds to_ms(std::chrono::duration<Rep, Period> d) {
 
 }  // namespace detail
 
+// mpp::Queue's API on a Redis list, with at-least-once delivery (see the top of this file).
+// A handle: the queue itself lives on the server.
 template <class T>
 class Queue {
  public:
