@@ -42,9 +42,7 @@ void DictCore::construct(Segment& seg, void* mem, std::uint32_t key_enc, std::ui
 }
 
 SharedGuard DictCore::read() const {
-  return SharedGuard(
-      st_->hdr.mutex, st_->readers,
-      [this] { return RobustMutex::Recover([this] { const_cast<DictCore*>(this)->recover(); }); }, 0);
+  return SharedGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<DictCore*>(this)->recover(); });
 }
 
 ExclusiveGuard DictCore::write() const {
