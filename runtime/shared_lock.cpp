@@ -126,6 +126,8 @@ void release_slot(ReaderSlots& r, int i) noexcept {
 void mark_writing(ReaderSlots& r) noexcept {
   const std::uint32_t s = r.seq.load(std::memory_order_relaxed);
   if ((s & 1) == 0) r.seq.store(s + 1, std::memory_order_seq_cst);
+  // The object's stores that follow may not move before `seq` turned odd (seqlock writer).
+  std::atomic_thread_fence(std::memory_order_release);
 }
 
 void mark_written(ReaderSlots& r) noexcept {

@@ -1,6 +1,6 @@
 // The type-erased body of mpp::Dict: a hash map of byte strings in a segment, written so
-// that a process killed at any instruction leaves it valid (DESIGN.md, "Locks that survive
-// their holder"). mpp::Dict<K,V> (dict.hpp) puts the codec on top.
+// that a process killed at any instruction leaves it valid (docs/design/dict-concurrency.md).
+// mpp::Dict<K,V> (dict.hpp) puts the codec on top.
 //
 // Truth and derived state:
 //   - the truth is ONE singly linked list of nodes in insertion order (DictState::head,
@@ -9,7 +9,11 @@
 //     links a complete new node in the old one's place with one store.
 //   - derived, rebuilt from the list when a dead writer's lock is recovered: `prev`, `tail`,
 //     the bucket index (BucketArray + DictNode::bnext), the element count and byte count.
-//   - the intent record (intent.hpp) settles blocks a dead writer allocated or was freeing.
+//   - the intent record (intent.hpp) settles blocks a dead writer allocated or was freeing,
+//     and lets the recovery finish a multi-pair change past its commit store (update, clear).
+// Readers: point lookups (get, at, contains) read optimistically, validated by the shared
+// lock's version word (shared_lock.hpp), and write nothing shared; views, iteration and
+// check() take the shared lock. docs/design/dict-concurrency.md has the reasons.
 // Layouts are documented for mpp-inspect (kind == dict).
 #pragma once
 
@@ -105,8 +109,36 @@ struct DictState {
   std::uint32_t value_encoding = 0;
 };
 
+// Called between any two stores of a Dict mutation when set (tests only: a crash contract
+// is proven by killing the writer at each such point).
+inline std::atomic<void (*)()> dict_step_hook{nullptr};
+inline void dict_step() noexcept {
+  if (auto h = dict_step_hook.load(std::memory_order_relaxed)) h();
+}
+
+// Whether the key bytes at `a` equal `key` (same length known). Short keys (a trivially
+// copyable K, a short string) are compared with word loads instead of a memcmp call.
+inline bool same_key(const std::byte* a, Bytes key) noexcept {
+  const std::byte* b = key.data();
+  auto word = [](const std::byte* p, std::size_t n) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    return w;
+  };
+  switch (key.size()) {
+    case 0: return true;
+    case 4: return word(a, 4) == word(b, 4);
+    case 8: return word(a, 8) == word(b, 8);
+    case 16: return word(a, 8) == word(b, 8) && word(a + 8, 8) == word(b + 8, 8);
+    default: return std::memcmp(a, b, key.size()) == 0;
+  }
+}
+
 // Operations on one DictState. Methods named *_locked need the caller to hold the lock
-// of the kind said; the others lock themselves.
+// of the kind said; the others lock themselves. Every offset read from shared memory is
+// checked (inside the heap, aligned, a tagged node whose bytes fit) before it is followed,
+// and every walk is bounded: a corrupt dict gives SegmentError naming it, never a signal,
+// a hang or an allocation sized by a corrupt length.
 class DictCore {
  public:
   DictCore(std::shared_ptr<Segment> seg, DictState* st) : seg_(std::move(seg)), st_(st) {}
@@ -117,8 +149,31 @@ class DictCore {
   SharedGuard read() const;
   ExclusiveGuard write() const;
 
-  // Lookups, under either lock. nullptr if absent.
-  DictNode* find_locked(Bytes key, std::uint64_t hash) const noexcept;
+  // Lookup under either lock. nullptr if absent; SegmentError if the chain is corrupt.
+  DictNode* find_locked(Bytes key, std::uint64_t hash) const;
+
+  // A lookup that writes nothing shared when it can (a reader killed in it leaves nothing
+  // behind): `copy(node)` (node: key's node, or nullptr) runs on a version-validated
+  // snapshot, retried a few times, and under the shared lock if writers keep interfering.
+  // `copy` may run more than once and on torn data that is then thrown away: it must only
+  // copy bytes out (and not throw). A version-validated pass runs it exactly once more on
+  // consistent data last, so what it copied last is the answer.
+  template <class F>
+  void lookup(Bytes key, std::uint64_t hash, F&& copy) const {
+    for (int t = 0; t < kOptimisticTries; ++t) {
+      const std::uint32_t v = read_begin(st_->readers);
+      if ((v & 1) != 0) {
+        optimistic_pause();
+        continue;
+      }
+      DictNode* n = nullptr;
+      if (!probe(key, hash, n)) continue;  // torn (or corrupt: the locked pass will say)
+      copy(n);
+      if (read_valid(st_->readers, v)) return;
+    }
+    auto g = read();
+    copy(find_locked(key, hash));
+  }
 
   // Sets key to value (insert or replace), exclusive lock held. Throws SegmentFull with the
   // dict unchanged.
@@ -126,31 +181,53 @@ class DictCore {
   // Replaces the value of a node found under this exclusive hold.
   void assign_locked(DictNode* node, Bytes value);
   // Unlinks and frees the node, exclusive lock held.
-  void erase_locked(DictNode* node) noexcept;
-  // Sets many pairs all or nothing: every node is allocated first (SegmentFull leaves the
-  // dict unchanged), then each is published. Exclusive lock held.
+  void erase_locked(DictNode* node);
+  // Sets many pairs all or nothing, also across a crash: every node is allocated first
+  // (SegmentFull leaves the dict unchanged), then one store commits the change and the
+  // pairs are published; a writer killed after the commit has the rest published by the
+  // recovery (rolled forward), one killed before it has everything undone. Exclusive lock.
   void set_many_locked(std::span<const std::pair<Bytes, Bytes>> pairs);
-  void clear_locked() noexcept;
+  // Empties the dict all or nothing across a crash: one store (head = 0) commits, the nodes
+  // are freed after (a recovery frees the ones a dead writer had not freed yet).
+  void clear_locked();
 
   std::uint64_t size() const noexcept { return st_->hdr.count.load(std::memory_order_relaxed); }
 
-  // Calls fn for every node in insertion order (either lock held). Stops when fn returns false.
+  // Calls fn for every node in insertion order (either lock held). Stops when fn returns
+  // false. SegmentError when the list is corrupt (a bad link or a cycle).
   void for_each_locked(const std::function<bool(DictNode&)>& fn) const;
 
-  // Walks the whole structure and returns what is wrong with it (empty when sound).
+  // Walks the whole structure and returns what is wrong with it (empty when sound). Never
+  // throws for a corrupt dict: the finding is the answer.
   std::string check() const;
 
   Segment& segment() const noexcept { return *seg_; }
   DictState& state() const noexcept { return *st_; }
 
  private:
-  friend struct DictRecovery;
-  DictNode* node(std::uint64_t off) const noexcept { return seg_->at<DictNode>(off); }
-  BucketArray& buckets() const noexcept { return *seg_->at<BucketArray>(st_->buckets.load(std::memory_order_relaxed)); }
+  static constexpr int kOptimisticTries = 4;
+  static void optimistic_pause() noexcept;
+  // The node at `off`, checked: SegmentError naming the dict when it cannot be one.
+  DictNode* node(std::uint64_t off) const;
+  // The node at `off` if it can be one (in the heap, aligned, tagged, fitting), else nullptr.
+  DictNode* node_if_plausible(std::uint64_t off) const noexcept;
+  BucketArray& buckets() const;
+  BucketArray* buckets_if_plausible() const noexcept;
+  // Walks key's chain without throwing: false when a link is implausible (torn or corrupt).
+  bool probe(Bytes key, std::uint64_t hash, DictNode*& out) const noexcept;
+  std::uint64_t max_steps() const noexcept;  // more than the heap could hold: a cycle
+  [[noreturn]] void corrupt(const std::string& what) const;
+  std::string name() const;  // "dict 'name'" for messages
+
   DictNode* build(Bytes key, std::uint64_t hash, Bytes value, bool pending);
-  void publish(DictNode* n);  // links a built node (replacing one with the same key)
+  void publish(DictNode* n);               // links a built node (replacing one with its key)
+  void append(DictNode* n);                // links a built node whose key is absent
+  void replace(DictNode* x, DictNode* n);  // links n in x's place, frees x
+  void relink_bucket(std::atomic<std::uint64_t>& slot, std::uint64_t xoff, std::uint64_t to);
+  void publish_pending();                  // the publish loop of set_many (and its recovery)
   void grow_index() noexcept;
-  void recover();             // under the recovered lock
+  void rebuild_derived(const BucketArray& b);
+  void recover();  // under the recovered lock
 
   std::shared_ptr<Segment> seg_;
   DictState* st_;
