@@ -75,18 +75,7 @@ void DictCore::corrupt(const std::string& what) const {
                      "); its segment was damaged outside mpp: recreate it or restore it");
 }
 
-std::uint64_t DictCore::max_steps() const noexcept {
-  return seg_->header().heap_size / sizeof(DictNode) + 1;
-}
 
-DictNode* DictCore::node_if_plausible(std::uint64_t off) const noexcept {
-  const auto& h = seg_->header();
-  const std::uint64_t lo = h.heap_offset, hi = h.heap_offset + h.heap_size;
-  if (off < lo || off % 16 != 0 || off > hi || hi - off < sizeof(DictNode)) return nullptr;
-  auto* n = seg_->at<DictNode>(off);
-  if (n->tag != DICT_NODE_TAG || hi - off < DictNode::bytes_for(n->key_len, n->value_len)) return nullptr;
-  return n;
-}
 
 DictNode* DictCore::node(std::uint64_t off) const {
   DictNode* n = node_if_plausible(off);
@@ -94,16 +83,6 @@ DictNode* DictCore::node(std::uint64_t off) const {
   return n;
 }
 
-BucketArray* DictCore::buckets_if_plausible() const noexcept {
-  const auto& h = seg_->header();
-  const std::uint64_t off = st_->buckets.load(std::memory_order_acquire);
-  const std::uint64_t lo = h.heap_offset, hi = h.heap_offset + h.heap_size;
-  if (off < lo || off % 16 != 0 || off > hi || hi - off < BucketArray::bytes_for(1)) return nullptr;
-  auto* b = seg_->at<BucketArray>(off);
-  const std::uint64_t n = b->n;
-  if (n == 0 || (n & (n - 1)) != 0 || n > (hi - off) / 8) return nullptr;
-  return b;
-}
 
 BucketArray& DictCore::buckets() const {
   BucketArray* b = buckets_if_plausible();
@@ -111,22 +90,6 @@ BucketArray& DictCore::buckets() const {
   return *b;
 }
 
-bool DictCore::probe(Bytes key, std::uint64_t hash, DictNode*& out) const noexcept {
-  out = nullptr;
-  BucketArray* b = buckets_if_plausible();
-  if (!b) return false;
-  std::uint64_t off = b->slot[hash & (b->n - 1)].load(std::memory_order_acquire);
-  for (std::uint64_t steps = max_steps(); off != 0; --steps) {
-    DictNode* n = node_if_plausible(off);
-    if (!n || steps == 0) return false;
-    if (n->hash == hash && n->key_len == key.size() && same_key(n->key_data(), key)) {
-      out = n;
-      return true;
-    }
-    off = std::atomic_ref<std::uint64_t>(n->bnext).load(std::memory_order_relaxed);
-  }
-  return true;
-}
 
 DictNode* DictCore::find_locked(Bytes key, std::uint64_t hash) const {
   DictNode* n;

@@ -307,10 +307,17 @@ class Dict {
 
  private:
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
-  // The key's encoding, borrowed (no copy) for strings and trivially copyable keys.
-  static detail::Encoded encode_key(key_arg key) {
+  // The key's encoding: its own bytes (no copy, nothing to destroy) for strings and
+  // trivially copyable keys, an archive for the others. `.bytes()` either way.
+  struct BorrowedKey {
+    detail::Bytes b;
+    detail::Bytes bytes() const noexcept { return b; }
+  };
+  static auto encode_key(key_arg key) {
     if constexpr (std::is_same_v<K, std::string>) {
-      return detail::Encoded(detail::as_bytes(key));
+      return BorrowedKey{detail::as_bytes(key)};
+    } else if constexpr (detail::encoding_of<K> == detail::Encoding::trivial) {
+      return BorrowedKey{std::as_bytes(std::span<const K, 1>(&key, 1))};
     } else {
       return detail::encode(key);
     }

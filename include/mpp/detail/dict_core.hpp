@@ -209,13 +209,53 @@ class DictCore {
   static void optimistic_pause() noexcept;
   // The node at `off`, checked: SegmentError naming the dict when it cannot be one.
   DictNode* node(std::uint64_t off) const;
+  // The heap's bounds, read from the segment header (offset 0) on every use: inline, as the
+  // lookups check every offset against them.
+  struct Heap {
+    std::uint64_t lo, hi;
+  };
+  Heap heap() const noexcept {
+    const auto* h = seg_->at<SegmentHeader>(0);
+    return {h->heap_offset, h->heap_offset + h->heap_size};
+  }
+  // More links than the heap could hold nodes (of at least 32 bytes): a cycle.
+  std::uint64_t max_steps() const noexcept { return (heap().hi - heap().lo) / 32 + 1; }
   // The node at `off` if it can be one (in the heap, aligned, tagged, fitting), else nullptr.
-  DictNode* node_if_plausible(std::uint64_t off) const noexcept;
+  DictNode* node_if_plausible(std::uint64_t off, Heap h) const noexcept {
+    if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(DictNode)) return nullptr;
+    auto* n = seg_->at<DictNode>(off);
+    if (n->tag != DICT_NODE_TAG || h.hi - off < DictNode::bytes_for(n->key_len, n->value_len)) return nullptr;
+    return n;
+  }
+  DictNode* node_if_plausible(std::uint64_t off) const noexcept { return node_if_plausible(off, heap()); }
   BucketArray& buckets() const;
-  BucketArray* buckets_if_plausible() const noexcept;
+  BucketArray* buckets_if_plausible(Heap h) const noexcept {
+    const std::uint64_t off = st_->buckets.load(std::memory_order_acquire);
+    if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < BucketArray::bytes_for(1)) return nullptr;
+    auto* b = seg_->at<BucketArray>(off);
+    const std::uint64_t n = b->n;
+    if (n == 0 || (n & (n - 1)) != 0 || n > (h.hi - off) / 8) return nullptr;
+    return b;
+  }
+  BucketArray* buckets_if_plausible() const noexcept { return buckets_if_plausible(heap()); }
   // Walks key's chain without throwing: false when a link is implausible (torn or corrupt).
-  bool probe(Bytes key, std::uint64_t hash, DictNode*& out) const noexcept;
-  std::uint64_t max_steps() const noexcept;  // more than the heap could hold: a cycle
+  bool probe(Bytes key, std::uint64_t hash, DictNode*& out) const noexcept {
+    out = nullptr;
+    const Heap h = heap();
+    BucketArray* b = buckets_if_plausible(h);
+    if (!b) return false;
+    std::uint64_t off = b->slot[hash & (b->n - 1)].load(std::memory_order_acquire);
+    for (std::uint64_t steps = (h.hi - h.lo) / 32 + 1; off != 0; --steps) {
+      DictNode* n = node_if_plausible(off, h);
+      if (!n || steps == 0) return false;
+      if (n->hash == hash && n->key_len == key.size() && same_key(n->key_data(), key)) {
+        out = n;
+        return true;
+      }
+      off = std::atomic_ref<std::uint64_t>(n->bnext).load(std::memory_order_relaxed);
+    }
+    return true;
+  }
   [[noreturn]] void corrupt(const std::string& what) const;
   std::string name() const;  // "dict 'name'" for messages
 
