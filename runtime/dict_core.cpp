@@ -1,5 +1,6 @@
 #include "mpp/detail/dict_core.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <unordered_set>
@@ -11,7 +12,10 @@
 namespace mpp::detail {
 namespace {
 
-enum Op : std::uint32_t { op_set = 1, op_erase = 2, op_set_many = 3, op_clear = 4, op_grow = 5 };
+enum Op : std::uint32_t {
+  op_set = 1, op_erase = 2, op_set_many = 3, op_clear = 4, op_grow = 5, op_scratch = 6,
+  op_assign = 7,  // an in-place copy: intent.index = the node, size_before = its value length
+};
 
 constexpr std::uint64_t kInitialBuckets = 16;
 
@@ -211,11 +215,77 @@ void DictCore::set_locked(Bytes key, std::uint64_t hash, Bytes value) {
   grow_index();
 }
 
+std::uint64_t DictCore::fixed_bytes(const BucketArray& b) const noexcept {
+  const ScratchBlock* sb = scratch_if_plausible();
+  return BucketArray::bytes_for(b.n) + (sb ? sizeof(ScratchBlock) + sb->capacity : 0);
+}
+
+ScratchBlock* DictCore::scratch_if_plausible() const noexcept {
+  const Heap h = heap();
+  const std::uint64_t off = st_->scratch.load(std::memory_order_relaxed);
+  if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(ScratchBlock)) return nullptr;
+  auto* b = seg_->at<ScratchBlock>(off);
+  return b->capacity <= h.hi - off - sizeof(ScratchBlock) ? b : nullptr;
+}
+
+ScratchBlock* DictCore::scratch_for(std::uint64_t bytes) noexcept {
+  ScratchBlock* cur = st_->scratch.load(std::memory_order_relaxed) ? scratch_if_plausible() : nullptr;
+  if (cur && cur->capacity >= bytes) return cur;
+  const std::uint64_t cap = std::max<std::uint64_t>(256, (bytes + 255) / 256 * 256);
+  Intent& in = st_->intent;
+  in.begin(op_scratch);
+  ScratchBlock* nb;
+  try {
+    nb = static_cast<ScratchBlock*>(in.allocate(*seg_, sizeof(ScratchBlock) + cap, 0));
+  } catch (...) {
+    in.end();
+    return nullptr;  // no room: the caller replaces the node instead
+  }
+  nb->capacity = cap;
+  nb->reserved = 0;
+  dict_step();
+  const std::uint64_t old_off = st_->scratch.load(std::memory_order_relaxed);
+  if (cur) in.retire(old_off, sizeof(ScratchBlock) + cur->capacity);
+  dict_step();
+  st_->scratch.store(seg_->offset_of(nb), std::memory_order_release);  // publishes
+  dict_step();
+  st_->hdr.bytes.fetch_add(sizeof(ScratchBlock) + cap - (cur ? sizeof(ScratchBlock) + cur->capacity : 0),
+                           std::memory_order_relaxed);
+  if (cur) seg_->deallocate(cur);
+  dict_step();
+  in.end();
+  return nb;
+}
+
+// A value of the old one's length replaces it in the node: staged in the scratch block, the
+// intent says which node gets it, then the copy; a recovery repeats the copy from the
+// scratch block, so the node ends with the old bytes (killed before the intent) or the new.
+bool DictCore::assign_in_place(DictNode* x, Bytes value) {
+  ScratchBlock* sb = scratch_for(value.size());
+  if (!sb) return false;
+  std::memcpy(sb->data(), value.data(), value.size());
+  dict_step();
+  Intent& in = st_->intent;
+  in.begin(op_assign);
+  in.size_before.store(value.size(), std::memory_order_relaxed);
+  in.index.store(seg_->offset_of(x), std::memory_order_release);  // commits
+  dict_step();
+  // In two halves with a step between, so the store-by-store test also kills a half copy.
+  const std::size_t half = value.size() / 2;
+  std::memcpy(x->value_data(), sb->data(), half);
+  dict_step();
+  std::memcpy(x->value_data() + half, sb->data() + half, value.size() - half);
+  dict_step();
+  in.end();
+  return true;
+}
+
 void DictCore::assign_locked(DictNode* x, Bytes value) {
   if (value.size() == x->value_len && store_in_one(x->value_data(), value)) {
     dict_step();
     return;
   }
+  if (value.size() == x->value_len && assign_in_place(x, value)) return;
   st_->intent.begin(op_set);
   dict_step();
   try {
@@ -319,7 +389,7 @@ void DictCore::clear_locked() {
   BucketArray& b = buckets();
   for (std::uint64_t i = 0; i < b.n; ++i) b.slot[i].store(0, std::memory_order_relaxed);
   st_->hdr.count.store(0, std::memory_order_relaxed);
-  st_->hdr.bytes.store(BucketArray::bytes_for(b.n), std::memory_order_relaxed);
+  st_->hdr.bytes.store(fixed_bytes(b), std::memory_order_relaxed);
   dict_step();
   for (std::uint64_t steps = max_steps(); std::uint64_t off = in.pending.load(std::memory_order_relaxed);) {
     DictNode* x = node(off);
@@ -390,7 +460,7 @@ void DictCore::for_each_locked(const std::function<bool(DictNode&)>& fn) const {
 void DictCore::rebuild_derived(const BucketArray& cb) {
   auto& b = const_cast<BucketArray&>(cb);
   for (std::uint64_t i = 0; i < b.n; ++i) b.slot[i].store(0, std::memory_order_relaxed);
-  std::uint64_t prev = 0, count = 0, bytes = BucketArray::bytes_for(b.n);
+  std::uint64_t prev = 0, count = 0, bytes = fixed_bytes(b);
   for (std::uint64_t off = st_->head.load(); off != 0;) {
     DictNode* x = node(off);
     x->prev = prev;
@@ -444,8 +514,21 @@ void DictCore::recover() {
     in.end();
     return;
   }
-  finish_intent(*seg_, in, st_->hdr.leaked,
-                [&](std::uint64_t off) { return live.count(off) > 0 || off == boff; });
+  if (in.op.load() == op_assign) {
+    // Past the commit: copy the staged value again (over the bytes a dead writer may have
+    // half copied), if the recorded node is still the live one of that length.
+    const std::uint64_t xoff = in.index.load();
+    DictNode* x = xoff != 0 && live.count(xoff) ? node_if_plausible(xoff) : nullptr;
+    ScratchBlock* sb = scratch_if_plausible();
+    const std::uint64_t len = in.size_before.load();
+    if (x && sb && x->value_len == len && len <= sb->capacity) std::memcpy(x->value_data(), sb->data(), len);
+    in.end();
+    return;
+  }
+  const std::uint64_t soff = st_->scratch.load();
+  finish_intent(*seg_, in, st_->hdr.leaked, [&](std::uint64_t off) {
+    return live.count(off) > 0 || off == boff || (off == soff && soff != 0);
+  });
 }
 
 std::string DictCore::check() const {

@@ -62,7 +62,9 @@ TEST_CASE("a writer killed between any two stores of each Dict mutation: all or 
   const std::vector<Case> cases = {
       {"set of a new key", [](D& x) { x.set("new", "fresh value"); }},
       {"set over a key (new node)", [](D& x) { x.set("k3", "a longer value than before"); }},
-      {"set over a key (in place)", [](D& x) { x.set("eight", "abcdefgh"); }},
+      {"set over a key (one store)", [](D& x) { x.set("eight", "abcdefgh"); }},
+      {"set over a key (same length, copied in place)", [](D& x) { x.set("k11", std::string(12, 'Z')); }},
+      {"modify of a key (same length, copied in place)", [](D& x) { x.modify("k4", [](std::string& v) { v[0] = 'Q'; }); }},
       {"erase", [](D& x) { x.erase("k5"); }},
       {"pop", [](D& x) { (void)x.pop("k0"); }},
       {"setdefault", [](D& x) { (void)x.setdefault("sd", "default"); }},

@@ -10,16 +10,24 @@
 // equal when their encodings are equal (mind padding bytes in trivially copyable keys).
 // Iteration order is insertion order, as in Python.
 //
-// Concurrency: readers share the dict, writers are exclusive; every method is one atomic
-// step under the lock. A handle is a cheap value (it holds the segment), valid in forked
-// children; other processes get their own through Manager::attach(...).dict<K,V>(name).
+// Concurrency: writers are exclusive; get, at and contains read a version-validated
+// snapshot without writing shared memory (falling back to the shared lock when writers keep
+// interfering); read(), for_each, keys, values and items share the dict under the shared
+// lock. Every method is one atomic step. A handle is a cheap value (it holds the segment),
+// valid in forked children; other processes get their own through
+// Manager::attach(...).dict<K,V>(name). For std::string keys every method takes a
+// std::string_view (no copy of the key).
 //
 // After a crash: a process killed at any instruction while it holds the lock (reading or
 // writing) blocks nobody; the next user recovers the lock, rebuilds the index from the
-// list of entries and settles the one change that was in progress. The dict is then valid:
-// each pair the dead process was setting is either fully there or not at all; at most the
-// blocks it was allocating or freeing are leaked (counted in ObjectHeader::leaked).
-// SegmentFull from any method leaves the dict exactly as it was, and usable.
+// list of entries and settles the one change that was in progress. Each method is all or
+// nothing across the kill: set, erase, pop, setdefault and modify change one pair with one
+// store; update commits with one store once every node is built (killed before it, nothing
+// is applied; after it, the recovery applies the rest); clear commits with one store and the
+// recovery frees what the dead writer had not. At most the block the dead process was
+// unlinking is leaked (counted in ObjectHeader::leaked). SegmentFull from any method leaves
+// the dict exactly as it was, and usable. A corrupt dict (a segment damaged outside mpp)
+// gives SegmentError naming it, and check() says what is wrong; never a signal or a hang.
 #pragma once
 
 #include <cstring>
@@ -191,7 +199,8 @@ class Dict {
     return v;
   }
 
-  // Python's d.update(other): all pairs or none (SegmentFull leaves d unchanged).
+  // Python's d.update(other): all pairs or none, also when the caller is killed midway
+  // (SegmentFull leaves d unchanged).
   template <class Pairs>
   void update(const Pairs& pairs) {
     std::vector<detail::Encoded> keep;
@@ -218,6 +227,7 @@ class Dict {
 
   std::size_t size() const { return static_cast<std::size_t>(core_.size()); }
   bool empty() const { return size() == 0; }
+  // Empties the dict: all or nothing, also when the caller is killed midway.
   void clear() {
     auto g = core_.write();
     core_.clear_locked();

@@ -6,7 +6,9 @@
 //   - the truth is ONE singly linked list of nodes in insertion order (DictState::head,
 //     DictNode::next). A node is built completely, then linked by one store (the tail's
 //     `next`, or `head`); an erase unlinks with one store, then frees; replacing a value
-//     links a complete new node in the old one's place with one store.
+//     links a complete new node in the old one's place with one store, unless the new value
+//     has the old one's length: it is staged in the dict's scratch block, recorded in the
+//     intent, and copied over the old bytes (a recovery copies it again).
 //   - derived, rebuilt from the list when a dead writer's lock is recovered: `prev`, `tail`,
 //     the bucket index (BucketArray + DictNode::bnext), the element count and byte count.
 //   - the intent record (intent.hpp) settles blocks a dead writer allocated or was freeing,
@@ -107,6 +109,16 @@ struct DictState {
   Intent intent;
   std::uint32_t key_encoding = 0;      // detail::Encoding of K and V, for inspect
   std::uint32_t value_encoding = 0;
+  // A ScratchBlock (0 until first needed): where a value replaced in place is staged first,
+  // so a recovery can finish a copy a dead writer started.
+  std::atomic<std::uint64_t> scratch{0};
+};
+
+// The staging block of in-place replacements: `capacity` bytes of data after the header.
+struct ScratchBlock {
+  std::uint64_t capacity = 0;
+  std::uint64_t reserved = 0;
+  std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
 };
 
 // Called between any two stores of a Dict mutation when set (tests only: a crash contract
@@ -266,6 +278,11 @@ class DictCore {
   void relink_bucket(std::atomic<std::uint64_t>& slot, std::uint64_t xoff, std::uint64_t to);
   void publish_pending();                  // the publish loop of set_many (and its recovery)
   void grow_index() noexcept;
+  // The scratch block, grown to hold `bytes`; nullptr when the segment has no room.
+  ScratchBlock* scratch_for(std::uint64_t bytes) noexcept;
+  ScratchBlock* scratch_if_plausible() const noexcept;
+  std::uint64_t fixed_bytes(const BucketArray& b) const noexcept;  // index + scratch
+  bool assign_in_place(DictNode* x, Bytes value);
   void rebuild_derived(const BucketArray& b);
   void recover();  // under the recovered lock
 
