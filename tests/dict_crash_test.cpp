@@ -157,7 +157,7 @@ TEST_CASE("lock-free Dict reads under a writer see whole values only") {
   });
   REQUIRE(writer.wait_ready());
   long bad = 0;
-  for (int i = 0; i < 200000; ++i) {
+  for (int i = 0; i < 100000; ++i) {
     auto v = d.get(i % 64);
     if (!v || !whole(*v)) ++bad;
     if (!d.contains(i % 64)) ++bad;

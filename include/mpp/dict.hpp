@@ -99,7 +99,9 @@ class Dict {
       std::uint32_t len = 0;
       core_.lookup(k.bytes(), detail::hash_bytes(k.bytes()), [&](detail::DictNode* n) {
         found = n != nullptr;
-        if (found && (len = n->value_len) == sizeof(V)) std::memcpy(&v, n->value_data(), sizeof(V));
+        if (!found) return;
+        const detail::Bytes b = core_.value_of(n);
+        if ((len = static_cast<std::uint32_t>(b.size())) == sizeof(V)) std::memcpy(&v, b.data(), sizeof(V));
       });
       if (!found) return std::nullopt;
       if (len != sizeof(V)) {
@@ -111,7 +113,7 @@ class Dict {
       std::string bytes;
       core_.lookup(k.bytes(), detail::hash_bytes(k.bytes()), [&](detail::DictNode* n) {
         found = n != nullptr;
-        if (found) bytes.assign(reinterpret_cast<const char*>(n->value_data()), n->value_len);
+        if (found) bytes.assign(detail::as_chars(core_.value_of(n)));
       });
       if (!found) return std::nullopt;
       if constexpr (detail::encoding_of<V> == detail::Encoding::string) {

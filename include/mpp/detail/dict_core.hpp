@@ -187,6 +187,17 @@ class DictCore {
     copy(find_locked(key, hash));
   }
 
+  // The value bytes of a node a lookup handed to its `copy`, each length read once and
+  // checked against the heap (what an optimistic reader may copy); empty when they do not fit.
+  Bytes value_of(DictNode* n) const noexcept {
+    const Heap h = heap();
+    const std::uint64_t off = seg_->offset_of(n);
+    const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
+    const std::uint32_t vl = std::atomic_ref<std::uint32_t>(n->value_len).load(std::memory_order_relaxed);
+    if (off < h.lo || h.hi - off < DictNode::bytes_for(kl, vl)) return {};
+    return {reinterpret_cast<std::byte*>(n) + DictNode::value_offset(kl), vl};
+  }
+
   // Sets key to value (insert or replace), exclusive lock held. Throws SegmentFull with the
   // dict unchanged.
   void set_locked(Bytes key, std::uint64_t hash, Bytes value);
@@ -260,7 +271,11 @@ class DictCore {
     for (std::uint64_t steps = (h.hi - h.lo) / 32 + 1; off != 0; --steps) {
       DictNode* n = node_if_plausible(off, h);
       if (!n || steps == 0) return false;
-      if (n->hash == hash && n->key_len == key.size() && same_key(n->key_data(), key)) {
+      // key_len read once: a writer may change it under an optimistic reader, and the
+      // compare must stay inside what was checked.
+      const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
+      if (n->hash == hash && kl == key.size() && h.hi - off - sizeof(DictNode) >= kl &&
+          same_key(n->key_data(), key)) {
         out = n;
         return true;
       }
