@@ -22,9 +22,7 @@ void ListCore::construct(void* mem, std::uint32_t value_enc) {
 }
 
 SharedGuard ListCore::read() const {
-  return SharedGuard(
-      st_->hdr.mutex, st_->readers,
-      [this] { return RobustMutex::Recover([this] { const_cast<ListCore*>(this)->recover(); }); }, 0);
+  return SharedGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
 }
 
 ExclusiveGuard ListCore::write() const {

@@ -1,14 +1,14 @@
 #include "mpp/detail/shared_lock.hpp"
 
 #include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <functional>
 
 #include "mpp/detail/futex.hpp"
+#include "mpp/detail/process_identity.hpp"
+#include "mpp/detail/spin.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::detail {
@@ -18,17 +18,15 @@ std::atomic<pid_t> g_pid{0};
 
 void refresh_pid() noexcept { g_pid.store(getpid(), std::memory_order_relaxed); }
 
-bool alive(pid_t pid) noexcept {
-  if (pid == current_pid()) return true;
-  return kill(pid, 0) == 0 || errno == EPERM;
-}
-
-// Shared locks this thread holds, to refuse a writer lock that would wait for itself.
+// Shared locks this thread holds, to refuse a writer lock that would wait for itself. The
+// total comes first, so a thread that reads nothing (the common writer) checks one word.
 constexpr int kTracked = 8;
+thread_local int t_reading_total = 0;
 thread_local const ReaderSlots* t_reading[kTracked] = {};
 thread_local int t_reading_depth[kTracked] = {};
 
 void track(const ReaderSlots* r, int delta) noexcept {
+  t_reading_total += delta;
   for (int i = 0; i < kTracked; ++i) {
     if (t_reading[i] == r) {
       if ((t_reading_depth[i] += delta) == 0) t_reading[i] = nullptr;
@@ -46,40 +44,69 @@ void track(const ReaderSlots* r, int delta) noexcept {
 }
 
 bool reading(const ReaderSlots* r) noexcept {
+  if (t_reading_total == 0) return false;
   for (int i = 0; i < kTracked; ++i) {
     if (t_reading[i] == r) return true;
   }
   return false;
 }
 
-// With `writer` set: waits until no live process holds a slot, clearing dead ones.
-void drain_readers(ReaderSlots& r) {
-  for (;;) {
-    std::uint32_t seen = r.reader_exits.load(std::memory_order_seq_cst);
-    bool busy = false;
-    for (auto& s : r.slot) {
-      std::int32_t p = s.pid.load(std::memory_order_seq_cst);
-      if (p == 0) continue;
-      if (alive(p)) {
-        busy = true;
-      } else {
-        s.pid.compare_exchange_strong(p, 0);  // a reader died holding its slot
-      }
+std::uint32_t bit(int i) noexcept { return 1u << static_cast<unsigned>(i); }
+
+// Gives back slots taken by processes that died, except those whose bit is set in `keep`.
+// A live reader between its CAS and its bit is alive, so it is never taken for dead.
+void reap_dead_slots(ReaderSlots& r, std::uint32_t keep) noexcept {
+  for (unsigned i = 0; i < ReaderSlots::kSlots; ++i) {
+    if (keep & bit(static_cast<int>(i))) continue;
+    std::uint64_t w = r.slot[i].load(std::memory_order_acquire);
+    if (w != 0 && w != self_identity_word() && !identity_alive(w)) {
+      r.slot[i].compare_exchange_strong(w, 0);
     }
-    if (!busy) return;
-    futex_wait(r.reader_exits, seen, Clock::now() + std::chrono::milliseconds(2));
   }
 }
 
-int claim_slot(ReaderSlots& r, pid_t pid) noexcept {
+// With `seq` odd: waits until no live process holds a slot's bit, clearing dead ones.
+void drain_readers(ReaderSlots& r) {
+  bool reaped = false;
+  for (;;) {
+    const std::uint32_t seen = r.reader_exits.load(std::memory_order_seq_cst);
+    std::uint32_t mask = r.busy.load(std::memory_order_seq_cst);
+    if (mask == 0) return;
+    if (!reaped) {
+      reap_dead_slots(r, mask);  // slots whose owner died before it set its bit
+      reaped = true;
+    }
+    bool live = false;
+    for (; mask != 0; mask &= mask - 1) {
+      const int i = __builtin_ctz(mask);
+      std::uint64_t w = r.slot[i].load(std::memory_order_seq_cst);
+      if (w == 0) continue;  // released since we read the mask
+      if (w == self_identity_word() || identity_alive(w)) {
+        live = true;
+        continue;
+      }
+      // A reader died holding its slot: its bit first (the slot still names it, so nobody
+      // can claim the slot in between), then the slot.
+      if ((r.busy.load(std::memory_order_seq_cst) & bit(i)) != 0 &&
+          r.slot[i].load(std::memory_order_seq_cst) == w) {
+        r.busy.fetch_and(~bit(i), std::memory_order_seq_cst);
+        r.slot[i].compare_exchange_strong(w, 0);
+      }
+    }
+    if (live) futex_wait(r.reader_exits, seen, Clock::now() + std::chrono::milliseconds(2));
+  }
+}
+
+int claim_slot(ReaderSlots& r, std::uint64_t self) noexcept {
   // Start where this thread's id points, so the threads and processes spread over the slots.
   thread_local const unsigned start =
-      static_cast<unsigned>(std::hash<pthread_t>{}(pthread_self()) ^ static_cast<unsigned>(pid));
+      static_cast<unsigned>(std::hash<pthread_t>{}(pthread_self()) ^ static_cast<unsigned>(self));
   for (unsigned k = 0; k < ReaderSlots::kSlots; ++k) {
     unsigned i = (start + k) % ReaderSlots::kSlots;
-    std::int32_t expected = 0;
-    if (r.slot[i].pid.load(std::memory_order_relaxed) == 0 &&
-        r.slot[i].pid.compare_exchange_strong(expected, pid, std::memory_order_seq_cst)) {
+    std::uint64_t expected = 0;
+    if (r.slot[i].load(std::memory_order_relaxed) == 0 &&
+        r.slot[i].compare_exchange_strong(expected, self, std::memory_order_seq_cst)) {
+      r.busy.fetch_or(bit(static_cast<int>(i)), std::memory_order_seq_cst);
       return static_cast<int>(i);
     }
   }
@@ -87,20 +114,59 @@ int claim_slot(ReaderSlots& r, pid_t pid) noexcept {
 }
 
 void release_slot(ReaderSlots& r, int i) noexcept {
-  r.slot[i].pid.store(0, std::memory_order_seq_cst);
-  if (r.writer.load(std::memory_order_seq_cst) != 0) {
+  r.busy.fetch_and(~bit(i), std::memory_order_seq_cst);
+  r.slot[i].store(0, std::memory_order_release);
+  if ((r.seq.load(std::memory_order_seq_cst) & 1) != 0) {
     r.reader_exits.fetch_add(1, std::memory_order_seq_cst);
     futex_wake_all(r.reader_exits);
   }
 }
 
-// Locks the mutex; a dead previous holder's state is repaired with every reader gone.
-bool lock_mutex(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover) {
-  return m.lock([&] {
-    r.writer.store(1, std::memory_order_seq_cst);
+// Makes `seq` odd (a writer is active); the mutex holder is the only one that changes it.
+void mark_writing(ReaderSlots& r) noexcept {
+  const std::uint32_t s = r.seq.load(std::memory_order_relaxed);
+  if ((s & 1) == 0) r.seq.store(s + 1, std::memory_order_seq_cst);
+  // The object's stores that follow may not move before `seq` turned odd (seqlock writer).
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+void mark_written(ReaderSlots& r) noexcept {
+  const std::uint32_t s = r.seq.load(std::memory_order_relaxed);
+  if ((s & 1) != 0) r.seq.store(s + 1, std::memory_order_release);
+}
+
+// What RobustMutex runs when a holder died: every reader gone, then the object's repair.
+// One std::function for the whole program (the hot path builds none): it reads the object
+// to repair from this thread's variables, set just before each lock.
+thread_local ReaderSlots* t_recover_slots = nullptr;
+thread_local RecoverRef t_recover;
+
+const RobustMutex::Recover& recover_dead_holder() {
+  static const RobustMutex::Recover f = [] {
+    ReaderSlots& r = *t_recover_slots;
+    const RecoverRef rec = t_recover;
+    mark_writing(r);
     drain_readers(r);
-    if (recover) recover();
-  });
+    rec();
+  };
+  return f;
+}
+
+// Locks the mutex; a dead previous holder's state is repaired with every reader gone. A
+// short spin first: critical sections are a few hundred ns, a futex sleep and wake-up costs
+// microseconds and two system calls.
+bool lock_mutex(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
+  t_recover_slots = &r;
+  t_recover = recover;
+  const auto& rec = recover_dead_holder();
+  constexpr int kSpins = 64;
+  for (int k = 0; k < kSpins; ++k) {
+    if (__atomic_load_n(&m.native()->__data.__lock, __ATOMIC_RELAXED) == 0) {
+      if (auto got = m.try_lock(rec)) return *got;
+    }
+    for (unsigned p = 0; p < 8; ++p) cpu_relax();
+  }
+  return m.lock(rec);
 }
 
 }  // namespace
@@ -116,24 +182,26 @@ pid_t current_pid() noexcept {
   return p;
 }
 
-bool lock_exclusive(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover) {
+bool lock_exclusive(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
   if (reading(&r)) {
     throw ValueError("cannot change a shared object while this thread reads it (inside "
                      "for_each or while a read guard lives); end the read first");
   }
   bool recovered = lock_mutex(m, r, recover);
-  r.writer.store(1, std::memory_order_seq_cst);
-  try {
-    drain_readers(r);
-  } catch (...) {
-    unlock_exclusive(m, r);
-    throw;
+  mark_writing(r);
+  if (r.busy.load(std::memory_order_seq_cst) != 0) {
+    try {
+      drain_readers(r);
+    } catch (...) {
+      unlock_exclusive(m, r);
+      throw;
+    }
   }
   return recovered;
 }
 
 void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept {
-  r.writer.store(0, std::memory_order_seq_cst);
+  mark_written(r);
   try {
     m.unlock();
   } catch (...) {
@@ -141,10 +209,10 @@ void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept {
 }
 
 int try_lock_shared_fast(ReaderSlots& r) noexcept {
-  if (r.writer.load(std::memory_order_relaxed) != 0) return -1;
-  int i = claim_slot(r, current_pid());
+  if ((r.seq.load(std::memory_order_relaxed) & 1) != 0) return -1;
+  int i = claim_slot(r, self_identity_word());
   if (i < 0) return -1;
-  if (r.writer.load(std::memory_order_seq_cst) == 0) {
+  if ((r.seq.load(std::memory_order_seq_cst) & 1) == 0) {
     track(&r, 1);
     return i;
   }
@@ -152,18 +220,21 @@ int try_lock_shared_fast(ReaderSlots& r) noexcept {
   return -1;
 }
 
-int lock_shared(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover) {
+int lock_shared(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
   int i = try_lock_shared_fast(r);
   return i >= 0 ? i : lock_shared_slow(m, r, recover);
 }
 
-int lock_shared_slow(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover) {
-  const pid_t pid = current_pid();
+int lock_shared_slow(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
   // A writer is active (or died active), or every slot is busy: queue on the mutex.
   lock_mutex(m, r, recover);
-  int i;
-  r.writer.store(0, std::memory_order_seq_cst);  // nobody writes while we hold the mutex
-  i = claim_slot(r, pid);
+  mark_written(r);  // nobody writes while we hold the mutex (a dead writer's state is repaired)
+  const std::uint64_t self = self_identity_word();
+  int i = claim_slot(r, self);
+  if (i < 0) {
+    reap_dead_slots(r, r.busy.load(std::memory_order_seq_cst));
+    i = claim_slot(r, self);
+  }
   if (i >= 0) m.unlock();
   track(&r, 1);
   return i;  // -1: we read holding the mutex

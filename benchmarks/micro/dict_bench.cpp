@@ -1,12 +1,21 @@
-// Dict and List against std::unordered_map (private memory, with and without a std::mutex).
-// Python's Manager doing the same work is benchmarks/python/dict_bench.py; the closing note
-// of issue 3 puts the two side by side. "contended" runs a forked second process doing the
-// same operation on the same dict for the whole measurement; `total_ops` counts both.
+// Dict and List against raw Boost.Interprocess (a boost::unordered_map in a managed segment
+// behind one interprocess_mutex: the shared-memory map one would write by hand) and against
+// std::unordered_map (private memory, with and without a std::mutex), all in one run.
+// Python's Manager doing the same work is benchmarks/python/dict_bench.py. "contended" runs
+// a forked second process doing the same operation on the same map for the whole
+// measurement; `total_ops` counts both. Values: long, and 100-byte strings (a set replaces
+// an existing key's value with another of the same length).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/interprocess/allocators/allocator.hpp>
+#include <boost/interprocess/containers/string.hpp>
+#include <boost/interprocess/managed_shared_memory.hpp>
+#include <boost/interprocess/sync/interprocess_mutex.hpp>
+#include <boost/interprocess/sync/scoped_lock.hpp>
+#include <boost/unordered_map.hpp>
 #include <chrono>
 #include <benchmark/benchmark.h>
 #include <mutex>
@@ -124,6 +133,97 @@ void BM_MppListAppend(benchmark::State& state) {
   l.clear();
 }
 
+// ---- raw Boost.Interprocess -------------------------------------------------------------
+
+namespace bip = boost::interprocess;
+using BoostSegment = bip::managed_shared_memory;
+using BoostString = bip::basic_string<char, std::char_traits<char>,
+                                      bip::allocator<char, BoostSegment::segment_manager>>;
+template <class V>
+using BoostValue = std::conditional_t<std::is_same_v<V, std::string>, BoostString, V>;
+template <class V>
+using BoostMap = boost::unordered_map<
+    long, BoostValue<V>, boost::hash<long>, std::equal_to<long>,
+    bip::allocator<std::pair<const long, BoostValue<V>>, BoostSegment::segment_manager>>;
+
+// One segment per value type, made on first use and removed at exit.
+template <class V>
+struct BoostDict {
+  std::string name = "mpp-dict-bench-" + std::to_string(getpid()) + "-" + std::to_string(sizeof(V));
+  std::unique_ptr<BoostSegment> seg;
+  BoostMap<V>* map = nullptr;
+  bip::interprocess_mutex* mutex = nullptr;
+
+  BoostDict() {
+    bip::shared_memory_object::remove(name.c_str());
+    seg = std::make_unique<BoostSegment>(bip::create_only, name.c_str(), std::size_t{64} << 20);
+    map = seg->construct<BoostMap<V>>("map")(seg->get_segment_manager());
+    mutex = seg->construct<bip::interprocess_mutex>("lock")();
+    for (int i = 0; i < kKeys; ++i) map->emplace(i, to_boost(make_value<V>(i)));
+  }
+  ~BoostDict() {
+    seg.reset();
+    bip::shared_memory_object::remove(name.c_str());
+  }
+  BoostValue<V> to_boost(const V& v) {
+    if constexpr (std::is_same_v<V, std::string>) {
+      return BoostString(v.data(), v.size(), seg->get_segment_manager());
+    } else {
+      return v;
+    }
+  }
+  // A copy out, as mpp's get returns one.
+  V get(long k) {
+    bip::scoped_lock<bip::interprocess_mutex> lock(*mutex);
+    const auto& v = map->find(k)->second;
+    if constexpr (std::is_same_v<V, std::string>) {
+      return std::string(v.data(), v.size());
+    } else {
+      return v;
+    }
+  }
+  void set(long k, const V& v) {
+    bip::scoped_lock<bip::interprocess_mutex> lock(*mutex);
+    auto it = map->find(k);
+    if constexpr (std::is_same_v<V, std::string>) {
+      it->second.assign(v.data(), v.size());
+    } else {
+      it->second = v;
+    }
+  }
+};
+
+template <class V>
+BoostDict<V>& boost_dict() {
+  static BoostDict<V> d;
+  return d;
+}
+
+template <class V>
+void BM_BoostMapGet(benchmark::State& state) {
+  auto& d = boost_dict<V>();
+  std::unique_ptr<Rival> rival;
+  if (state.range(0) != 0) rival = std::make_unique<Rival>([&d](long i) { benchmark::DoNotOptimize(d.get(i % kKeys)); });
+  long i = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) benchmark::DoNotOptimize(d.get(i++ % kKeys));
+  report(state, t0, rival ? rival->stop() : 0);
+}
+
+template <class V>
+void BM_BoostMapSet(benchmark::State& state) {
+  auto& d = boost_dict<V>();
+  const V v = make_value<V>(7);
+  std::unique_ptr<Rival> rival;
+  if (state.range(0) != 0) rival = std::make_unique<Rival>([&d, v](long i) { d.set(i % kKeys, v); });
+  long i = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) d.set(i++ % kKeys, v);
+  report(state, t0, rival ? rival->stop() : 0);
+}
+
+// ---- private memory ----------------------------------------------------------------------
+
 template <class V, bool Locked>
 void BM_StdUnorderedMapGet(benchmark::State& state) {
   std::unordered_map<long, V> m;
@@ -164,6 +264,10 @@ BENCHMARK_TEMPLATE(BM_MppDictGet, long)->Arg(0)->Arg(1)->ArgName("contended");
 BENCHMARK_TEMPLATE(BM_MppDictSet, long)->Arg(0)->Arg(1)->ArgName("contended");
 BENCHMARK_TEMPLATE(BM_MppDictGet, std::string)->Arg(0)->Arg(1)->ArgName("contended");
 BENCHMARK_TEMPLATE(BM_MppDictSet, std::string)->Arg(0)->Arg(1)->ArgName("contended");
+BENCHMARK_TEMPLATE(BM_BoostMapGet, long)->Arg(0)->Arg(1)->ArgName("contended");
+BENCHMARK_TEMPLATE(BM_BoostMapSet, long)->Arg(0)->Arg(1)->ArgName("contended");
+BENCHMARK_TEMPLATE(BM_BoostMapGet, std::string)->Arg(0)->Arg(1)->ArgName("contended");
+BENCHMARK_TEMPLATE(BM_BoostMapSet, std::string)->Arg(0)->Arg(1)->ArgName("contended");
 BENCHMARK(BM_MppDictIncrement);
 BENCHMARK(BM_MppListAppend);
 BENCHMARK_TEMPLATE(BM_StdUnorderedMapGet, long, false);

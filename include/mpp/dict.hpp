@@ -10,23 +10,33 @@
 // equal when their encodings are equal (mind padding bytes in trivially copyable keys).
 // Iteration order is insertion order, as in Python.
 //
-// Concurrency: readers share the dict, writers are exclusive; every method is one atomic
-// step under the lock. A handle is a cheap value (it holds the segment), valid in forked
-// children; other processes get their own through Manager::attach(...).dict<K,V>(name).
+// Concurrency: writers are exclusive; get, at and contains read a version-validated
+// snapshot without writing shared memory (falling back to the shared lock when writers keep
+// interfering); read(), for_each, keys, values and items share the dict under the shared
+// lock. Every method is one atomic step. A handle is a cheap value (it holds the segment),
+// valid in forked children; other processes get their own through
+// Manager::attach(...).dict<K,V>(name). For std::string keys every method takes a
+// std::string_view (no copy of the key).
 //
 // After a crash: a process killed at any instruction while it holds the lock (reading or
 // writing) blocks nobody; the next user recovers the lock, rebuilds the index from the
-// list of entries and settles the one change that was in progress. The dict is then valid:
-// each pair the dead process was setting is either fully there or not at all; at most the
-// blocks it was allocating or freeing are leaked (counted in ObjectHeader::leaked).
-// SegmentFull from any method leaves the dict exactly as it was, and usable.
+// list of entries and settles the one change that was in progress. Each method is all or
+// nothing across the kill: set, erase, pop, setdefault and modify change one pair with one
+// store; update commits with one store once every node is built (killed before it, nothing
+// is applied; after it, the recovery applies the rest); clear commits with one store and the
+// recovery frees what the dead writer had not. At most the block the dead process was
+// unlinking is leaked (counted in ObjectHeader::leaked). SegmentFull from any method leaves
+// the dict exactly as it was, and usable. A corrupt dict (a segment damaged outside mpp)
+// gives SegmentError naming it, and check() says what is wrong; never a signal or a hang.
 #pragma once
 
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,6 +55,10 @@ class Dict {
  public:
   using key_type = K;
   using mapped_type = V;
+  // What the methods take as a key: std::string_view for std::string keys (so a word cut
+  // out of a larger text is looked up without a copy; std::string and const char* convert
+  // to it), const K& otherwise.
+  using key_arg = std::conditional_t<std::is_same_v<K, std::string>, std::string_view, const K&>;
 
   // Opens the dict `name` in `seg`, making it empty if it does not exist. Throws
   // TypeMismatch, SegmentFull, ValueError (see Manager::dict).
@@ -61,46 +75,71 @@ class Dict {
   }
 
   // d[k] = v. Throws SegmentFull (d unchanged).
-  void set(const K& key, const V& value) {
-    auto k = detail::encode(key);
+  void set(key_arg key, const V& value) {
+    auto k = encode_key(key);
     auto v = detail::encode(value);
     auto g = core_.write();
     core_.set_locked(k.bytes(), detail::hash_bytes(k.bytes()), v.bytes());
   }
 
-  // The value of `key`. Throws KeyError if absent.
-  V at(const K& key) const {
-    auto k = detail::encode(key);
-    auto g = core_.read();
-    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
-    if (!n) throw KeyError(missing(key));
-    return detail::decode<V>(n->value());
+  // The value of `key`. Throws KeyError if absent. Like get and contains, it reads without
+  // writing shared memory (a version-validated snapshot) unless writers keep interfering.
+  V at(key_arg key) const {
+    auto v = get(key);
+    if (!v) throw KeyError(missing(key));
+    return std::move(*v);
   }
 
   // Python's d.get(k): the value, or nullopt.
-  std::optional<V> get(const K& key) const {
-    auto k = detail::encode(key);
-    auto g = core_.read();
-    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
-    if (!n) return std::nullopt;
-    return detail::decode<V>(n->value());
+  std::optional<V> get(key_arg key) const {
+    auto k = encode_key(key);
+    bool found = false;
+    if constexpr (detail::encoding_of<V> == detail::Encoding::trivial) {
+      V v;
+      std::uint32_t len = 0;
+      core_.lookup(k.bytes(), detail::hash_bytes(k.bytes()), [&](detail::DictNode* n) {
+        found = n != nullptr;
+        if (!found) return;
+        const detail::Bytes b = core_.value_of(n);
+        if ((len = static_cast<std::uint32_t>(b.size())) == sizeof(V)) std::memcpy(&v, b.data(), sizeof(V));
+      });
+      if (!found) return std::nullopt;
+      if (len != sizeof(V)) {
+        throw DecodeError("cannot decode " + detail::type_name<V>() + ": expected " +
+                          std::to_string(sizeof(V)) + " bytes, got " + std::to_string(len));
+      }
+      return v;
+    } else {
+      std::string bytes;
+      core_.lookup(k.bytes(), detail::hash_bytes(k.bytes()), [&](detail::DictNode* n) {
+        found = n != nullptr;
+        if (found) bytes.assign(detail::as_chars(core_.value_of(n)));
+      });
+      if (!found) return std::nullopt;
+      if constexpr (detail::encoding_of<V> == detail::Encoding::string) {
+        return std::optional<V>(std::move(bytes));
+      } else {
+        return detail::decode<V>(detail::as_bytes(bytes));
+      }
+    }
   }
 
   // Python's d.get(k, default).
-  V get(const K& key, const V& default_value) const {
+  V get(key_arg key, const V& default_value) const {
     auto v = get(key);
     return v ? std::move(*v) : default_value;
   }
 
-  bool contains(const K& key) const {
-    auto k = detail::encode(key);
-    auto g = core_.read();
-    return core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes())) != nullptr;
+  bool contains(key_arg key) const {
+    auto k = encode_key(key);
+    bool found = false;
+    core_.lookup(k.bytes(), detail::hash_bytes(k.bytes()), [&](detail::DictNode* n) { found = n != nullptr; });
+    return found;
   }
 
   // Removes `key`; returns whether it was there (Python's `del d[k]` raises instead: use pop).
-  bool erase(const K& key) {
-    auto k = detail::encode(key);
+  bool erase(key_arg key) {
+    auto k = encode_key(key);
     auto g = core_.write();
     auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
     if (!n) return false;
@@ -109,8 +148,8 @@ class Dict {
   }
 
   // Python's d.pop(k): removes and returns the value. Throws KeyError if absent.
-  V pop(const K& key) {
-    auto k = detail::encode(key);
+  V pop(key_arg key) {
+    auto k = encode_key(key);
     auto g = core_.write();
     auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
     if (!n) throw KeyError(missing(key));
@@ -120,8 +159,8 @@ class Dict {
   }
 
   // Python's d.pop(k, default).
-  V pop(const K& key, const V& default_value) {
-    auto k = detail::encode(key);
+  V pop(key_arg key, const V& default_value) {
+    auto k = encode_key(key);
     auto g = core_.write();
     auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
     if (!n) return default_value;
@@ -132,8 +171,8 @@ class Dict {
 
   // Python's d.setdefault(k, default): the value of k, inserting `default_value` first if
   // absent. One atomic step.
-  V setdefault(const K& key, const V& default_value) {
-    auto k = detail::encode(key);
+  V setdefault(key_arg key, const V& default_value) {
+    auto k = encode_key(key);
     auto h = detail::hash_bytes(k.bytes());
     auto g = core_.write();
     if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(n->value());
@@ -146,8 +185,8 @@ class Dict {
   // exclusive lock on the current value (or `initial` if absent) and the result is stored.
   // Returns the new value. If fn throws, nothing changes. fn must not use this dict.
   template <class F>
-  V modify(const K& key, F&& fn, const V& initial = V{}) {
-    auto k = detail::encode(key);
+  V modify(key_arg key, F&& fn, const V& initial = V{}) {
+    auto k = encode_key(key);
     auto h = detail::hash_bytes(k.bytes());
     auto g = core_.write();
     auto* n = core_.find_locked(k.bytes(), h);
@@ -162,7 +201,8 @@ class Dict {
     return v;
   }
 
-  // Python's d.update(other): all pairs or none (SegmentFull leaves d unchanged).
+  // Python's d.update(other): all pairs or none, also when the caller is killed midway
+  // (SegmentFull leaves d unchanged).
   template <class Pairs>
   void update(const Pairs& pairs) {
     std::vector<detail::Encoded> keep;
@@ -181,12 +221,15 @@ class Dict {
   void update(const Dict& other) { update(other.items()); }
 
   // Python's d[k], both ways: `d[k] = v` sets, `V x = d[k]` reads (KeyError if absent).
-  using Ref = detail::ItemRef<Dict, K, V>;
-  Ref operator[](const K& key) { return Ref(*this, key); }
-  V operator[](const K& key) const { return at(key); }
+  // For std::string keys the reference borrows the key (a string_view): use it within the
+  // expression, as its comment says.
+  using Ref = detail::ItemRef<Dict, std::remove_cvref_t<key_arg>, V>;
+  Ref operator[](key_arg key) { return Ref(*this, key); }
+  V operator[](key_arg key) const { return at(key); }
 
   std::size_t size() const { return static_cast<std::size_t>(core_.size()); }
   bool empty() const { return size() == 0; }
+  // Empties the dict: all or nothing, also when the caller is killed midway.
   void clear() {
     auto g = core_.write();
     core_.clear_locked();
@@ -245,9 +288,9 @@ class Dict {
   // own handle, so it stays valid even if the Dict it came from is gone.
   class ReadGuard {
    public:
-    bool contains(const K& key) const { return find(key) != nullptr; }
+    bool contains(key_arg key) const { return find(key) != nullptr; }
     // The value of `key`, borrowed from shared memory. Throws KeyError if absent.
-    detail::View<V> view(const K& key) const {
+    detail::View<V> view(key_arg key) const {
       auto* n = find(key);
       if (!n) throw KeyError(missing(key));
       return detail::view<V>(n->value());
@@ -257,8 +300,8 @@ class Dict {
    private:
     friend class Dict;
     explicit ReadGuard(const Dict& d) : d_(d), g_(d_.core_.read()) {}
-    detail::DictNode* find(const K& key) const {
-      auto k = detail::encode(key);
+    detail::DictNode* find(key_arg key) const {
+      auto k = encode_key(key);
       return d_.core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
     }
     Dict d_;  // declared first: outlives the lock
@@ -276,7 +319,22 @@ class Dict {
 
  private:
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
-  static std::string missing(const K& key) {
+  // The key's encoding: its own bytes (no copy, nothing to destroy) for strings and
+  // trivially copyable keys, an archive for the others. `.bytes()` either way.
+  struct BorrowedKey {
+    detail::Bytes b;
+    detail::Bytes bytes() const noexcept { return b; }
+  };
+  static auto encode_key(key_arg key) {
+    if constexpr (std::is_same_v<K, std::string>) {
+      return BorrowedKey{detail::as_bytes(key)};
+    } else if constexpr (detail::encoding_of<K> == detail::Encoding::trivial) {
+      return BorrowedKey{std::as_bytes(std::span<const K, 1>(&key, 1))};
+    } else {
+      return detail::encode(key);
+    }
+  }
+  static std::string missing(key_arg key) {
     if constexpr (std::is_arithmetic_v<K>) {
       return "key " + std::to_string(key) + " is not in the dict";
     } else if constexpr (std::is_convertible_v<const K&, std::string_view>) {

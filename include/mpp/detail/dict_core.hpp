@@ -1,15 +1,21 @@
 // The type-erased body of mpp::Dict: a hash map of byte strings in a segment, written so
-// that a process killed at any instruction leaves it valid (DESIGN.md, "Locks that survive
-// their holder"). mpp::Dict<K,V> (dict.hpp) puts the codec on top.
+// that a process killed at any instruction leaves it valid (docs/design/dict-concurrency.md).
+// mpp::Dict<K,V> (dict.hpp) puts the codec on top.
 //
 // Truth and derived state:
 //   - the truth is ONE singly linked list of nodes in insertion order (DictState::head,
 //     DictNode::next). A node is built completely, then linked by one store (the tail's
 //     `next`, or `head`); an erase unlinks with one store, then frees; replacing a value
-//     links a complete new node in the old one's place with one store.
+//     links a complete new node in the old one's place with one store, unless the new value
+//     has the old one's length: it is staged in the dict's scratch block, recorded in the
+//     intent, and copied over the old bytes (a recovery copies it again).
 //   - derived, rebuilt from the list when a dead writer's lock is recovered: `prev`, `tail`,
 //     the bucket index (BucketArray + DictNode::bnext), the element count and byte count.
-//   - the intent record (intent.hpp) settles blocks a dead writer allocated or was freeing.
+//   - the intent record (intent.hpp) settles blocks a dead writer allocated or was freeing,
+//     and lets the recovery finish a multi-pair change past its commit store (update, clear).
+// Readers: point lookups (get, at, contains) read optimistically, validated by the shared
+// lock's version word (shared_lock.hpp), and write nothing shared; views, iteration and
+// check() take the shared lock. docs/design/dict-concurrency.md has the reasons.
 // Layouts are documented for mpp-inspect (kind == dict).
 #pragma once
 
@@ -103,10 +109,48 @@ struct DictState {
   Intent intent;
   std::uint32_t key_encoding = 0;      // detail::Encoding of K and V, for inspect
   std::uint32_t value_encoding = 0;
+  // A ScratchBlock (0 until first needed): where a value replaced in place is staged first,
+  // so a recovery can finish a copy a dead writer started.
+  std::atomic<std::uint64_t> scratch{0};
 };
 
+// The staging block of in-place replacements: `capacity` bytes of data after the header.
+struct ScratchBlock {
+  std::uint64_t capacity = 0;
+  std::uint64_t reserved = 0;
+  std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
+};
+
+// Called between any two stores of a Dict mutation when set (tests only: a crash contract
+// is proven by killing the writer at each such point).
+inline std::atomic<void (*)()> dict_step_hook{nullptr};
+inline void dict_step() noexcept {
+  if (auto h = dict_step_hook.load(std::memory_order_relaxed)) h();
+}
+
+// Whether the key bytes at `a` equal `key` (same length known). Short keys (a trivially
+// copyable K, a short string) are compared with word loads instead of a memcmp call.
+inline bool same_key(const std::byte* a, Bytes key) noexcept {
+  const std::byte* b = key.data();
+  auto word = [](const std::byte* p, std::size_t n) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    return w;
+  };
+  switch (key.size()) {
+    case 0: return true;
+    case 4: return word(a, 4) == word(b, 4);
+    case 8: return word(a, 8) == word(b, 8);
+    case 16: return word(a, 8) == word(b, 8) && word(a + 8, 8) == word(b + 8, 8);
+    default: return std::memcmp(a, b, key.size()) == 0;
+  }
+}
+
 // Operations on one DictState. Methods named *_locked need the caller to hold the lock
-// of the kind said; the others lock themselves.
+// of the kind said; the others lock themselves. Every offset read from shared memory is
+// checked (inside the heap, aligned, a tagged node whose bytes fit) before it is followed,
+// and every walk is bounded: a corrupt dict gives SegmentError naming it, never a signal,
+// a hang or an allocation sized by a corrupt length.
 class DictCore {
  public:
   DictCore(std::shared_ptr<Segment> seg, DictState* st) : seg_(std::move(seg)), st_(st) {}
@@ -117,8 +161,42 @@ class DictCore {
   SharedGuard read() const;
   ExclusiveGuard write() const;
 
-  // Lookups, under either lock. nullptr if absent.
-  DictNode* find_locked(Bytes key, std::uint64_t hash) const noexcept;
+  // Lookup under either lock. nullptr if absent; SegmentError if the chain is corrupt.
+  DictNode* find_locked(Bytes key, std::uint64_t hash) const;
+
+  // A lookup that writes nothing shared when it can (a reader killed in it leaves nothing
+  // behind): `copy(node)` (node: key's node, or nullptr) runs on a version-validated
+  // snapshot, retried a few times, and under the shared lock if writers keep interfering.
+  // `copy` may run more than once and on torn data that is then thrown away: it must only
+  // copy bytes out (and not throw). A version-validated pass runs it exactly once more on
+  // consistent data last, so what it copied last is the answer.
+  template <class F>
+  void lookup(Bytes key, std::uint64_t hash, F&& copy) const {
+    for (int t = 0; t < kOptimisticTries; ++t) {
+      const std::uint32_t v = read_begin(st_->readers);
+      if ((v & 1) != 0) {
+        optimistic_pause();
+        continue;
+      }
+      DictNode* n = nullptr;
+      if (!probe(key, hash, n)) continue;  // torn (or corrupt: the locked pass will say)
+      copy(n);
+      if (read_valid(st_->readers, v)) return;
+    }
+    auto g = read();
+    copy(find_locked(key, hash));
+  }
+
+  // The value bytes of a node a lookup handed to its `copy`, each length read once and
+  // checked against the heap (what an optimistic reader may copy); empty when they do not fit.
+  Bytes value_of(DictNode* n) const noexcept {
+    const Heap h = heap();
+    const std::uint64_t off = seg_->offset_of(n);
+    const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
+    const std::uint32_t vl = std::atomic_ref<std::uint32_t>(n->value_len).load(std::memory_order_relaxed);
+    if (off < h.lo || h.hi - off < DictNode::bytes_for(kl, vl)) return {};
+    return {reinterpret_cast<std::byte*>(n) + DictNode::value_offset(kl), vl};
+  }
 
   // Sets key to value (insert or replace), exclusive lock held. Throws SegmentFull with the
   // dict unchanged.
@@ -126,31 +204,102 @@ class DictCore {
   // Replaces the value of a node found under this exclusive hold.
   void assign_locked(DictNode* node, Bytes value);
   // Unlinks and frees the node, exclusive lock held.
-  void erase_locked(DictNode* node) noexcept;
-  // Sets many pairs all or nothing: every node is allocated first (SegmentFull leaves the
-  // dict unchanged), then each is published. Exclusive lock held.
+  void erase_locked(DictNode* node);
+  // Sets many pairs all or nothing, also across a crash: every node is allocated first
+  // (SegmentFull leaves the dict unchanged), then one store commits the change and the
+  // pairs are published; a writer killed after the commit has the rest published by the
+  // recovery (rolled forward), one killed before it has everything undone. Exclusive lock.
   void set_many_locked(std::span<const std::pair<Bytes, Bytes>> pairs);
-  void clear_locked() noexcept;
+  // Empties the dict all or nothing across a crash: one store (head = 0) commits, the nodes
+  // are freed after (a recovery frees the ones a dead writer had not freed yet).
+  void clear_locked();
 
   std::uint64_t size() const noexcept { return st_->hdr.count.load(std::memory_order_relaxed); }
 
-  // Calls fn for every node in insertion order (either lock held). Stops when fn returns false.
+  // Calls fn for every node in insertion order (either lock held). Stops when fn returns
+  // false. SegmentError when the list is corrupt (a bad link or a cycle).
   void for_each_locked(const std::function<bool(DictNode&)>& fn) const;
 
-  // Walks the whole structure and returns what is wrong with it (empty when sound).
+  // Walks the whole structure and returns what is wrong with it (empty when sound). Never
+  // throws for a corrupt dict: the finding is the answer.
   std::string check() const;
 
   Segment& segment() const noexcept { return *seg_; }
   DictState& state() const noexcept { return *st_; }
 
  private:
-  friend struct DictRecovery;
-  DictNode* node(std::uint64_t off) const noexcept { return seg_->at<DictNode>(off); }
-  BucketArray& buckets() const noexcept { return *seg_->at<BucketArray>(st_->buckets.load(std::memory_order_relaxed)); }
+  static constexpr int kOptimisticTries = 4;
+  static void optimistic_pause() noexcept;
+  // The node at `off`, checked: SegmentError naming the dict when it cannot be one.
+  DictNode* node(std::uint64_t off) const;
+  // The heap's bounds, read from the segment header (offset 0) on every use: inline, as the
+  // lookups check every offset against them.
+  struct Heap {
+    std::uint64_t lo, hi;
+  };
+  Heap heap() const noexcept {
+    const auto* h = seg_->at<SegmentHeader>(0);
+    return {h->heap_offset, h->heap_offset + h->heap_size};
+  }
+  // More links than the heap could hold nodes (of at least 32 bytes): a cycle.
+  std::uint64_t max_steps() const noexcept { return (heap().hi - heap().lo) / 32 + 1; }
+  // The node at `off` if it can be one (in the heap, aligned, tagged, fitting), else nullptr.
+  DictNode* node_if_plausible(std::uint64_t off, Heap h) const noexcept {
+    if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(DictNode)) return nullptr;
+    auto* n = seg_->at<DictNode>(off);
+    if (n->tag != DICT_NODE_TAG || h.hi - off < DictNode::bytes_for(n->key_len, n->value_len)) return nullptr;
+    return n;
+  }
+  DictNode* node_if_plausible(std::uint64_t off) const noexcept { return node_if_plausible(off, heap()); }
+  BucketArray& buckets() const;
+  BucketArray* buckets_if_plausible(Heap h) const noexcept {
+    const std::uint64_t off = st_->buckets.load(std::memory_order_acquire);
+    if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < BucketArray::bytes_for(1)) return nullptr;
+    auto* b = seg_->at<BucketArray>(off);
+    const std::uint64_t n = b->n;
+    if (n == 0 || (n & (n - 1)) != 0 || n > (h.hi - off) / 8) return nullptr;
+    return b;
+  }
+  BucketArray* buckets_if_plausible() const noexcept { return buckets_if_plausible(heap()); }
+  // Walks key's chain without throwing: false when a link is implausible (torn or corrupt).
+  bool probe(Bytes key, std::uint64_t hash, DictNode*& out) const noexcept {
+    out = nullptr;
+    const Heap h = heap();
+    BucketArray* b = buckets_if_plausible(h);
+    if (!b) return false;
+    std::uint64_t off = b->slot[hash & (b->n - 1)].load(std::memory_order_acquire);
+    for (std::uint64_t steps = (h.hi - h.lo) / 32 + 1; off != 0; --steps) {
+      DictNode* n = node_if_plausible(off, h);
+      if (!n || steps == 0) return false;
+      // key_len read once: a writer may change it under an optimistic reader, and the
+      // compare must stay inside what was checked.
+      const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
+      if (n->hash == hash && kl == key.size() && h.hi - off - sizeof(DictNode) >= kl &&
+          same_key(n->key_data(), key)) {
+        out = n;
+        return true;
+      }
+      off = std::atomic_ref<std::uint64_t>(n->bnext).load(std::memory_order_relaxed);
+    }
+    return true;
+  }
+  [[noreturn]] void corrupt(const std::string& what) const;
+  std::string name() const;  // "dict 'name'" for messages
+
   DictNode* build(Bytes key, std::uint64_t hash, Bytes value, bool pending);
-  void publish(DictNode* n);  // links a built node (replacing one with the same key)
+  void publish(DictNode* n);               // links a built node (replacing one with its key)
+  void append(DictNode* n);                // links a built node whose key is absent
+  void replace(DictNode* x, DictNode* n);  // links n in x's place, frees x
+  void relink_bucket(std::atomic<std::uint64_t>& slot, std::uint64_t xoff, std::uint64_t to);
+  void publish_pending();                  // the publish loop of set_many (and its recovery)
   void grow_index() noexcept;
-  void recover();             // under the recovered lock
+  // The scratch block, grown to hold `bytes`; nullptr when the segment has no room.
+  ScratchBlock* scratch_for(std::uint64_t bytes) noexcept;
+  ScratchBlock* scratch_if_plausible() const noexcept;
+  std::uint64_t fixed_bytes(const BucketArray& b) const noexcept;  // index + scratch
+  bool assign_in_place(DictNode* x, Bytes value);
+  void rebuild_derived(const BucketArray& b);
+  void recover();  // under the recovered lock
 
   std::shared_ptr<Segment> seg_;
   DictState* st_;

@@ -1,16 +1,29 @@
 // A readers-writer lock for objects in shared memory that survives the death of any holder,
-// reader or writer. Writers (and the recovery of a dead writer) use the object's RobustMutex;
-// readers take one of a fixed table of slots, each holding the reader's pid, so a writer that
-// waits for readers can see which of them are dead and clear their slots. Why by hand:
+// reader or writer, plus a version word for optimistic reads that write nothing shared.
+// Writers (and the recovery of a dead writer) use the object's RobustMutex; readers take one
+// of a fixed table of slots, each holding the reader's identity (pid + process start time,
+// process_identity.hpp), so a writer that waits for readers can see which of them are dead
+// and clear their slots, and a recycled pid cannot pass for a dead reader. Why by hand:
 // pthread_rwlock and Boost's interprocess_sharable_mutex are not robust; a reader killed
 // while holding either blocks every writer forever.
 //
-//   reader: claim a slot (CAS 0 -> pid), then check `writer`; if a writer is active, give
-//           the slot back and queue on the mutex (which recovers a dead writer), then claim
-//           a slot while holding it. With every slot taken, the reader holds the mutex.
-//   writer: lock the mutex, set `writer`, wait until every slot is empty or held by a dead
-//           process (polling those every few ms: a dead reader wakes nobody).
+//   seq:    even while nobody writes; a writer makes it odd after locking the mutex and even
+//           again before unlocking, so an optimistic reader that saw the same even value
+//           before and after its reads read a state no writer touched (a seqlock).
+//   busy:   one bit per occupied slot, in the same cache line as `seq`: a writer with no
+//           reader about touches the mutex and this one line, nothing else.
+//   reader: claim a slot (CAS 0 -> identity), set its bit in `busy`, then check `seq`; if a
+//           writer is active, give the slot back and queue on the mutex (which recovers a
+//           dead writer), then claim a slot while holding it. With every slot taken, the
+//           reader holds the mutex.
+//   writer: lock the mutex (a bounded spin before the futex sleep), make `seq` odd, and if
+//           `busy` is not 0 wait until every set bit belongs to a dead process (polling
+//           those every few ms: a dead reader wakes nobody), clearing dead readers' bits.
 // Both sides store then load with seq_cst, so one of them always sees the other.
+//
+// A reader killed between claiming its slot and setting its bit leaves a slot taken with no
+// bit: writers ignore it (it never read), and the next reader that finds no free slot, or a
+// draining writer, gives back slots whose owner is dead.
 #pragma once
 
 #include <sys/types.h>
@@ -25,40 +38,67 @@ namespace mpp::detail {
 // This process's pid, cached (getpid() is a system call) and refreshed in forked children.
 pid_t current_pid() noexcept;
 
-// Lives in shared memory beside an ObjectHeader. Layout documented for mpp-inspect: a slot
-// holds the pid of a process reading the object, 0 when free.
+// Lives in shared memory beside an ObjectHeader. Layout documented for mpp-inspect: slot[i]
+// holds the identity_word (process_identity.hpp) of a process reading the object, 0 when
+// free; bit i of `busy` is set while that reader may be reading.
 struct ReaderSlots {
-  static constexpr unsigned kSlots = 16;
-  struct alignas(64) Slot {
-    std::atomic<std::int32_t> pid{0};
-  };
-  std::atomic<std::uint32_t> writer{0};        // 1 while a writer holds the object
-  std::atomic<std::uint32_t> reader_exits{0};  // futex word: bumped by readers a writer awaits
-  Slot slot[kSlots];
+  static constexpr unsigned kSlots = 32;
+  alignas(64) std::atomic<std::uint32_t> seq{0};  // odd while a writer holds the object
+  std::atomic<std::uint32_t> busy{0};             // bit i: slot i holds an active reader
+  std::atomic<std::uint32_t> reader_exits{0};     // futex word: bumped by readers a writer awaits
+  std::uint32_t reserved = 0;
+  alignas(64) std::atomic<std::uint64_t> slot[kSlots] = {};
+};
+
+// A borrowed "repair the object" callback: a function pointer and its argument, so that the
+// lock's hot path builds no std::function (it is only called after a holder died).
+struct RecoverRef {
+  void (*fn)(void*) = nullptr;
+  void* ctx = nullptr;
+  template <class F>
+  static RecoverRef of(F& f) noexcept {
+    return {[](void* p) { (*static_cast<F*>(p))(); }, static_cast<void*>(&f)};
+  }
+  void operator()() const {
+    if (fn) fn(ctx);
+  }
 };
 
 // Exclusive lock. Runs `recover` (with every live reader gone) if a previous holder died.
 // Throws ValueError when this thread holds a shared lock on the same object (it would wait
 // for itself forever).
-bool lock_exclusive(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover);
+bool lock_exclusive(RobustMutex& m, ReaderSlots& r, RecoverRef recover);
 void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept;
 
 // Shared lock. Returns the slot taken, or -1 when the reader holds the mutex instead (all
 // slots busy). Pass the result to unlock_shared.
-int lock_shared(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover);
+int lock_shared(RobustMutex& m, ReaderSlots& r, RecoverRef recover);
 void unlock_shared(RobustMutex& m, ReaderSlots& r, int slot) noexcept;
 
-// The uncontended path of lock_shared, inline (no writer, a free slot): the slot, or -1
-// when the caller must take the slow path (lock_shared_slow, which starts from scratch).
+// The uncontended path of lock_shared (no writer, a free slot): the slot, or -1 when the
+// caller must take the slow path (lock_shared_slow, which starts from scratch).
 int try_lock_shared_fast(ReaderSlots& r) noexcept;
-int lock_shared_slow(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover);
+int lock_shared_slow(RobustMutex& m, ReaderSlots& r, RecoverRef recover);
+
+// Optimistic reads: `read_begin` returns the even version to validate against, or an odd
+// value when a writer is active (then the caller retries or takes the shared lock);
+// `read_valid` says whether nothing was written since (the reads before it are then a
+// consistent snapshot). Readers must bounds-check every offset they follow, as what they
+// read may be torn until validated.
+inline std::uint32_t read_begin(const ReaderSlots& r) noexcept {
+  return r.seq.load(std::memory_order_acquire);
+}
+inline bool read_valid(const ReaderSlots& r, std::uint32_t v) noexcept {
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return r.seq.load(std::memory_order_relaxed) == v;
+}
 
 // RAII forms.
 class ExclusiveGuard {
  public:
-  ExclusiveGuard(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover)
-      : m_(&m), r_(&r) {
-    lock_exclusive(m, r, recover);
+  template <class F>
+  ExclusiveGuard(RobustMutex& m, ReaderSlots& r, F&& recover) : m_(&m), r_(&r) {
+    lock_exclusive(m, r, RecoverRef::of(recover));
   }
   ~ExclusiveGuard() {
     if (m_) unlock_exclusive(*m_, *r_);
@@ -74,13 +114,20 @@ class ExclusiveGuard {
 
 class SharedGuard {
  public:
-  SharedGuard(RobustMutex& m, ReaderSlots& r, const RobustMutex::Recover& recover)
-      : m_(&m), r_(&r), slot_(lock_shared(m, r, recover)) {}
-  // Builds the recovery function only when the fast path fails.
+  template <class F>
+  SharedGuard(RobustMutex& m, ReaderSlots& r, F&& recover)
+      : m_(&m), r_(&r), slot_(try_lock_shared_fast(r)) {
+    if (slot_ < 0) slot_ = lock_shared_slow(m, r, RecoverRef::of(recover));
+  }
+  // Builds the recovery function (make_recover() returns a callable) only when the fast
+  // path fails.
   template <class F>
   SharedGuard(RobustMutex& m, ReaderSlots& r, F&& make_recover, int)
       : m_(&m), r_(&r), slot_(try_lock_shared_fast(r)) {
-    if (slot_ < 0) slot_ = lock_shared_slow(m, r, make_recover());
+    if (slot_ < 0) {
+      auto rec = make_recover();
+      slot_ = lock_shared_slow(m, r, RecoverRef::of(rec));
+    }
   }
   ~SharedGuard() {
     if (m_) unlock_shared(*m_, *r_, slot_);
