@@ -30,10 +30,12 @@ template <class L>
 void lock_class(py::module_& m, const char* name, const char* doc) {
   py::class_<L> c(m, name, doc);
   lockable<L>(c);
-  c.def("release", &L::release)
-      .def("is_owned", &L::is_owned, "Whether the calling thread holds it.")
-      .def_property_readonly("holder", &L::holder, "The pid holding it, 0 when free (racy: diagnostics).")
-      .def_property_readonly("recoveries", &L::recoveries,
+  // Lambdas, not member pointers: the members belong to the unbound base LockHandle.
+  c.def("release", [](L& l) { l.release(); })
+      .def("is_owned", [](const L& l) { return l.is_owned(); }, "Whether the calling thread holds it.")
+      .def_property_readonly("holder", [](const L& l) { return l.holder(); },
+                             "The pid holding it, 0 when free (racy: diagnostics).")
+      .def_property_readonly("recoveries", [](const L& l) { return l.recoveries(); },
                              "How many times a holder died holding it and the lock was recovered.");
 }
 
