@@ -7,6 +7,7 @@
 // held again.
 #include <vector>
 
+#include "fast.hpp"
 #include "module.hpp"
 
 namespace mpp::python {
@@ -194,15 +195,45 @@ std::vector<std::pair<py::object, py::object>> pairs_of(py::object other, py::kw
   return out;
 }
 
+// The type slots of d[k], d[k] = v, del d[k], len(d) and `k in d` (see fast.hpp).
+PyObject* subscript(PyObject* self, PyObject* key) {
+  return fast::guarded([&] { return fast::self_of<DictBase>(self).getitem(key); });
+}
+int assign_subscript(PyObject* self, PyObject* key, PyObject* value) {
+  try {
+    auto& d = fast::self_of<DictBase>(self);
+    if (value != nullptr) {
+      d.setitem(key, value);
+    } else {
+      d.delitem(key);
+    }
+    return 0;
+  } catch (...) {
+    fast::set_python_error();
+    return -1;
+  }
+}
+Py_ssize_t length(PyObject* self) {
+  return static_cast<Py_ssize_t>(fast::self_of<DictBase>(self).len());
+}
+int contains(PyObject* self, PyObject* key) {
+  try {
+    return fast::self_of<DictBase>(self).contains(key) ? 1 : 0;
+  } catch (...) {
+    fast::set_python_error();
+    return -1;
+  }
+}
+
 }  // namespace
 
 void bind_dict(py::module_& m, py::class_<Manager>& manager) {
-  py::class_<DictBase>(m, "Dict", R"(A dict in shared memory (collections.abc.MutableMapping).
+  py::class_<DictBase> cls(m, "Dict", R"(A dict in shared memory (collections.abc.MutableMapping).
 
 Every method is one atomic step under the dict's lock. Iteration, keys(), values() and items()
 work on a consistent snapshot, in insertion order. add(k, delta) and modify(k, fn) are the
-atomic read-modify-write steps.)")
-      .def("__getitem__", &DictBase::getitem)
+atomic read-modify-write steps.)");
+  cls.def("__getitem__", &DictBase::getitem)
       .def("__setitem__", &DictBase::setitem)
       .def("__delitem__", &DictBase::delitem)
       .def("__contains__", &DictBase::contains)
@@ -231,6 +262,13 @@ atomic read-modify-write steps.)")
       .def_property_readonly("name", [](DictBase& d) { return d.name; })
       .def_property_readonly("key_type", [](DictBase& d) { return kind_type(d.key); })
       .def_property_readonly("value_type", [](DictBase& d) { return kind_type(d.value); });
+  // After the pybind11 definitions above, which set these slots to their generic wrappers.
+  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+  type->tp_as_mapping->mp_subscript = subscript;
+  type->tp_as_mapping->mp_ass_subscript = assign_subscript;
+  type->tp_as_mapping->mp_length = length;
+  type->tp_as_sequence->sq_length = length;
+  type->tp_as_sequence->sq_contains = contains;
 
   manager.def(
       "dict",

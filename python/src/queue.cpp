@@ -2,6 +2,7 @@
 // of Python's multiprocessing queues. Blocking puts and gets wait with the GIL released, in
 // slices between which Ctrl-C is honoured (module.hpp, wait_interruptibly): an item is
 // either wholly put or got by a slice, or not touched.
+#include "fast.hpp"
 #include "module.hpp"
 
 namespace mpp::python {
@@ -96,25 +97,43 @@ struct JoinableImpl final : JoinableBase {
   QueueImpl<T, JoinableQueue<T>> impl;
 };
 
-template <class Cls>
-void queue_methods(Cls& c) {
-  c.def("put", &QueueBase::put, py::arg("item"), py::arg("block") = true, py::arg("timeout") = py::none(),
-        "Puts `item`, waiting for room if the queue is full (queue.Full after `timeout` seconds, or at "
-        "once when block is False).")
-      .def("put_nowait", [](QueueBase& q, py::handle v) { q.put(v, false, py::none()); })
-      .def("get", &QueueBase::get, py::arg("block") = true, py::arg("timeout") = py::none(),
-           "Removes and returns the oldest item, waiting for one (queue.Empty after `timeout` seconds, "
-           "or at once when block is False).")
-      .def("get_nowait", [](QueueBase& q) { return q.get(false, py::none()); })
-      .def("qsize", &QueueBase::qsize)
-      .def("empty", [](QueueBase& q) { return q.qsize() == 0; })
-      .def("full", &QueueBase::full)
-      .def_property_readonly("maxsize", &QueueBase::maxsize)
-      .def("close", &QueueBase::close, "This handle puts and gets no more (others are not affected).")
-      .def("check", &QueueBase::check, "What is wrong with the queue's structure ('' when sound).")
-      .def_property_readonly("name", [](QueueBase& q) { return q.name; })
-      .def_property_readonly("item_type", [](QueueBase& q) { return kind_type(q.item); });
+// put, get, put_nowait and get_nowait, called by CPython directly (see fast.hpp).
+PyObject* put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return fast::guarded([&] {
+    PyObject* a[3];
+    fast::parse("put", args, nargs, kwnames, {"item", "block", "timeout"}, a);
+    if (a[0] == nullptr) throw py::type_error("put() missing required argument 'item'");
+    const bool block = a[1] == nullptr || PyObject_IsTrue(a[1]);
+    fast::self_of<QueueBase>(self).put(a[0], block, a[2] ? py::reinterpret_borrow<py::object>(a[2]) : py::none());
+    return py::none();
+  });
 }
+PyObject* get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return fast::guarded([&] {
+    PyObject* a[2];
+    fast::parse("get", args, nargs, kwnames, {"block", "timeout"}, a);
+    const bool block = a[0] == nullptr || PyObject_IsTrue(a[0]);
+    return fast::self_of<QueueBase>(self).get(block, a[1] ? py::reinterpret_borrow<py::object>(a[1]) : py::none());
+  });
+}
+PyObject* put_nowait(PyObject* self, PyObject* item) {
+  return fast::guarded([&] {
+    fast::self_of<QueueBase>(self).put(item, false, py::none());
+    return py::none();
+  });
+}
+PyObject* get_nowait(PyObject* self, PyObject*) {
+  return fast::guarded([&] { return fast::self_of<QueueBase>(self).get(false, py::none()); });
+}
+
+PyMethodDef kPut{"put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(put)), METH_FASTCALL | METH_KEYWORDS,
+                 "put(item, block=True, timeout=None)\n--\n\nPuts `item`, waiting for room if the queue is full "
+                 "(queue.Full after `timeout` seconds, or at once when block is False)."};
+PyMethodDef kGet{"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(get)), METH_FASTCALL | METH_KEYWORDS,
+                 "get(block=True, timeout=None)\n--\n\nRemoves and returns the oldest item, waiting for one "
+                 "(queue.Empty after `timeout` seconds, or at once when block is False)."};
+PyMethodDef kPutNowait{"put_nowait", put_nowait, METH_O, "put_nowait(item)\n--\n\nput(item, block=False)."};
+PyMethodDef kGetNowait{"get_nowait", get_nowait, METH_NOARGS, "get_nowait()\n--\n\nget(block=False)."};
 
 }  // namespace
 
@@ -123,7 +142,15 @@ void bind_queue(py::module_& m, py::class_<Manager>& manager) {
 
 Many producers and consumers, in any processes sharing the segment, C++ or Python. get() and
 put() raise queue.Empty and queue.Full; blocking calls release the GIL and honour Ctrl-C.)");
-  queue_methods(queue);
+  for (PyMethodDef* def : {&kPut, &kGet, &kPutNowait, &kGetNowait}) fast::install(queue, def);
+  queue.def("qsize", &QueueBase::qsize)
+      .def("empty", [](QueueBase& q) { return q.qsize() == 0; })
+      .def("full", &QueueBase::full)
+      .def_property_readonly("maxsize", &QueueBase::maxsize)
+      .def("close", &QueueBase::close, "This handle puts and gets no more (others are not affected).")
+      .def("check", &QueueBase::check, "What is wrong with the queue's structure ('' when sound).")
+      .def_property_readonly("name", [](QueueBase& q) { return q.name; })
+      .def_property_readonly("item_type", [](QueueBase& q) { return kind_type(q.item); });
   py::class_<JoinableBase, QueueBase>(m, "JoinableQueue", "A Queue that counts unfinished tasks.")
       .def("task_done", &JoinableBase::task_done, "Marks one item got from the queue as processed.")
       .def("join", &JoinableBase::join, py::arg("timeout") = py::none(),
