@@ -157,7 +157,7 @@ def standalone(a):
                 sys.exit("%s: wrong result: %s" % (v, r["why"]))
             if rep >= a.warmup:
                 runs[v].append(r["figures"])
-    print("mpp Python module vs multiprocessing (%s, %d reps, median [min-max], ratio of medians [of min/max])"
+    print("mpp Python module vs multiprocessing (%s, %d reps, median [min-max], ratio of medians [min-max of the per-repetition ratios])"
           % (sys.version.split()[0], a.reps))
     for title, key, mine, refs in GROUPS:
         print("\n" + (title % a.bytes if "%d" in title else title))
