@@ -86,6 +86,44 @@ def _value_repr(self):
     return "<mpp.Value %s %r>" % (self.type.__name__, self.value)
 
 
+# Pickling: a handle pickles as (segment name, object name, types) and unpickles by attaching
+# to the segment by name, so handles can be passed to spawn or forkserver children, Pool
+# tasks and other processes. (The unnamed sync objects and standalone objects have no name
+# to attach by and do not pickle.)
+def _attach_and_open(segment, method, *args):
+    return getattr(Manager.attach(segment), method)(*args)
+
+
+def _attach(segment):
+    return Manager.attach(segment)  # a Python function: pickle cannot name pybind11's
+
+
+def _reduce_manager(self):
+    return (_attach, (self.name,))
+
+
+def _reduce_dict(self):
+    return (_attach_and_open, (self.segment, "dict", self.name, self.key_type, self.value_type))
+
+
+def _reduce_list(self):
+    return (_attach_and_open, (self.segment, "list", self.name, self.item_type))
+
+
+def _reduce_queue(self):
+    method = "joinable_queue" if isinstance(self, JoinableQueue) else "queue"
+    return (_attach_and_open, (self.segment, method, self.name, self.item_type, self.maxsize))
+
+
+def _reduce_value(self):
+    return (_attach_and_open, (self.segment, "value", self.name, self.type))
+
+
+Manager.__reduce__ = _reduce_manager
+Dict.__reduce__ = _reduce_dict
+List.__reduce__ = _reduce_list
+Queue.__reduce__ = _reduce_queue
+Value.__reduce__ = _reduce_value
 Dict.popitem = _popitem
 Dict.__eq__ = _dict_eq
 Dict.__repr__ = _dict_repr

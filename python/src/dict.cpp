@@ -34,6 +34,7 @@ struct DictBase {
   virtual std::string check() = 0;
 
   std::string name;
+  std::string segment;  // the Manager segment's name, for pickling
   Kind key;
   Kind value;
 };
@@ -260,6 +261,7 @@ atomic read-modify-write steps.)");
            "raises, nothing changes.")
       .def("check", &DictBase::check, "What is wrong with the dict's structure ('' when sound).")
       .def_property_readonly("name", [](DictBase& d) { return d.name; })
+      .def_property_readonly("segment", [](DictBase& d) { return d.segment; })
       .def_property_readonly("key_type", [](DictBase& d) { return kind_type(d.key); })
       .def_property_readonly("value_type", [](DictBase& d) { return kind_type(d.value); });
   // After the pybind11 definitions above, which set these slots to their generic wrappers.
@@ -273,7 +275,9 @@ atomic read-modify-write steps.)");
   manager.def(
       "dict",
       [](Manager& mg, const std::string& name, py::handle key, py::handle value) {
-        return open_dict(mg, name, kind_of(key, "key", false), kind_of(value, "value"));
+        auto d = open_dict(mg, name, kind_of(key, "key", false), kind_of(value, "value"));
+        d->segment = mg.name();
+        return d;
       },
       py::arg("name"), py::arg("key") = kind_type(Kind::str), py::arg("value") = kind_type(Kind::object),
       R"(The shared dict `name`, made empty if new. key: int, float, str, bytes or bool; value: those

@@ -27,6 +27,7 @@ struct ListBase {
   virtual std::string check() = 0;
 
   std::string name;
+  std::string segment;  // the Manager segment's name, for pickling
   Kind item;
 };
 
@@ -141,10 +142,15 @@ step under the list's lock; iteration and l[a:b] work on a consistent snapshot.)
       .def("tolist", &ListBase::tolist, "A list copy of the items (a consistent snapshot).")
       .def("check", &ListBase::check, "What is wrong with the list's structure ('' when sound).")
       .def_property_readonly("name", [](ListBase& l) { return l.name; })
+      .def_property_readonly("segment", [](ListBase& l) { return l.segment; })
       .def_property_readonly("item_type", [](ListBase& l) { return kind_type(l.item); });
 
   manager.def(
-      "list", [](Manager& mg, const std::string& name, py::handle item) { return open_list(mg, name, kind_of(item, "item")); },
+      "list", [](Manager& mg, const std::string& name, py::handle item) {
+        auto l = open_list(mg, name, kind_of(item, "item"));
+        l->segment = mg.name();
+        return l;
+      },
       py::arg("name"), py::arg("item") = kind_type(Kind::object),
       R"(The shared list `name`, made empty if new. item: int, float, str, bytes, bool or object
 (pickled, Python only). TypeError (mpp.TypeMismatch) if `name` exists with another type.)");

@@ -20,6 +20,7 @@ struct QueueBase {
   virtual std::string check() = 0;
 
   std::string name;
+  std::string segment;  // the Manager segment's name, for pickling
   Kind item;
 };
 
@@ -150,6 +151,7 @@ put() raise queue.Empty and queue.Full; blocking calls release the GIL and honou
       .def("close", &QueueBase::close, "This handle puts and gets no more (others are not affected).")
       .def("check", &QueueBase::check, "What is wrong with the queue's structure ('' when sound).")
       .def_property_readonly("name", [](QueueBase& q) { return q.name; })
+      .def_property_readonly("segment", [](QueueBase& q) { return q.segment; })
       .def_property_readonly("item_type", [](QueueBase& q) { return kind_type(q.item); });
   py::class_<JoinableBase, QueueBase>(m, "JoinableQueue", "A Queue that counts unfinished tasks.")
       .def("task_done", &JoinableBase::task_done, "Marks one item got from the queue as processed.")
@@ -162,7 +164,9 @@ put() raise queue.Empty and queue.Full; blocking calls release the GIL and honou
         Kind k = kind_of(item, "item");
         return with_type(k, [&]<class T>() -> std::unique_ptr<QueueBase> {
           auto q = without_gil([&] { return mg.queue<T>(name, maxsize); });
-          return std::make_unique<QueueImpl<T, Queue<T>>>(std::move(q), name, k);
+          auto p = std::make_unique<QueueImpl<T, Queue<T>>>(std::move(q), name, k);
+          p->segment = mg.name();
+          return p;
         });
       },
       py::arg("name"), py::arg("item") = kind_type(Kind::object), py::arg("maxsize") = 0,
@@ -174,7 +178,9 @@ float, str, bytes, bool or object (pickled). TypeError if `name` exists with ano
         Kind k = kind_of(item, "item");
         return with_type(k, [&]<class T>() -> std::unique_ptr<JoinableBase> {
           auto q = without_gil([&] { return mg.joinable_queue<T>(name, maxsize); });
-          return std::make_unique<JoinableImpl<T>>(std::move(q), name, k);
+          auto p = std::make_unique<JoinableImpl<T>>(std::move(q), name, k);
+          p->segment = mg.name();
+          return p;
         });
       },
       py::arg("name"), py::arg("item") = kind_type(Kind::object), py::arg("maxsize") = 0,

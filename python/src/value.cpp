@@ -12,6 +12,8 @@ struct ValueBase {
   virtual void set(py::handle v) = 0;
   virtual RLock get_lock() = 0;
   Kind kind;
+  std::string name;
+  std::string segment;  // the Manager segment's name, for pickling
 };
 
 template <class T>
@@ -34,7 +36,9 @@ void bind_value(py::module_& m, py::class_<Manager>& manager) {
 `v.value` reads and writes under the lock; `with v.get_lock(): v.value += 1` is atomic.)")
       .def_property("value", &ValueBase::get, &ValueBase::set)
       .def("get_lock", &ValueBase::get_lock)
-      .def_property_readonly("type", [](ValueBase& v) { return kind_type(v.kind); });
+      .def_property_readonly("type", [](ValueBase& v) { return kind_type(v.kind); })
+      .def_property_readonly("name", [](ValueBase& v) { return v.name; })
+      .def_property_readonly("segment", [](ValueBase& v) { return v.segment; });
 
   manager.def(
       "value",
@@ -42,7 +46,10 @@ void bind_value(py::module_& m, py::class_<Manager>& manager) {
         Kind k = kind_of(type, "type");
         auto make = [&]<class T>() -> std::unique_ptr<ValueBase> {
           T x = init.is_none() ? T{} : Conv<T>::from(init, k, "init");
-          return std::make_unique<ValueImpl<T>>(without_gil([&] { return mg.value<T>(name, x); }), k);
+          auto p = std::make_unique<ValueImpl<T>>(without_gil([&] { return mg.value<T>(name, x); }), k);
+          p->name = name;
+          p->segment = mg.name();
+          return p;
         };
         switch (k) {
           case Kind::int_: return make.template operator()<std::int64_t>();

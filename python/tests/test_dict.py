@@ -167,6 +167,41 @@ def test_multiprocessing_fork_children_share_the_dict(manager):
     assert dict(d.items()) == {0: 0, 1: 1, 2: 4, 3: 9}
 
 
+def _spawn_worker(d, lst, q, v, i):
+    d[i] = i * i
+    lst.append(i)
+    q.put(i)
+    with v.get_lock():
+        v.value += 1
+
+
+def test_handles_pickle_for_spawn_children(manager):
+    """Handles pickle as names: spawn children attach to the segment and open the same objects."""
+    import pickle
+    d = manager.dict("d", key=int, value=int)
+    lst = manager.list("l", item=int)
+    q = manager.joinable_queue("q", item=int, maxsize=10)
+    v = manager.value("v", int, 0)
+    again = pickle.loads(pickle.dumps(d))
+    again[7] = 49
+    assert d[7] == 49 and pickle.loads(pickle.dumps(manager)).name == manager.name
+    assert type(pickle.loads(pickle.dumps(q))) is mpp.JoinableQueue
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_spawn_worker, args=(d, lst, q, v, i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert d[0] == 0 and d[1] == 1 and sorted(lst) == [0, 1] and sorted([q.get(), q.get()]) == [0, 1]
+    assert v.value == 2
+    with pytest.raises(TypeError):
+        pickle.dumps(manager.lock())
+    # spawn started multiprocessing's resource tracker, a child of this process: stop it
+    from multiprocessing import resource_tracker
+    resource_tracker._resource_tracker._stop()
+
+
 def test_full_segment_raises_segment_full_and_keeps_the_dict(manager):
     small = mpp.Manager(size=1 << 20)
     d = small.dict("d", key=str, value=bytes)
