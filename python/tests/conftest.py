@@ -30,6 +30,16 @@ def watchdog_and_children():
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
+    # A failed test may leave a child blocked: kill and reap it, then fail.
+    left = sorted(_children)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    _children.clear()
+    assert not left, "a test left child processes %s (killed now)" % left
     try:
         pid, _ = os.waitpid(-1, os.WNOHANG)
         assert pid != 0, "a test left a child process running"
@@ -75,12 +85,19 @@ def peer():
     return PEER
 
 
+_children = set()  # forked by fork(), not yet reaped
+
+
 def fork(fn):
-    """Runs fn() in a forked child, which exits 0 if fn returned, 1 if it raised. Returns the pid."""
+    """Runs fn() in a forked child, which exits 0 if fn returned, 1 if it raised. Returns the
+    pid. The child has a watchdog of its own: the parent's watchdog thread is not forked."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            # faulthandler's watchdog cannot be re-armed in a fork (its thread is gone and
+            # cancelling waits for it); SIGALRM's default action ends the child instead.
+            signal.alarm(WATCHDOG_SECONDS)
             fn()
             code = 0
         except BaseException:
@@ -90,15 +107,18 @@ def fork(fn):
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+    _children.add(pid)
     return pid
 
 
 def wait_ok(pid):
     _, status = os.waitpid(pid, 0)
+    _children.discard(pid)
     assert os.waitstatus_to_exitcode(status) == 0, "child %d failed: status %d" % (pid, status)
 
 
 def kill_and_reap(pid):
     os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
+    _children.discard(pid)
     return status
