@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ORDER = ["1 process", "mpp", "mpp (local + merge)", "mpp Pipe", "isolated (pipes)", "python mp",
-         "python mp (local + merge)", "python mp (per word)", "python mp Queue", "python mp Pipe",
+         "python mp (local + merge)", "python mp (per word)", "python mp Queue", "python mp Pipe", "mpp (Python module)", "mpp, C++ producer",
          "boost.interprocess", "fork-inherited (COW)"]
 
 
@@ -114,7 +114,7 @@ def main():
     by = collections.defaultdict(list)
     for c in doc["cases"]:
         by[c["workload"]].append(c)
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig, axes = plt.subplots(2, 4, figsize=(21, 9))
     axes = axes.flatten()
     drawn = [
         scaling_panel(axes[0], by["scan"], "wall", 1e-3, "wall time (ms)",
@@ -128,7 +128,11 @@ def main():
         bars_panel(axes[4], [c for c in by["queue"] if c["params"].get("kind") == "latency"],
                    "rtt", 1e-6, "round trip (µs)", "Queue: round-trip latency (lower is better)"),
         bars_panel(axes[5], by["pool"], "tasks", 1, "tasks/s", "Pool: throughput"),
+        # The Python module's section: ops/s (dict) or msgs/s (queues), from Python.
+        bars_panel(axes[6], by["python"], "rate", 1, "ops/s or msgs/s",
+                   "Python: mpp module vs multiprocessing"),
     ]
+    axes[7].set_axis_off()
     for ax, ok in zip(axes, drawn):
         if not ok:
             ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)

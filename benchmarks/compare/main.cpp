@@ -26,6 +26,10 @@
 #endif
 
 namespace bench {
+
+// The Python module's section (python_module.cpp).
+void add_python_module(Plan& plan);
+
 namespace {
 
 struct WorkloadInfo {
@@ -42,13 +46,14 @@ const WorkloadInfo kWorkloads[] = {
     {"wordcount", "2+5. N workers counting words into one shared dict", add_wordcount},
     {"queue", "3. Producer -> consumer queue, one process each", add_queues},
     {"pool", "4. Pool of 2 workers: tiny tasks", add_pool},
+    {"python", "Python: the mpp module vs multiprocessing, measured from Python", add_python_module},
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "mpp-compare: %s\n"
                "usage: mpp-compare [--quick] [--reps N] [--warmup N] [--out DIR] "
-               "[--only scan,wordcount,queue,pool]\n",
+               "[--only scan,wordcount,queue,pool,python]\n",
                why);
   std::exit(2);
 }
