@@ -237,6 +237,7 @@ bool QueueCore::repair(QueueSlot& sl, std::uint64_t st) const {
                                         std::memory_order_acq_rel)) {
     return true;
   }
+  crash_point(QueueCrashPoint::repair_taken);
   if (writer) st_->skipped.fetch_add(1, std::memory_order_relaxed);
   release(sl, (writer ? seq : seq - 1) + n);
   return true;
@@ -490,7 +491,11 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
   }
   const auto* slots = reinterpret_cast<const QueueSlot*>(ring);
   const std::uint64_t h = s.head.load(), t = s.tail.load();
-  if (t < h || t - h > n) {
+  // head may be one past tail: a producer killed between claiming position t and moving tail
+  // on, whose claim a consumer repaired (skipped) and stepped over. Valid: the next put
+  // moves tail past the repaired slot (it sees the slot's sequence ahead and helps). The
+  // slot loop below then checks that slot t was taken over or released, never published.
+  if ((t < h && h - t > 1) || (t >= h && t - h > n)) {
     return "head " + std::to_string(h) + " and tail " + std::to_string(t) +
            " do not fit a ring of " + std::to_string(n) + " slots";
   }
@@ -533,7 +538,10 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
       if (visiting && visit) visiting = visit(rec);
     } else {
       const bool free_now = st == make_state(base, 0);
-      const bool claimed_now = seq == (base & kSeqMask) && pid != 0 && pos == t;
+      // At tail: a producer's claim (tail not yet moved), or that claim taken over by a
+      // repairer (a reading claim) that was itself killed before releasing the slot.
+      const bool claimed_now = (seq == (base & kSeqMask) || seq == ((base + 1) & kSeqMask)) &&
+                               pid != 0 && pos == t;
       const bool read_before = seq == ((base - n + 1) & kSeqMask) && pid != 0;
       if (!free_now && !claimed_now && !read_before) {
         return "a free slot has sequence " + std::to_string(seq) + " and pid " + std::to_string(pid) + at();
@@ -541,7 +549,7 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
       if (free_now && block != 0) return "a free slot still owns a heap block" + at();
     }
   }
-  if (messages) *messages = static_cast<std::uint32_t>(t - h);
+  if (messages) *messages = static_cast<std::uint32_t>(t > h ? t - h : 0);
   return {};
 }
 

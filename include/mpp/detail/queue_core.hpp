@@ -121,6 +121,7 @@ enum class QueueCrashPoint {
   get_claimed,     // the slot is claimed for reading, head not yet advanced
   get_consumed,    // the message was handed over, its slot not yet released
   get_released,    // the slot is free again, its heap block not yet freed
+  repair_taken,    // a dead process's claim was taken over, the slot not yet released
 };
 inline void (*queue_crash_hook)(QueueCrashPoint) = nullptr;
 
