@@ -379,6 +379,29 @@ TEST_CASE("named queues live in a Manager: found by name from an attached proces
 namespace {
 int crash_fd = -1;
 mpp::detail::QueueCrashPoint crash_at{};
+
+// Runs `body` in a child that stops at crash point `where`, and kills it there.
+void kill_at_crash_point(mpp::detail::QueueCrashPoint where, const std::function<void()>& body) {
+  using P = mpp::detail::QueueCrashPoint;
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  Child child([&](int) {
+    crash_fd = fds[1];
+    crash_at = where;
+    mpp::detail::queue_crash_hook = [](P p) {
+      if (p != crash_at) return;
+      char x = 1;
+      (void)!write(crash_fd, &x, 1);
+      for (;;) pause();
+    };
+    body();
+  });
+  char x;
+  REQUIRE(read(fds[0], &x, 1) == 1);  // the child is inside the window: kill it there
+  child.kill_and_reap();
+  close(fds[0]);
+  close(fds[1]);
+}
 }  // namespace
 
 TEST_CASE("SIGKILL inside each claim window: the queue stays valid, the item is lost whole") {
@@ -391,28 +414,13 @@ TEST_CASE("SIGKILL inside each claim window: the queue stays valid, the item is 
       const std::string item = large ? std::string(5000, 'L') : std::string("small");
       const bool in_put = where == P::put_claimed || where == P::put_filling;
       if (!in_put) q.put(item);
-      int fds[2];
-      REQUIRE(pipe(fds) == 0);
-      Child child([&](int) {
-        crash_fd = fds[1];
-        crash_at = where;
-        mpp::detail::queue_crash_hook = [](P p) {
-          if (p != crash_at) return;
-          char x = 1;
-          (void)!write(crash_fd, &x, 1);
-          for (;;) pause();
-        };
+      kill_at_crash_point(where, [&] {
         if (in_put) {
           q.put(item);
         } else {
           (void)q.get();
         }
       });
-      char x;
-      REQUIRE(read(fds[0], &x, 1) == 1);  // the child is inside the window: kill it there
-      child.kill_and_reap();
-      close(fds[0]);
-      close(fds[1]);
       CHECK(q.check().empty());
       if (where == P::put_claimed) {
         // A consumer meets the dead claim first: it skips it and steps head past tail, which
@@ -446,30 +454,9 @@ TEST_CASE("SIGKILL inside each claim window: the queue stays valid, the item is 
 TEST_CASE("a consumer killed while repairing a dead producer's claim: still valid, repaired again") {
   using P = mpp::detail::QueueCrashPoint;
   mpp::Queue<std::string> q(4, 16 << 20);
-  // Each child stops at its crash point and reports it; the parent kills it there.
-  auto run_until = [&](P where, const std::function<void()>& body) {
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    Child child([&](int) {
-      crash_fd = fds[1];
-      crash_at = where;
-      mpp::detail::queue_crash_hook = [](P p) {
-        if (p != crash_at) return;
-        char x = 1;
-        (void)!write(crash_fd, &x, 1);
-        for (;;) pause();
-      };
-      body();
-    });
-    char x;
-    REQUIRE(read(fds[0], &x, 1) == 1);
-    child.kill_and_reap();
-    close(fds[0]);
-    close(fds[1]);
-  };
-  run_until(P::put_claimed, [&] { q.put("lost"); });
+  kill_at_crash_point(P::put_claimed, [&] { q.put("lost"); });
   CHECK(q.check().empty());
-  run_until(P::repair_taken, [&] { (void)q.get_nowait(); });
+  kill_at_crash_point(P::repair_taken, [&] { (void)q.get_nowait(); });
   INFO(q.check());
   CHECK(q.check().empty());  // tail still at the claim, now a dead reading claim
   CHECK_THROWS_AS(q.get_nowait(), mpp::Empty);  // steps head past it
