@@ -363,3 +363,48 @@ TEST_CASE("the reader survives thousands of mutated segment images") {
   CHECK(readable > 0);
   CHECK(refused > 0);
 }
+
+TEST_CASE("show and dump give a queue's exact depth, for several depths") {
+  const std::string name = unique_name("depth");
+  mpp::Manager m(name, 1 << 20);
+  auto q = m.queue<int>("depth");
+  int next = 0, first = 0;  // the queue holds first .. next-1
+  for (int want : {0, 1, 2, 3, 63, 64, 65, 100, 7}) {
+    while (next - first < want) q.put(next++);
+    while (next - first > want) CHECK(q.get_nowait() == first++);
+    INFO("queue depth " << want);
+    REQUIRE(q.qsize() == static_cast<std::size_t>(want));
+
+    auto shown = json::parse(inspect("show " + name + " --json").out).as_object();
+    bool found = false;
+    for (auto& ob : shown["object_list"].as_array()) {
+      if (ob.as_object()["name"].as_string() != "depth") continue;
+      found = true;
+      CHECK(ob.as_object()["count"].to_number<std::int64_t>() == want);
+    }
+    CHECK(found);
+
+    // The text table: OBJECT KIND TYPES ELEMENTS ...
+    std::istringstream table(inspect("show " + name).out);
+    std::string line;
+    found = false;
+    while (std::getline(table, line)) {
+      std::istringstream cols(line);
+      std::string obj, kind, types;
+      long elements = -1;
+      if (cols >> obj >> kind >> types >> elements && obj == "depth") {
+        found = true;
+        CHECK(elements == want);
+      }
+    }
+    CHECK(found);
+
+    const Run dumped = inspect("dump " + name + " depth");
+    CHECK(dumped.out.find("queue 'depth' (int), " + std::to_string(want) + " element(s)") != std::string::npos);
+    auto dj = json::parse(inspect("dump " + name + " depth --json --limit 1000").out).as_object();
+    CHECK(dj["count"].to_number<std::int64_t>() == want);
+    auto& rows = dj["entries"].as_array();
+    REQUIRE(rows.size() == static_cast<std::size_t>(want));
+    for (int i = 0; i < want; ++i) CHECK(rows[i].as_object()["value"].as_string() == std::to_string(first + i));
+  }
+}
