@@ -12,25 +12,37 @@
 #include <new>
 #include <utility>
 
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/shared_lock.hpp"
 #include "mpp/detail/spin.hpp"
 
 namespace mpp::detail {
 namespace {
 
-// A slot's state word: a 40-bit lap-relative sequence and a 24-bit pid (Linux pids are at
-// most 2^22).
-constexpr unsigned kPidBits = 24;
-constexpr std::uint64_t kPidMask = (std::uint64_t{1} << kPidBits) - 1;
-constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << (64 - kPidBits)) - 1;
-constexpr std::uint64_t seq_of(std::uint64_t st) { return st >> kPidBits; }
-constexpr pid_t pid_of(std::uint64_t st) { return static_cast<pid_t>(st & kPidMask); }
-constexpr std::uint64_t make_state(std::uint64_t seq, pid_t pid) {
-  return (seq & kSeqMask) << kPidBits | static_cast<std::uint64_t>(pid);
+// A slot's state word: a 28-bit lap-relative sequence above a 36-bit owner. The owner is the
+// claiming process's pid (22 bits: Linux pids are below 2^22) and, above it, the low 14 bits
+// of its start time in clock ticks (process_identity.hpp), so that a claim whose holder died
+// is not taken for a live one when its pid is reused (unless the new process also started at
+// the same tick modulo 2^14, 164 s at 100 Hz). 28 bits of sequence are plenty: sequences are
+// compared by their difference, and slots are at most a lap (at most 2^24 positions) apart.
+constexpr unsigned kOwnerBits = 36, kOwnerPidBits = 22;
+constexpr std::uint64_t kOwnerMask = (std::uint64_t{1} << kOwnerBits) - 1;
+constexpr std::uint64_t kOwnerPidMask = (std::uint64_t{1} << kOwnerPidBits) - 1;
+constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << (64 - kOwnerBits)) - 1;
+constexpr std::uint64_t seq_of(std::uint64_t st) { return st >> kOwnerBits; }
+constexpr std::uint64_t owner_of(std::uint64_t st) { return st & kOwnerMask; }
+constexpr pid_t pid_of(std::uint64_t st) { return static_cast<pid_t>(st & kOwnerPidMask); }
+constexpr std::uint64_t make_state(std::uint64_t seq, std::uint64_t owner) {
+  return (seq & kSeqMask) << kOwnerBits | owner;
 }
-// a - b for sequences modulo 2^40, as a signed number.
+// a - b for sequences modulo 2^28, as a signed number.
 constexpr std::int64_t seq_diff(std::uint64_t a, std::uint64_t b) {
-  return static_cast<std::int64_t>((a - b) << kPidBits) >> kPidBits;
+  return static_cast<std::int64_t>((a - b) << kOwnerBits) >> kOwnerBits;
+}
+// This process as a claim's owner.
+std::uint64_t self_owner() noexcept {
+  return static_cast<std::uint64_t>(self_pid()) |
+         (self_start_ticks() & (kOwnerMask >> kOwnerPidBits)) << kOwnerPidBits;
 }
 
 constexpr std::size_t kStateBytes = (sizeof(QueueState) + 63) & ~std::size_t{63};
@@ -39,22 +51,26 @@ inline void crash_point(QueueCrashPoint where) {
   if (queue_crash_hook) [[unlikely]] queue_crash_hook(where);
 }
 
-// Whether the process `pid` is gone: no such process, or a zombie (killed, not yet reaped).
-// Only asked on the slow path, about a claim that has blocked us through a whole spin.
-bool process_gone(pid_t pid) {
-  if (::kill(pid, 0) == 0 || errno != ESRCH) {
-    char path[32], buf[256];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT;
-    ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    if (n <= 0) return false;
-    buf[n] = '\0';
-    const char* paren = std::strrchr(buf, ')');
-    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
-  }
-  return true;
+// Whether the owner of a claim is gone: no such process, a zombie (killed, not yet reaped),
+// or another process that reuses its pid (a different start time). Only asked on the slow
+// path, about a claim that has blocked us through a whole spin.
+bool owner_gone(std::uint64_t owner) {
+  const pid_t pid = static_cast<pid_t>(owner & kOwnerPidMask);
+  const std::uint64_t ticks = owner >> kOwnerPidBits;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  char path[32], buf[512];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* paren = std::strrchr(buf, ')');
+  if (!paren || paren[1] != ' ') return false;
+  if (paren[2] == 'Z' || paren[2] == 'X') return true;
+  const std::uint64_t start = process_start_ticks(pid);
+  return ticks != 0 && start != 0 && (start & (kOwnerMask >> kOwnerPidBits)) != ticks;
 }
 
 // The longest a blocked caller sleeps before it looks again by itself (see block_until).
@@ -227,13 +243,12 @@ bool QueueCore::drop_spares() const noexcept {
 // consumer's message was taken (lost with it), and the slot is freed. Returns whether the
 // slot changed.
 bool QueueCore::repair(QueueSlot& sl, std::uint64_t st) const {
-  const pid_t pid = pid_of(st);
-  if (pid == 0 || !process_gone(pid)) return false;
+  if (owner_of(st) == 0 || !owner_gone(owner_of(st))) return false;
   const std::uint64_t seq = seq_of(st);
   const std::uint64_t n = st_->slot_count;
   const bool writer = seq % n == 0;  // lap bases are multiples of n; a read claim is base + 1
   // Take the claim over (a reading claim of ours), so no one else repairs it too.
-  if (!sl.state.compare_exchange_strong(st, make_state(writer ? seq + 1 : seq, current_pid()),
+  if (!sl.state.compare_exchange_strong(st, make_state(writer ? seq + 1 : seq, self_owner()),
                                         std::memory_order_acq_rel)) {
     return true;
   }
@@ -297,7 +312,7 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
         seen_state = st;
         return false;
       }
-      if (d > 0 || pid_of(st) != 0) {
+      if (d > 0 || owner_of(st) != 0) {
         // Claimed for `pos` already: help move tail past it (its producer may be slow or dead).
         s.tail.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
         continue;
@@ -323,7 +338,7 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
         }
         continue;
       }
-      if (!sl.state.compare_exchange_strong(st, make_state(base, current_pid()),
+      if (!sl.state.compare_exchange_strong(st, make_state(base, self_owner()),
                                             std::memory_order_acq_rel)) {
         continue;
       }
@@ -385,12 +400,12 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
         seen_state = st;
         return false;
       }
-      if (d > 0 || pid_of(st) != 0) {
+      if (d > 0 || owner_of(st) != 0) {
         // Taken already: help move head past it.
         s.head.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
         continue;
       }
-      if (!sl.state.compare_exchange_strong(st, make_state(base + 1, current_pid()),
+      if (!sl.state.compare_exchange_strong(st, make_state(base + 1, self_owner()),
                                             std::memory_order_acq_rel)) {
         continue;
       }
@@ -438,7 +453,7 @@ std::size_t QueueCore::qsize() const noexcept {
   // Pool relies on this to tell the tasks a dead worker took from those still queued).
   const std::uint64_t st = slot(h).state.load(std::memory_order_acquire);
   const std::uint64_t base = h - (h & (st_->slot_count - 1));
-  if (seq_of(st) == ((base + 1) & kSeqMask) && pid_of(st) != 0) ++h;
+  if (seq_of(st) == ((base + 1) & kSeqMask) && owner_of(st) != 0) ++h;
   std::uint64_t t = st_->tail.load(std::memory_order_acquire);
   return t > h ? static_cast<std::size_t>(t - h) : 0;
 }
@@ -517,11 +532,11 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
     const std::uint64_t block = sl.block.load(std::memory_order_relaxed);
     auto at = [&] { return " (slot " + std::to_string(pos & (n - 1)) + ", position " + std::to_string(pos) + ")"; };
     if (pos < t) {
-      if (seq == (base & kSeqMask) && pid != 0) continue;  // being written
+      if (seq == (base & kSeqMask) && owner_of(st) != 0) continue;  // being written
       // Skipped (its writer died; repaired by a producer a lap ahead), maybe claimed again.
       if (seq == ((base + n) & kSeqMask)) continue;
       if (seq != ((base + 1) & kSeqMask)) return "a queued slot has sequence " + std::to_string(seq) + at();
-      if (pid != 0) continue;  // being read (head not yet moved)
+      if (owner_of(st) != 0) continue;  // being read (head not yet moved)
       QueueRecord rec;
       if (block == 0) {
         if (sl.size > QueueSlot::kInlineBytes) return "an inline message is too long" + at();
@@ -541,8 +556,8 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
       // At tail: a producer's claim (tail not yet moved), or that claim taken over by a
       // repairer (a reading claim) that was itself killed before releasing the slot.
       const bool claimed_now = (seq == (base & kSeqMask) || seq == ((base + 1) & kSeqMask)) &&
-                               pid != 0 && pos == t;
-      const bool read_before = seq == ((base - n + 1) & kSeqMask) && pid != 0;
+                               owner_of(st) != 0 && pos == t;
+      const bool read_before = seq == ((base - n + 1) & kSeqMask) && owner_of(st) != 0;
       if (!free_now && !claimed_now && !read_before) {
         return "a free slot has sequence " + std::to_string(seq) + " and pid " + std::to_string(pid) + at();
       }

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/manager.hpp"
 #include "support/child.hpp"
 
@@ -498,5 +499,27 @@ TEST_CASE("get_view lends the item in place and takes it") {
   mpp::Queue<std::vector<int>> v;
   v.put({1, 2, 3});
   CHECK(v.get_view([](const std::vector<int>& x) { return x.size(); }) == 3u);
+  CHECK(q.check().empty());
+}
+
+TEST_CASE("a claim whose pid now names another live process is repaired as a dead one's") {
+  mpp::Queue<std::string> q(4, 16 << 20);
+  Child other([](int ready) {  // a live process whose pid the dead claimer "had"
+    mpp::test::signal_ready(ready);
+    for (;;) pause();
+  });
+  REQUIRE(other.wait_ready());
+  // The state word a claimer with other's pid but another start time left at position 0:
+  // sequence 0 (being written), owner = pid | start ticks (low 14 bits) << 22.
+  const std::uint64_t ticks = mpp::detail::process_start_ticks(other.pid());
+  REQUIRE(ticks != 0);
+  const std::uint64_t stale = static_cast<std::uint64_t>(other.pid()) | (((ticks + 1) & 0x3fff) << 22);
+  auto& st = q.core().state();
+  auto* ring = q.core().segment().at<mpp::detail::QueueSlot>(st.ring_offset);
+  ring[0].state.store(stale);
+  st.tail.store(1);  // its producer had moved tail on
+  q.put_nowait("x");
+  CHECK(q.get_nowait() == "x");  // the stale claim was skipped, not waited for
+  CHECK(st.skipped.load() == 1);
   CHECK(q.check().empty());
 }

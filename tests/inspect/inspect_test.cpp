@@ -227,6 +227,34 @@ TEST_CASE("a lock held by a SIGKILLed process is named as held by a dead pid") {
   CHECK(inspect("check " + name).status == 0);
 }
 
+TEST_CASE("a dead holder whose pid now names another live process is still shown DEAD") {
+  const std::string name = unique_name("reused");
+  auto seg = Segment::create(name, 1 << 20);
+  auto& obj = make_object(*seg, "guarded", ObjectKind::lock, "", "");
+  mpp::test::Child holder([&](int ready) {
+    obj.mutex.lock();
+    mpp::test::signal_ready(ready);
+    pause();
+  });
+  REQUIRE(holder.wait_ready());
+  holder.kill_and_reap();
+  mpp::test::Child other([](int ready) {
+    mpp::test::signal_ready(ready);
+    pause();
+  });
+  REQUIRE(other.wait_ready());
+  // As if the kernel had given the dead holder's pid to `other`: the recorded pid (right
+  // after the pthread mutex) now names a live process, started at another time.
+  const std::int32_t reused = other.pid();
+  std::memcpy(reinterpret_cast<char*>(&obj.mutex) + sizeof(pthread_mutex_t), &reused, sizeof reused);
+  auto shown = json::parse(inspect("show " + name + " --json").out).as_object();
+  auto& l = shown["object_list"].as_array()[0].as_object()["lock"].as_object();
+  CHECK(l["holder_pid"].as_int64() == reused);
+  CHECK_FALSE(l["holder_alive"].as_bool());
+  CHECK(obj.mutex.lock());  // the kernel knows the real holder died: recovered
+  obj.mutex.unlock();
+}
+
 TEST_CASE("gc removes only segments whose creator is dead and that nobody maps") {
   const std::string prefix = unique_name("gc");
   const std::string orphan = prefix + "_orphan", mapped = prefix + "_mapped",

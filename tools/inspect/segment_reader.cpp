@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/queue_core.hpp"
 #include "mpp/detail/segment_check.hpp"
 #include "mpp/detail/segment_format.hpp"
@@ -33,7 +34,9 @@ void on_sigbus(int) {
 LockInfo lock_info(const RobustMutex& m) {
   LockInfo l;
   l.holder = m.holder();
-  l.holder_alive = l.holder != 0 && pid_alive(l.holder);
+  // Alive, and the same process that took the lock (its start time matches), not a later
+  // one that reuses a dead holder's pid.
+  l.holder_alive = l.holder != 0 && pid_alive(l.holder) && identity_alive(m.holder_identity());
   l.recoveries = m.recoveries();
   return l;
 }

@@ -13,9 +13,10 @@
 //   tasks_done, skipped        JoinableQueue: task_done() calls, and messages lost to
 //                              producers killed before publishing
 //
-// Position p lives in slot p % slot_count. A slot's `state` word is (lap-relative sequence
-// << 24 | pid of the process that has it claimed, 0 if none), so a claim and its owner are
-// set by one compare-and-swap. With r = p - p % slot_count (the slot's lap base):
+// Position p lives in slot p % slot_count. A slot's `state` word is (28-bit lap-relative
+// sequence << 36 | owner of the claim, 0 if none; the owner is the claimer's pid in 22 bits
+// and 14 bits of its start time above them, so a reused pid does not pass for a dead
+// claimer), so a claim and its owner are set by one compare-and-swap. With r = p - p % slot_count (the slot's lap base):
 //   r, pid 0       free for the producer of p
 //   r, pid         being written by that producer
 //   r + 1, pid 0   holds the message of p
@@ -46,7 +47,7 @@ namespace mpp::detail {
 struct alignas(64) QueueSlot {
   static constexpr std::size_t kInlineBytes = 104;
 
-  std::atomic<std::uint64_t> state{0};  // sequence << 24 | claimer pid
+  std::atomic<std::uint64_t> state{0};  // sequence << 36 | claimer (pid, start ticks)
   std::atomic<std::uint64_t> block{0};  // segment offset of the payload's heap block, or 0
                                         // (0: the payload is inline, in `payload`); the
                                         // block is a QueueBlock header, then the payload
