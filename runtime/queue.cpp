@@ -14,6 +14,7 @@
 
 #include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/shared_lock.hpp"
+#include "mpp/detail/shm_bounds.hpp"
 #include "mpp/detail/spin.hpp"
 
 namespace mpp::detail {
@@ -125,8 +126,26 @@ std::size_t QueueCore::default_ring_bytes(std::size_t segment_bytes) {
   return std::bit_floor(want);
 }
 
-QueueCore::QueueCore(std::shared_ptr<Segment> seg, QueueState* st)
-    : seg_(std::move(seg)), st_(st), slots_(seg_->at<QueueSlot>(st->ring_offset)) {}
+QueueCore::QueueCore(std::shared_ptr<Segment> seg, QueueState* st) : seg_(std::move(seg)), st_(st) {
+  // The immutable layout is checked once, here; every later slot index is masked into it.
+  const std::uint64_t n = st->slot_count;
+  if (!std::has_single_bit(n) || n < 2 || n * sizeof(QueueSlot) != st->ring_bytes ||
+      !in_heap(*seg_, st->ring_offset, st->ring_bytes, alignof(QueueSlot))) {
+    throw_corrupt(*seg_, st, "queue", "its ring (offset " + std::to_string(st->ring_offset) + ", " +
+                                          std::to_string(st->ring_bytes) + " bytes, " +
+                                          std::to_string(n) + " slots) does not fit its segment");
+  }
+  slots_ = seg_->at<QueueSlot>(st->ring_offset);
+}
+
+// Whether `off` can be a payload block of at least `size` bytes: inside the heap, aligned,
+// and its capacity (and `size`) within it. Offsets read from the segment are checked so
+// before they are followed.
+bool QueueCore::valid_block(std::uint64_t off, std::uint64_t size) const noexcept {
+  if (!in_heap(*seg_, off, sizeof(QueueBlock))) return false;
+  const std::uint64_t cap = seg_->at<QueueBlock>(off)->capacity;
+  return size <= cap && cap <= seg_->size() && in_heap(*seg_, off, sizeof(QueueBlock) + cap);
+}
 
 QueueCore QueueCore::named(std::shared_ptr<Segment> segment, std::string_view name,
                            ObjectKind kind, std::size_t maxsize, std::size_t ring_bytes,
@@ -191,11 +210,14 @@ QueueBlock* QueueCore::take_block(std::size_t size) const {
   for (auto& sp : st_->spare) {
     std::uint64_t off = sp.load(std::memory_order_acquire);
     if (off == 0) continue;
+    if (!valid_block(off, 0)) {  // a corrupt spare: dropped (leaked), never followed
+      sp.compare_exchange_strong(off, 0, std::memory_order_acq_rel);
+      continue;
+    }
     const std::uint64_t cap = seg_->at<QueueBlock>(off)->capacity;  // may be stale: re-read below
     if (cap < size || cap / 4 > size) continue;
     if (!sp.compare_exchange_strong(off, 0, std::memory_order_acq_rel)) continue;
-    auto* b = seg_->at<QueueBlock>(off);
-    if (b->capacity >= size) return b;
+    if (valid_block(off, size)) return seg_->at<QueueBlock>(off);
     recycle_block(off);
   }
   const std::size_t cap = block_capacity(size);
@@ -216,6 +238,7 @@ QueueBlock* QueueCore::take_block(std::size_t size) const {
 
 // Keeps a block for the next producer, or frees it when every spare place is taken.
 void QueueCore::recycle_block(std::uint64_t off) const noexcept {
+  if (!valid_block(off, 0)) return;  // not a block (a corrupt slot): leaked, never followed
   for (auto& sp : st_->spare) {
     std::uint64_t none = 0;
     if (sp.load(std::memory_order_relaxed) == 0 &&
@@ -231,7 +254,7 @@ bool QueueCore::drop_spares() const noexcept {
   bool any = false;
   for (auto& sp : st_->spare) {
     if (std::uint64_t off = sp.exchange(0, std::memory_order_acq_rel)) {
-      seg_->deallocate(seg_->at(off));
+      if (valid_block(off, 0)) seg_->deallocate(seg_->at(off));
       any = true;
     }
   }
@@ -416,14 +439,12 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
       ByteView bytes;
       if (block == 0 && size <= QueueSlot::kInlineBytes) {
         bytes = ByteView(sl.payload, size);
-      } else if (block != 0 && block <= seg_->size() - sizeof(QueueBlock) &&
-                 size <= seg_->at<QueueBlock>(block)->capacity &&
-                 size <= seg_->size() - block - sizeof(QueueBlock)) {
+      } else if (block != 0 && valid_block(block, size)) {
         bytes = ByteView(reinterpret_cast<const std::byte*>(seg_->at<QueueBlock>(block) + 1), size);
       } else {
         release(sl, base + n);
-        throw SegmentError("a queue slot holds an invalid message (block " + std::to_string(block) +
-                           ", size " + std::to_string(size) + "); the queue is corrupt");
+        throw_corrupt(*seg_, st_, "queue", "a slot holds an invalid message (block " +
+                                               std::to_string(block) + ", size " + std::to_string(size) + ")");
       }
       // The message is ours (claimed): a consumer killed from here on takes it to its grave.
       try {

@@ -183,6 +183,7 @@ class QueueCore {
   QueueSlot& slot(std::uint64_t pos) const noexcept { return slots_[pos & (st_->slot_count - 1)]; }
   bool repair(QueueSlot& slot, std::uint64_t state) const;
   void release(QueueSlot& slot, std::uint64_t free_seq) const;
+  bool valid_block(std::uint64_t offset, std::uint64_t size) const noexcept;
   QueueBlock* take_block(std::size_t size) const;
   void recycle_block(std::uint64_t offset) const noexcept;
   bool drop_spares() const noexcept;
