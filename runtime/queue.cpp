@@ -337,6 +337,14 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
       }
       if (d > 0 || owner_of(st) != 0) {
         // Claimed for `pos` already: help move tail past it (its producer may be slow or dead).
+        // Never more than a ring ahead of head (read after tail, so a valid queue always
+        // passes): a corrupt ring would otherwise lead tail on forever.
+        const std::uint64_t h = s.head.load(std::memory_order_acquire);
+        if (pos > h && pos - h > n) {
+          throw_corrupt(*seg_, st_, "queue",
+                        "its tail " + std::to_string(pos) + " is more than a ring ahead of its head " +
+                            std::to_string(h));
+        }
         s.tail.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
         continue;
       }
@@ -424,7 +432,14 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
         return false;
       }
       if (d > 0 || owner_of(st) != 0) {
-        // Taken already: help move head past it.
+        // Taken already: help move head past it. Never past tail + 1 (the most a dead
+        // producer's skipped claim leaves; tail is read after head, so a valid queue always
+        // passes): a corrupt ring would otherwise lead head on forever.
+        const std::uint64_t t = s.tail.load(std::memory_order_acquire);
+        if (pos > t + 1) {
+          throw_corrupt(*seg_, st_, "queue",
+                        "its head " + std::to_string(pos) + " is past its tail " + std::to_string(t));
+        }
         s.head.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
         continue;
       }

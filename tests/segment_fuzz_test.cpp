@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -80,6 +81,7 @@ Seed make_seed() {
     auto jq = m.joinable_queue<int>("jq", 0, 2048);
     jq.put(7);
     m.value<double>("v", 2.5);
+    m.value<std::array<double, 4>>("v4", {1, 2, 3, 4});  // not lock-free: two slots
     m.array<int>("a", 8)[3] = 33;
     m.lock("lock");
     m.rlock("rlock");
@@ -217,6 +219,12 @@ void exercise_objects(mpp::Manager& m) {
       auto g = v.get_lock();
       if (g.acquire(20ms)) g.release();
     });
+  });
+  attempt([&] {
+    auto v = m.value<std::array<double, 4>>("v4");
+    attempt([&] { (void)v.value(); });
+    attempt([&] { v.set_value({5, 6, 7, 8}); });
+    attempt([&] { (void)v.value(); });
   });
   attempt([&] {
     auto a = m.array<int>("a", 8);
