@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "dump.hpp"
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/manager.hpp"
 #include "segment_reader.hpp"
@@ -244,9 +245,13 @@ TEST_CASE("a dead holder whose pid now names another live process is still shown
   });
   REQUIRE(other.wait_ready());
   // As if the kernel had given the dead holder's pid to `other`: the recorded pid (right
-  // after the pthread mutex) now names a live process, started at another time.
+  // after the pthread mutex) now names a live process, and the recorded start ticks (after
+  // the pid) are another tick than other's (both children may start within one tick).
   const std::int32_t reused = other.pid();
-  std::memcpy(reinterpret_cast<char*>(&obj.mutex) + sizeof(pthread_mutex_t), &reused, sizeof reused);
+  const auto ticks = static_cast<std::uint32_t>(mpp::detail::process_start_ticks(other.pid()) + 1);
+  char* recorded = reinterpret_cast<char*>(&obj.mutex) + sizeof(pthread_mutex_t);
+  std::memcpy(recorded, &reused, sizeof reused);
+  std::memcpy(recorded + sizeof reused, &ticks, sizeof ticks);
   auto shown = json::parse(inspect("show " + name + " --json").out).as_object();
   auto& l = shown["object_list"].as_array()[0].as_object()["lock"].as_object();
   CHECK(l["holder_pid"].as_int64() == reused);
