@@ -3,10 +3,12 @@
 #include <unordered_set>
 
 #include "mpp/detail/segment.hpp"
+#include "mpp/detail/shm_bounds.hpp"
 
 namespace mpp::detail {
 
-void Intent::begin(std::uint32_t code) noexcept {
+void Intent::prepare() noexcept {
+  crash_step();
   allocating.store(0, std::memory_order_relaxed);
   pending.store(0, std::memory_order_relaxed);
   for (int i = 0; i < 2; ++i) {
@@ -16,13 +18,26 @@ void Intent::begin(std::uint32_t code) noexcept {
   }
   index.store(0, std::memory_order_relaxed);
   size_before.store(0, std::memory_order_relaxed);
+}
+
+void Intent::arm(std::uint32_t code) noexcept {
+  crash_step();
   op.store(code, std::memory_order_release);
 }
 
-void Intent::end() noexcept { op.store(0, std::memory_order_release); }
+void Intent::end() noexcept {
+  crash_step();
+  op.store(0, std::memory_order_release);
+}
 
+// `allocating` says which slot the block will be recorded in (bytes << 1 | slot), and that
+// slot is cleared first: recovery then counts the bytes as leaked only when the slot is still
+// empty (the block was maybe allocated, never recorded), never for a block it frees.
 void* Intent::allocate(Segment& seg, std::size_t bytes, int slot) {
-  allocating.store(bytes, std::memory_order_relaxed);
+  crash_step();
+  fresh[slot].store(0, std::memory_order_relaxed);
+  crash_step();
+  allocating.store(std::uint64_t{bytes} << 1 | static_cast<std::uint64_t>(slot), std::memory_order_relaxed);
   void* p = nullptr;
   try {
     p = seg.allocate(bytes);
@@ -30,7 +45,9 @@ void* Intent::allocate(Segment& seg, std::size_t bytes, int slot) {
     allocating.store(0, std::memory_order_relaxed);
     throw;
   }
+  crash_step();
   fresh[slot].store(seg.offset_of(p), std::memory_order_relaxed);
+  crash_step();
   allocating.store(0, std::memory_order_relaxed);
   return p;
 }
@@ -41,7 +58,9 @@ void* Intent::allocate_pending(Segment& seg, std::size_t bytes) {
   auto off = seg.offset_of(p);
   static_cast<std::atomic<std::uint64_t>*>(p)->store(pending.load(std::memory_order_relaxed),
                                                      std::memory_order_relaxed);
+  crash_step();
   pending.store(off, std::memory_order_relaxed);
+  crash_step();
   fresh[1].store(0, std::memory_order_relaxed);
   return p;
 }
@@ -50,9 +69,7 @@ bool finish_intent(Segment& seg, Intent& intent, std::atomic<std::uint64_t>& lea
                    const std::function<bool(std::uint64_t)>& reachable) {
   if (intent.op.load(std::memory_order_acquire) == 0) return false;
   const auto& h = seg.header();
-  auto in_heap = [&](std::uint64_t off) {
-    return off >= h.heap_offset && off < h.heap_offset + h.heap_size && off % 16 == 0;
-  };
+  auto in_heap = [&](std::uint64_t off) { return detail::in_heap(seg, off, 16); };
   std::unordered_set<std::uint64_t> freed;
   auto free_if_unreachable = [&](std::uint64_t off) {
     if (off == 0 || !in_heap(off) || freed.count(off) || reachable(off)) return;
@@ -68,7 +85,10 @@ bool finish_intent(Segment& seg, Intent& intent, std::atomic<std::uint64_t>& lea
     off = next;
   }
   for (auto& f : intent.fresh) free_if_unreachable(f.load(std::memory_order_relaxed));
-  leaked.fetch_add(intent.allocating.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  if (std::uint64_t a = intent.allocating.load(std::memory_order_relaxed);
+      a != 0 && intent.fresh[a & 1].load(std::memory_order_relaxed) == 0) {
+    leaked.fetch_add(a >> 1, std::memory_order_relaxed);
+  }
   for (int i = 0; i < 2; ++i) {
     std::uint64_t o = intent.old[i].load(std::memory_order_relaxed);
     if (o != 0 && !reachable(o)) {

@@ -5,14 +5,23 @@
 #include <new>
 #include <unordered_set>
 
+#include "mpp/detail/shm_bounds.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::detail {
 namespace {
 
-enum Op : std::uint32_t { op_append = 1, op_extend = 2, op_set = 3, op_insert = 4, op_remove = 5, op_grow = 6 };
+enum Op : std::uint32_t {
+  op_append = 1, op_extend = 2, op_set = 3, op_insert = 4, op_remove = 5, op_grow = 6, op_clear = 7
+};
 
 std::uint64_t item_bytes(ListItem* it) { return ListItem::bytes_for(it->len); }
+
+bool plausible_item(Segment& seg, std::uint64_t off) {
+  if (!in_heap(seg, off, sizeof(ListItem))) return false;
+  auto* it = seg.at<ListItem>(off);
+  return it->tag == LIST_ITEM_TAG && in_heap(seg, off, ListItem::bytes_for(it->len));
+}
 
 }  // namespace
 
@@ -29,18 +38,32 @@ ExclusiveGuard ListCore::write() const {
   return ExclusiveGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
 }
 
-ListArray* ListCore::array() const noexcept {
-  std::uint64_t off = st_->array.load(std::memory_order_acquire);
-  return off ? seg_->at<ListArray>(off) : nullptr;
+ListArray* ListCore::array() const {
+  const std::uint64_t off = st_->array.load(std::memory_order_acquire);
+  if (off == 0) return nullptr;
+  if (!in_heap(*seg_, off, ListArray::bytes_for(0))) corrupt("its array offset points outside the heap");
+  auto* a = seg_->at<ListArray>(off);
+  if (a->tag != LIST_ARRAY_TAG) corrupt("its array has a wrong tag");
+  if (a->capacity > (std::uint64_t{1} << 56) || !in_heap(*seg_, off, ListArray::bytes_for(a->capacity))) {
+    corrupt("its array's capacity does not fit the heap");
+  }
+  if (a->size.load(std::memory_order_acquire) > a->capacity) corrupt("its size exceeds its capacity");
+  return a;
 }
 
-std::uint64_t ListCore::size_locked() const noexcept {
+void ListCore::corrupt(std::string_view what) const { throw_corrupt(*seg_, st_, "list", what); }
+
+std::uint64_t ListCore::size_locked() const {
   ListArray* a = array();
   return a ? a->size.load(std::memory_order_acquire) : 0;
 }
 
-ListItem* ListCore::item_locked(std::uint64_t i) const noexcept {
-  return seg_->at<ListItem>(array()->items[i].load(std::memory_order_relaxed));
+ListItem* ListCore::item_locked(std::uint64_t i) const {
+  ListArray* a = array();
+  if (!a || i >= a->size.load(std::memory_order_acquire)) corrupt("an index is past its end");
+  const std::uint64_t off = a->items[i].load(std::memory_order_relaxed);
+  if (!plausible_item(*seg_, off)) corrupt("element " + std::to_string(i) + " is not a list item");
+  return seg_->at<ListItem>(off);
 }
 
 ListItem* ListCore::build(std::span<const std::byte> v, bool pending) {
@@ -66,21 +89,25 @@ void ListCore::reserve(std::uint64_t need) {
   }
   na->size.store(n, std::memory_order_relaxed);
   if (a) st_->intent.retire(seg_->offset_of(a), ListArray::bytes_for(cap), 1);
+  crash_step();
   st_->array.store(seg_->offset_of(na), std::memory_order_release);  // publishes
   st_->hdr.bytes.fetch_add(ListArray::bytes_for(ncap) - (a ? ListArray::bytes_for(cap) : 0),
                            std::memory_order_relaxed);
+  crash_step();
   if (a) seg_->deallocate(a);
 }
 
 void ListCore::append_locked(std::span<const std::byte> v) {
   Intent& in = st_->intent;
+  const std::uint64_t n = size_locked();
   in.begin(op_append);
   try {
-    const std::uint64_t n = size_locked();
     reserve(n + 1);
     ListItem* it = build(v, false);
     ListArray* a = array();
+    crash_step();
     a->items[n].store(seg_->offset_of(it), std::memory_order_relaxed);
+    crash_step();
     a->size.store(n + 1, std::memory_order_release);  // publishes
     st_->hdr.count.store(n + 1, std::memory_order_relaxed);
     st_->hdr.bytes.fetch_add(item_bytes(it), std::memory_order_relaxed);
@@ -94,8 +121,8 @@ void ListCore::append_locked(std::span<const std::byte> v) {
 void ListCore::extend_locked(std::span<const std::span<const std::byte>> vs) {
   if (vs.empty()) return;
   Intent& in = st_->intent;
-  in.begin(op_extend);
   const std::uint64_t n = size_locked();
+  in.begin(op_extend);
   try {
     reserve(n + vs.size());
     for (auto it = vs.rbegin(); it != vs.rend(); ++it) build(*it, true);
@@ -114,10 +141,12 @@ void ListCore::extend_locked(std::span<const std::span<const std::byte>> vs) {
   std::uint64_t i = n, added = 0;
   for (std::uint64_t off = in.pending.load(); off != 0; ++i) {
     auto* it = seg_->at<ListItem>(off);
+    crash_step();
     a->items[i].store(off, std::memory_order_relaxed);
     added += item_bytes(it);
     off = it->next.load(std::memory_order_relaxed);
   }
+  crash_step();
   a->size.store(n + vs.size(), std::memory_order_release);  // publishes them all
   st_->hdr.count.store(n + vs.size(), std::memory_order_relaxed);
   st_->hdr.bytes.fetch_add(added, std::memory_order_relaxed);
@@ -126,6 +155,7 @@ void ListCore::extend_locked(std::span<const std::span<const std::byte>> vs) {
 
 void ListCore::set_locked(std::uint64_t i, std::span<const std::byte> v) {
   Intent& in = st_->intent;
+  ListItem* old = item_locked(i);
   in.begin(op_set);
   ListItem* it;
   try {
@@ -135,10 +165,11 @@ void ListCore::set_locked(std::uint64_t i, std::span<const std::byte> v) {
     throw;
   }
   ListArray* a = array();
-  auto* old = seg_->at<ListItem>(a->items[i].load(std::memory_order_relaxed));
   in.retire(seg_->offset_of(old), item_bytes(old));
+  crash_step();
   a->items[i].store(seg_->offset_of(it), std::memory_order_release);  // publishes
   st_->hdr.bytes.fetch_add(item_bytes(it) - item_bytes(old), std::memory_order_relaxed);
+  crash_step();
   seg_->deallocate(old);
   in.end();
 }
@@ -150,92 +181,130 @@ void ListCore::insert_locked(std::uint64_t i, std::span<const std::byte> v) {
     return;
   }
   Intent& in = st_->intent;
-  in.begin(op_insert);
   ListArray* a = array();
+  const std::uint64_t ncap = a->capacity > n ? a->capacity : n * 2;
+  in.begin(op_insert);
   ListArray* na;
   ListItem* it;
   try {
-    na = new (in.allocate(*seg_, ListArray::bytes_for(a->capacity > n ? a->capacity : n * 2), 1)) ListArray();
+    na = new (in.allocate(*seg_, ListArray::bytes_for(ncap), 1)) ListArray();
     it = build(v, false);
   } catch (...) {
-    if (std::uint64_t f = in.fresh[1].load()) seg_->deallocate(seg_->at(f));
+    if (std::uint64_t f = in.fresh[1].load()) {
+      crash_step();
+      in.fresh[1].store(0);  // before the free: recovery must not free it again
+      seg_->deallocate(seg_->at(f));
+    }
     in.end();
     throw;
   }
-  na->capacity = a->capacity > n ? a->capacity : n * 2;
+  na->capacity = ncap;
   for (std::uint64_t j = 0, k = 0; j <= n; ++j) {
     std::uint64_t off = j == i ? seg_->offset_of(it) : a->items[k++].load(std::memory_order_relaxed);
     new (&na->items[j]) std::atomic<std::uint64_t>(off);
   }
   na->size.store(n + 1, std::memory_order_relaxed);
   in.retire(seg_->offset_of(a), ListArray::bytes_for(a->capacity), 1);
+  crash_step();
   st_->array.store(seg_->offset_of(na), std::memory_order_release);  // publishes
   st_->hdr.count.store(n + 1, std::memory_order_relaxed);
   st_->hdr.bytes.fetch_add(item_bytes(it) + ListArray::bytes_for(na->capacity) -
                                ListArray::bytes_for(a->capacity),
                            std::memory_order_relaxed);
+  crash_step();
   seg_->deallocate(a);
   in.end();
 }
 
-void ListCore::remove_at_locked(std::uint64_t i) noexcept {
+// The record (index, size before, the removed item) is complete before `op` makes it valid:
+// recovery reads "items[index] is no longer the removed item" as "the shift has begun" only
+// when it knows which item was removed.
+void ListCore::remove_at_locked(std::uint64_t i) {
   Intent& in = st_->intent;
+  ListItem* x = item_locked(i);
   ListArray* a = array();
   const std::uint64_t n = a->size.load(std::memory_order_relaxed);
-  auto* x = seg_->at<ListItem>(a->items[i].load(std::memory_order_relaxed));
-  in.begin(op_remove);
+  in.prepare();
+  crash_step();
   in.index.store(i, std::memory_order_relaxed);
+  crash_step();
   in.size_before.store(n, std::memory_order_relaxed);
   in.retire(seg_->offset_of(x), item_bytes(x));
+  in.arm(op_remove);
   for (std::uint64_t j = i; j + 1 < n; ++j) {
+    crash_step();
     a->items[j].store(a->items[j + 1].load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
+  crash_step();
   a->size.store(n - 1, std::memory_order_release);  // publishes
   st_->hdr.count.store(n - 1, std::memory_order_relaxed);
   st_->hdr.bytes.fetch_sub(item_bytes(x), std::memory_order_relaxed);
+  crash_step();
   seg_->deallocate(x);
   in.end();
 }
 
-void ListCore::clear_locked() noexcept {
-  while (std::uint64_t n = size_locked()) remove_at_locked(n - 1);
+// All or nothing: one store of size = 0 empties the list; the intent record (the size
+// before) lets recovery free what a crash left of items[0, size_before) afterwards. Each item
+// is retired, then its slot zeroed, then freed, so none is freed twice; a crash between the
+// zeroing and the free leaks that one item (counted).
+void ListCore::clear_locked() {
+  Intent& in = st_->intent;
+  ListArray* a = array();
+  const std::uint64_t n = a ? a->size.load(std::memory_order_relaxed) : 0;
+  if (n == 0) return;
+  for (std::uint64_t j = 0; j < n; ++j) item_locked(j);  // all valid before anything changes
+  in.prepare();
+  crash_step();
+  in.size_before.store(n, std::memory_order_relaxed);
+  in.arm(op_clear);
+  crash_step();
+  a->size.store(0, std::memory_order_release);  // publishes: the list is empty
+  st_->hdr.count.store(0, std::memory_order_relaxed);
+  for (std::uint64_t j = n; j-- > 0;) {
+    const std::uint64_t off = a->items[j].load(std::memory_order_relaxed);
+    auto* x = seg_->at<ListItem>(off);
+    in.retire(off, item_bytes(x));
+    crash_step();
+    a->items[j].store(0, std::memory_order_relaxed);
+    st_->hdr.bytes.fetch_sub(item_bytes(x), std::memory_order_relaxed);
+    crash_step();
+    seg_->deallocate(x);
+  }
+  in.end();
 }
 
-namespace {
-
-bool in_heap(Segment& seg, std::uint64_t off, std::uint64_t bytes) {
-  const auto& h = seg.header();
-  return off >= h.heap_offset && off % 16 == 0 && off + bytes <= h.heap_offset + h.heap_size;
-}
-
-bool plausible_item(Segment& seg, std::uint64_t off) {
-  if (!in_heap(seg, off, sizeof(ListItem))) return false;
-  auto* it = seg.at<ListItem>(off);
-  return it->tag == LIST_ITEM_TAG && in_heap(seg, off, ListItem::bytes_for(it->len));
-}
-
-}  // namespace
-
-// Under the lock of a holder that died, with every reader gone.
+// Under the lock of a holder that died, with every reader gone. Throws SegmentError (naming
+// the list) when the list is corrupt.
 void ListCore::recover() {
   Intent& in = st_->intent;
   const std::uint64_t aoff = st_->array.load();
   ListArray* a = array();
-  if (a && (!in_heap(*seg_, aoff, 32) || a->tag != LIST_ARRAY_TAG ||
-            !in_heap(*seg_, aoff, ListArray::bytes_for(a->capacity)) || a->size.load() > a->capacity)) {
-    throw SegmentError("a list's array is corrupt; the list cannot be recovered");
-  }
-  if (a && in.op.load() == op_remove && a->size.load() == in.size_before.load()) {
-    // A removal was shifting items left: finish it (or drop it if no item moved yet).
+  const std::uint32_t op = in.op.load();
+  if (a && op == op_remove && a->size.load() == in.size_before.load()) {
+    // A removal was shifting items left: finish it (or drop it if no item moved yet). The
+    // record is complete (armed last), so x is the removed item.
     const std::uint64_t n = in.size_before.load(), i = in.index.load();
     const std::uint64_t x = in.old[0].load();
-    if (i < n && a->items[i].load() != x) {
+    if (n <= a->capacity && i < n && a->items[i].load() != x) {
       std::uint64_t j = i;
       while (j + 1 < n && a->items[j].load() != a->items[j + 1].load()) ++j;
       for (std::uint64_t m = j + 1; m + 1 < n; ++m) a->items[m].store(a->items[m + 1].load());
       a->size.store(n - 1);
       in.old[0].store(0);  // not freed yet (that comes after the size store): free it now
       if (plausible_item(*seg_, x)) seg_->deallocate(seg_->at(x));
+    }
+  }
+  if (a && op == op_clear && a->size.load() == 0) {
+    // A clear was committed: free what it had not freed yet. A slot still holding an item
+    // means that item was not freed (each slot is zeroed before its item is freed).
+    const std::uint64_t n = std::min<std::uint64_t>(in.size_before.load(), a->capacity);
+    for (std::uint64_t j = 0; j < n; ++j) {
+      const std::uint64_t off = a->items[j].load();
+      if (off == 0) continue;
+      a->items[j].store(0);
+      if (off == in.old[0].load()) in.old[0].store(0);
+      if (plausible_item(*seg_, off)) seg_->deallocate(seg_->at(off));
     }
   }
   std::unordered_set<std::uint64_t> live;
@@ -253,24 +322,26 @@ void ListCore::recover() {
 }
 
 std::string ListCore::check() const {
-  auto guard = write();
-  ListArray* a = array();
-  if (!a) return st_->hdr.count.load() == 0 ? std::string() : "count is not 0 for an empty list";
-  const std::uint64_t aoff = st_->array.load();
-  if (a->tag != LIST_ARRAY_TAG || !in_heap(*seg_, aoff, ListArray::bytes_for(a->capacity))) {
-    return "the array is not a list array";
+  try {
+    auto guard = write();
+    ListArray* a = array();
+    if (!a) return st_->hdr.count.load() == 0 ? std::string() : "count is not 0 for an empty list";
+    const std::uint64_t n = a->size.load();
+    std::unordered_set<std::uint64_t> seen;
+    std::uint64_t bytes = ListArray::bytes_for(a->capacity);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      std::uint64_t off = a->items[i].load();
+      if (!plausible_item(*seg_, off)) return "item " + std::to_string(i) + " is not an item";
+      if (!seen.insert(off).second) return "item " + std::to_string(i) + " appears twice";
+      bytes += item_bytes(seg_->at<ListItem>(off));
+    }
+    if (st_->hdr.count.load() != n) return "count does not match size";
+    if (st_->hdr.bytes.load() != bytes) return "bytes do not match the items";
+    if (st_->intent.op.load() != 0) return "an unfinished change was left behind";
+    return {};
+  } catch (const SegmentError& e) {
+    return e.what();
   }
-  const std::uint64_t n = a->size.load();
-  if (n > a->capacity) return "size exceeds capacity";
-  std::unordered_set<std::uint64_t> seen;
-  for (std::uint64_t i = 0; i < n; ++i) {
-    std::uint64_t off = a->items[i].load();
-    if (!plausible_item(*seg_, off)) return "item " + std::to_string(i) + " is not an item";
-    if (!seen.insert(off).second) return "item " + std::to_string(i) + " appears twice";
-  }
-  if (st_->hdr.count.load() != n) return "count does not match size";
-  if (st_->intent.op.load() != 0) return "an unfinished change was left behind";
-  return {};
 }
 
 }  // namespace mpp::detail

@@ -12,25 +12,38 @@
 #include <new>
 #include <utility>
 
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/shared_lock.hpp"
+#include "mpp/detail/shm_bounds.hpp"
 #include "mpp/detail/spin.hpp"
 
 namespace mpp::detail {
 namespace {
 
-// A slot's state word: a 40-bit lap-relative sequence and a 24-bit pid (Linux pids are at
-// most 2^22).
-constexpr unsigned kPidBits = 24;
-constexpr std::uint64_t kPidMask = (std::uint64_t{1} << kPidBits) - 1;
-constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << (64 - kPidBits)) - 1;
-constexpr std::uint64_t seq_of(std::uint64_t st) { return st >> kPidBits; }
-constexpr pid_t pid_of(std::uint64_t st) { return static_cast<pid_t>(st & kPidMask); }
-constexpr std::uint64_t make_state(std::uint64_t seq, pid_t pid) {
-  return (seq & kSeqMask) << kPidBits | static_cast<std::uint64_t>(pid);
+// A slot's state word: a 28-bit lap-relative sequence above a 36-bit owner. The owner is the
+// claiming process's pid (22 bits: Linux pids are below 2^22) and, above it, the low 14 bits
+// of its start time in clock ticks (process_identity.hpp), so that a claim whose holder died
+// is not taken for a live one when its pid is reused (unless the new process also started at
+// the same tick modulo 2^14, 164 s at 100 Hz). 28 bits of sequence are plenty: sequences are
+// compared by their difference, and slots are at most a lap (at most 2^24 positions) apart.
+constexpr unsigned kOwnerBits = 36, kOwnerPidBits = 22;
+constexpr std::uint64_t kOwnerMask = (std::uint64_t{1} << kOwnerBits) - 1;
+constexpr std::uint64_t kOwnerPidMask = (std::uint64_t{1} << kOwnerPidBits) - 1;
+constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << (64 - kOwnerBits)) - 1;
+constexpr std::uint64_t seq_of(std::uint64_t st) { return st >> kOwnerBits; }
+constexpr std::uint64_t owner_of(std::uint64_t st) { return st & kOwnerMask; }
+constexpr pid_t pid_of(std::uint64_t st) { return static_cast<pid_t>(st & kOwnerPidMask); }
+constexpr std::uint64_t make_state(std::uint64_t seq, std::uint64_t owner) {
+  return (seq & kSeqMask) << kOwnerBits | owner;
 }
-// a - b for sequences modulo 2^40, as a signed number.
+// a - b for sequences modulo 2^28, as a signed number.
 constexpr std::int64_t seq_diff(std::uint64_t a, std::uint64_t b) {
-  return static_cast<std::int64_t>((a - b) << kPidBits) >> kPidBits;
+  return static_cast<std::int64_t>((a - b) << kOwnerBits) >> kOwnerBits;
+}
+// This process as a claim's owner.
+std::uint64_t self_owner() noexcept {
+  return static_cast<std::uint64_t>(self_pid()) |
+         (self_start_ticks() & (kOwnerMask >> kOwnerPidBits)) << kOwnerPidBits;
 }
 
 constexpr std::size_t kStateBytes = (sizeof(QueueState) + 63) & ~std::size_t{63};
@@ -39,22 +52,26 @@ inline void crash_point(QueueCrashPoint where) {
   if (queue_crash_hook) [[unlikely]] queue_crash_hook(where);
 }
 
-// Whether the process `pid` is gone: no such process, or a zombie (killed, not yet reaped).
-// Only asked on the slow path, about a claim that has blocked us through a whole spin.
-bool process_gone(pid_t pid) {
-  if (::kill(pid, 0) == 0 || errno != ESRCH) {
-    char path[32], buf[256];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT;
-    ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    if (n <= 0) return false;
-    buf[n] = '\0';
-    const char* paren = std::strrchr(buf, ')');
-    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
-  }
-  return true;
+// Whether the owner of a claim is gone: no such process, a zombie (killed, not yet reaped),
+// or another process that reuses its pid (a different start time). Only asked on the slow
+// path, about a claim that has blocked us through a whole spin.
+bool owner_gone(std::uint64_t owner) {
+  const pid_t pid = static_cast<pid_t>(owner & kOwnerPidMask);
+  const std::uint64_t ticks = owner >> kOwnerPidBits;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  char path[32], buf[512];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* paren = std::strrchr(buf, ')');
+  if (!paren || paren[1] != ' ') return false;
+  if (paren[2] == 'Z' || paren[2] == 'X') return true;
+  const std::uint64_t start = process_start_ticks(pid);
+  return ticks != 0 && start != 0 && (start & (kOwnerMask >> kOwnerPidBits)) != ticks;
 }
 
 // The longest a blocked caller sleeps before it looks again by itself (see block_until).
@@ -109,8 +126,26 @@ std::size_t QueueCore::default_ring_bytes(std::size_t segment_bytes) {
   return std::bit_floor(want);
 }
 
-QueueCore::QueueCore(std::shared_ptr<Segment> seg, QueueState* st)
-    : seg_(std::move(seg)), st_(st), slots_(seg_->at<QueueSlot>(st->ring_offset)) {}
+QueueCore::QueueCore(std::shared_ptr<Segment> seg, QueueState* st) : seg_(std::move(seg)), st_(st) {
+  // The immutable layout is checked once, here; every later slot index is masked into it.
+  const std::uint64_t n = st->slot_count;
+  if (!std::has_single_bit(n) || n < 2 || n * sizeof(QueueSlot) != st->ring_bytes ||
+      !in_heap(*seg_, st->ring_offset, st->ring_bytes, alignof(QueueSlot))) {
+    throw_corrupt(*seg_, st, "queue", "its ring (offset " + std::to_string(st->ring_offset) + ", " +
+                                          std::to_string(st->ring_bytes) + " bytes, " +
+                                          std::to_string(n) + " slots) does not fit its segment");
+  }
+  slots_ = seg_->at<QueueSlot>(st->ring_offset);
+}
+
+// Whether `off` can be a payload block of at least `size` bytes: inside the heap, aligned,
+// and its capacity (and `size`) within it. Offsets read from the segment are checked so
+// before they are followed.
+bool QueueCore::valid_block(std::uint64_t off, std::uint64_t size) const noexcept {
+  if (!in_heap(*seg_, off, sizeof(QueueBlock))) return false;
+  const std::uint64_t cap = seg_->at<QueueBlock>(off)->capacity;
+  return size <= cap && cap <= seg_->size() && in_heap(*seg_, off, sizeof(QueueBlock) + cap);
+}
 
 QueueCore QueueCore::named(std::shared_ptr<Segment> segment, std::string_view name,
                            ObjectKind kind, std::size_t maxsize, std::size_t ring_bytes,
@@ -175,11 +210,14 @@ QueueBlock* QueueCore::take_block(std::size_t size) const {
   for (auto& sp : st_->spare) {
     std::uint64_t off = sp.load(std::memory_order_acquire);
     if (off == 0) continue;
+    if (!valid_block(off, 0)) {  // a corrupt spare: dropped (leaked), never followed
+      sp.compare_exchange_strong(off, 0, std::memory_order_acq_rel);
+      continue;
+    }
     const std::uint64_t cap = seg_->at<QueueBlock>(off)->capacity;  // may be stale: re-read below
     if (cap < size || cap / 4 > size) continue;
     if (!sp.compare_exchange_strong(off, 0, std::memory_order_acq_rel)) continue;
-    auto* b = seg_->at<QueueBlock>(off);
-    if (b->capacity >= size) return b;
+    if (valid_block(off, size)) return seg_->at<QueueBlock>(off);
     recycle_block(off);
   }
   const std::size_t cap = block_capacity(size);
@@ -200,6 +238,7 @@ QueueBlock* QueueCore::take_block(std::size_t size) const {
 
 // Keeps a block for the next producer, or frees it when every spare place is taken.
 void QueueCore::recycle_block(std::uint64_t off) const noexcept {
+  if (!valid_block(off, 0)) return;  // not a block (a corrupt slot): leaked, never followed
   for (auto& sp : st_->spare) {
     std::uint64_t none = 0;
     if (sp.load(std::memory_order_relaxed) == 0 &&
@@ -215,7 +254,7 @@ bool QueueCore::drop_spares() const noexcept {
   bool any = false;
   for (auto& sp : st_->spare) {
     if (std::uint64_t off = sp.exchange(0, std::memory_order_acq_rel)) {
-      seg_->deallocate(seg_->at(off));
+      if (valid_block(off, 0)) seg_->deallocate(seg_->at(off));
       any = true;
     }
   }
@@ -227,16 +266,16 @@ bool QueueCore::drop_spares() const noexcept {
 // consumer's message was taken (lost with it), and the slot is freed. Returns whether the
 // slot changed.
 bool QueueCore::repair(QueueSlot& sl, std::uint64_t st) const {
-  const pid_t pid = pid_of(st);
-  if (pid == 0 || !process_gone(pid)) return false;
+  if (owner_of(st) == 0 || !owner_gone(owner_of(st))) return false;
   const std::uint64_t seq = seq_of(st);
   const std::uint64_t n = st_->slot_count;
   const bool writer = seq % n == 0;  // lap bases are multiples of n; a read claim is base + 1
   // Take the claim over (a reading claim of ours), so no one else repairs it too.
-  if (!sl.state.compare_exchange_strong(st, make_state(writer ? seq + 1 : seq, current_pid()),
+  if (!sl.state.compare_exchange_strong(st, make_state(writer ? seq + 1 : seq, self_owner()),
                                         std::memory_order_acq_rel)) {
     return true;
   }
+  crash_point(QueueCrashPoint::repair_taken);
   if (writer) st_->skipped.fetch_add(1, std::memory_order_relaxed);
   release(sl, (writer ? seq : seq - 1) + n);
   return true;
@@ -296,8 +335,16 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
         seen_state = st;
         return false;
       }
-      if (d > 0 || pid_of(st) != 0) {
+      if (d > 0 || owner_of(st) != 0) {
         // Claimed for `pos` already: help move tail past it (its producer may be slow or dead).
+        // Never more than a ring ahead of head (read after tail, so a valid queue always
+        // passes): a corrupt ring would otherwise lead tail on forever.
+        const std::uint64_t h = s.head.load(std::memory_order_acquire);
+        if (pos > h && pos - h > n) {
+          throw_corrupt(*seg_, st_, "queue",
+                        "its tail " + std::to_string(pos) + " is more than a ring ahead of its head " +
+                            std::to_string(h));
+        }
         s.tail.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
         continue;
       }
@@ -322,7 +369,7 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
         }
         continue;
       }
-      if (!sl.state.compare_exchange_strong(st, make_state(base, current_pid()),
+      if (!sl.state.compare_exchange_strong(st, make_state(base, self_owner()),
                                             std::memory_order_acq_rel)) {
         continue;
       }
@@ -384,12 +431,19 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
         seen_state = st;
         return false;
       }
-      if (d > 0 || pid_of(st) != 0) {
-        // Taken already: help move head past it.
+      if (d > 0 || owner_of(st) != 0) {
+        // Taken already: help move head past it. Never past tail + 1 (the most a dead
+        // producer's skipped claim leaves; tail is read after head, so a valid queue always
+        // passes): a corrupt ring would otherwise lead head on forever.
+        const std::uint64_t t = s.tail.load(std::memory_order_acquire);
+        if (pos > t + 1) {
+          throw_corrupt(*seg_, st_, "queue",
+                        "its head " + std::to_string(pos) + " is past its tail " + std::to_string(t));
+        }
         s.head.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
         continue;
       }
-      if (!sl.state.compare_exchange_strong(st, make_state(base + 1, current_pid()),
+      if (!sl.state.compare_exchange_strong(st, make_state(base + 1, self_owner()),
                                             std::memory_order_acq_rel)) {
         continue;
       }
@@ -400,14 +454,12 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
       ByteView bytes;
       if (block == 0 && size <= QueueSlot::kInlineBytes) {
         bytes = ByteView(sl.payload, size);
-      } else if (block != 0 && block <= seg_->size() - sizeof(QueueBlock) &&
-                 size <= seg_->at<QueueBlock>(block)->capacity &&
-                 size <= seg_->size() - block - sizeof(QueueBlock)) {
+      } else if (block != 0 && valid_block(block, size)) {
         bytes = ByteView(reinterpret_cast<const std::byte*>(seg_->at<QueueBlock>(block) + 1), size);
       } else {
         release(sl, base + n);
-        throw SegmentError("a queue slot holds an invalid message (block " + std::to_string(block) +
-                           ", size " + std::to_string(size) + "); the queue is corrupt");
+        throw_corrupt(*seg_, st_, "queue", "a slot holds an invalid message (block " +
+                                               std::to_string(block) + ", size " + std::to_string(size) + ")");
       }
       // The message is ours (claimed): a consumer killed from here on takes it to its grave.
       try {
@@ -437,7 +489,7 @@ std::size_t QueueCore::qsize() const noexcept {
   // Pool relies on this to tell the tasks a dead worker took from those still queued).
   const std::uint64_t st = slot(h).state.load(std::memory_order_acquire);
   const std::uint64_t base = h - (h & (st_->slot_count - 1));
-  if (seq_of(st) == ((base + 1) & kSeqMask) && pid_of(st) != 0) ++h;
+  if (seq_of(st) == ((base + 1) & kSeqMask) && owner_of(st) != 0) ++h;
   std::uint64_t t = st_->tail.load(std::memory_order_acquire);
   return t > h ? static_cast<std::size_t>(t - h) : 0;
 }
@@ -490,7 +542,11 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
   }
   const auto* slots = reinterpret_cast<const QueueSlot*>(ring);
   const std::uint64_t h = s.head.load(), t = s.tail.load();
-  if (t < h || t - h > n) {
+  // head may be one past tail: a producer killed between claiming position t and moving tail
+  // on, whose claim a consumer repaired (skipped) and stepped over. Valid: the next put
+  // moves tail past the repaired slot (it sees the slot's sequence ahead and helps). The
+  // slot loop below then checks that slot t was taken over or released, never published.
+  if ((t < h && h - t > 1) || (t >= h && t - h > n)) {
     return "head " + std::to_string(h) + " and tail " + std::to_string(t) +
            " do not fit a ring of " + std::to_string(n) + " slots";
   }
@@ -512,11 +568,11 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
     const std::uint64_t block = sl.block.load(std::memory_order_relaxed);
     auto at = [&] { return " (slot " + std::to_string(pos & (n - 1)) + ", position " + std::to_string(pos) + ")"; };
     if (pos < t) {
-      if (seq == (base & kSeqMask) && pid != 0) continue;  // being written
+      if (seq == (base & kSeqMask) && owner_of(st) != 0) continue;  // being written
       // Skipped (its writer died; repaired by a producer a lap ahead), maybe claimed again.
       if (seq == ((base + n) & kSeqMask)) continue;
       if (seq != ((base + 1) & kSeqMask)) return "a queued slot has sequence " + std::to_string(seq) + at();
-      if (pid != 0) continue;  // being read (head not yet moved)
+      if (owner_of(st) != 0) continue;  // being read (head not yet moved)
       QueueRecord rec;
       if (block == 0) {
         if (sl.size > QueueSlot::kInlineBytes) return "an inline message is too long" + at();
@@ -533,15 +589,18 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
       if (visiting && visit) visiting = visit(rec);
     } else {
       const bool free_now = st == make_state(base, 0);
-      const bool claimed_now = seq == (base & kSeqMask) && pid != 0 && pos == t;
-      const bool read_before = seq == ((base - n + 1) & kSeqMask) && pid != 0;
+      // At tail: a producer's claim (tail not yet moved), or that claim taken over by a
+      // repairer (a reading claim) that was itself killed before releasing the slot.
+      const bool claimed_now = (seq == (base & kSeqMask) || seq == ((base + 1) & kSeqMask)) &&
+                               owner_of(st) != 0 && pos == t;
+      const bool read_before = seq == ((base - n + 1) & kSeqMask) && owner_of(st) != 0;
       if (!free_now && !claimed_now && !read_before) {
         return "a free slot has sequence " + std::to_string(seq) + " and pid " + std::to_string(pid) + at();
       }
       if (free_now && block != 0) return "a free slot still owns a heap block" + at();
     }
   }
-  if (messages) *messages = static_cast<std::uint32_t>(t - h);
+  if (messages) *messages = static_cast<std::uint32_t>(t > h ? t - h : 0);
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "mpp/detail/shared_lock.hpp"
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::detail {
@@ -56,7 +57,7 @@ bool RobustMutex::after_acquire(int rc, const Recover& recover) {
         recover();
       } catch (...) {
         pthread_mutex_consistent(&m_);
-        holder_pid_.store(current_pid(), std::memory_order_relaxed);
+        record_holder();
         recoveries_.fetch_add(1, std::memory_order_relaxed);
         unlock();
         throw;
@@ -75,7 +76,7 @@ bool RobustMutex::after_acquire(int rc, const Recover& recover) {
   } else if (rc != 0) {
     throw_os_error(rc, "locking a shared mutex");
   }
-  holder_pid_.store(current_pid(), std::memory_order_relaxed);
+  record_holder();
   return recovered;
 }
 
@@ -114,6 +115,18 @@ void RobustMutex::unlock() {
   } else if (rc != 0) {
     throw_os_error(rc, "unlocking a shared mutex");
   }
+}
+
+void RobustMutex::record_holder() noexcept {
+  holder_ticks_.store(static_cast<std::uint32_t>(self_start_ticks()), std::memory_order_relaxed);
+  holder_pid_.store(current_pid(), std::memory_order_relaxed);
+}
+
+std::uint64_t RobustMutex::holder_identity() const noexcept {
+  const pid_t recorded = holder_pid_.load(std::memory_order_relaxed);
+  const std::uint32_t ticks = holder_ticks_.load(std::memory_order_relaxed);
+  if (recorded != 0) return identity_word(recorded, ticks);
+  return identity_word(holder(), 0);
 }
 
 pid_t RobustMutex::holder() const noexcept {

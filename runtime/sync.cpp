@@ -3,6 +3,7 @@
 #include <string>
 
 #include "mpp/detail/segment.hpp"
+#include "mpp/detail/shm_bounds.hpp"
 #include "mpp/errors.hpp"
 #include "mpp/manager.hpp"
 
@@ -205,6 +206,11 @@ namespace {
 detail::LockHandle lock_of(detail::ConditionState* state,
                            const std::shared_ptr<detail::Segment>& segment) {
   if (state->lock_offset == 0) return RLock(&state->header, segment);
+  if (!detail::in_heap(*segment, state->lock_offset, sizeof(detail::LockState), alignof(detail::LockState)) ||
+      (state->lock_kind != detail::ObjectKind::lock && state->lock_kind != detail::ObjectKind::rlock)) {
+    detail::throw_corrupt(*segment, state, "condition",
+                          "its lock's offset " + std::to_string(state->lock_offset) + " is not a lock");
+  }
   auto* lock = segment->at<detail::LockState>(state->lock_offset);
   if (state->lock_kind == detail::ObjectKind::lock) return Lock(lock, segment);
   return RLock(lock, segment);

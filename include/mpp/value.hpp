@@ -109,14 +109,15 @@ struct ValueState {
     if constexpr (kAtomic) {
       return std::atomic_ref<T>(*slot(0)).load();
     } else {
-      return *slot(current.load(std::memory_order_relaxed));
+      // `current` is 0 or 1; masked, a corrupt word still names one of the two slots.
+      return *slot(current.load(std::memory_order_relaxed) & 1u);
     }
   }
   void store(const T& v) noexcept {
     if constexpr (kAtomic) {
       std::atomic_ref<T>(*slot(0)).store(v);
     } else {
-      const std::uint32_t next = 1u - current.load(std::memory_order_relaxed);
+      const std::uint32_t next = 1u - (current.load(std::memory_order_relaxed) & 1u);
       std::memcpy(static_cast<void*>(slot(next)), &v, sizeof(T));
       current.store(next, std::memory_order_release);  // the one store that publishes it
     }

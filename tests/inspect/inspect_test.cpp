@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "dump.hpp"
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/detail/segment_tracker.hpp"
 #include "mpp/manager.hpp"
@@ -231,6 +232,38 @@ TEST_CASE("a lock held by a SIGKILLed process is named as held by a dead pid") {
   CHECK(inspect("check " + name).status == 0);
 }
 
+TEST_CASE("a dead holder whose pid now names another live process is still shown DEAD") {
+  const std::string name = unique_name("reused");
+  auto seg = Segment::create(name, 1 << 20);
+  auto& obj = make_object(*seg, "guarded", ObjectKind::lock, "", "");
+  mpp::test::Child holder([&](int ready) {
+    obj.mutex.lock();
+    mpp::test::signal_ready(ready);
+    pause();
+  });
+  REQUIRE(holder.wait_ready());
+  holder.kill_and_reap();
+  mpp::test::Child other([](int ready) {
+    mpp::test::signal_ready(ready);
+    pause();
+  });
+  REQUIRE(other.wait_ready());
+  // As if the kernel had given the dead holder's pid to `other`: the recorded pid (right
+  // after the pthread mutex) now names a live process, and the recorded start ticks (after
+  // the pid) are another tick than other's (both children may start within one tick).
+  const std::int32_t reused = other.pid();
+  const auto ticks = static_cast<std::uint32_t>(mpp::detail::process_start_ticks(other.pid()) + 1);
+  char* recorded = reinterpret_cast<char*>(&obj.mutex) + sizeof(pthread_mutex_t);
+  std::memcpy(recorded, &reused, sizeof reused);
+  std::memcpy(recorded + sizeof reused, &ticks, sizeof ticks);
+  auto shown = json::parse(inspect("show " + name + " --json").out).as_object();
+  auto& l = shown["object_list"].as_array()[0].as_object()["lock"].as_object();
+  CHECK(l["holder_pid"].as_int64() == reused);
+  CHECK_FALSE(l["holder_alive"].as_bool());
+  CHECK(obj.mutex.lock());  // the kernel knows the real holder died: recovered
+  obj.mutex.unlock();
+}
+
 TEST_CASE("gc removes only segments whose creator is dead and that nobody maps") {
   const std::string prefix = unique_name("gc");
   const std::string orphan = prefix + "_orphan", mapped = prefix + "_mapped",
@@ -377,4 +410,49 @@ TEST_CASE("the reader survives thousands of mutated segment images") {
   }
   CHECK(readable > 0);
   CHECK(refused > 0);
+}
+
+TEST_CASE("show and dump give a queue's exact depth, for several depths") {
+  const std::string name = unique_name("depth");
+  mpp::Manager m(name, 1 << 20);
+  auto q = m.queue<int>("depth");
+  int next = 0, first = 0;  // the queue holds first .. next-1
+  for (int want : {0, 1, 2, 3, 63, 64, 65, 100, 7}) {
+    while (next - first < want) q.put(next++);
+    while (next - first > want) CHECK(q.get_nowait() == first++);
+    INFO("queue depth " << want);
+    REQUIRE(q.qsize() == static_cast<std::size_t>(want));
+
+    auto shown = json::parse(inspect("show " + name + " --json").out).as_object();
+    bool found = false;
+    for (auto& ob : shown["object_list"].as_array()) {
+      if (ob.as_object()["name"].as_string() != "depth") continue;
+      found = true;
+      CHECK(ob.as_object()["count"].to_number<std::int64_t>() == want);
+    }
+    CHECK(found);
+
+    // The text table: OBJECT KIND TYPES ELEMENTS ...
+    std::istringstream table(inspect("show " + name).out);
+    std::string line;
+    found = false;
+    while (std::getline(table, line)) {
+      std::istringstream cols(line);
+      std::string obj, kind, types;
+      long elements = -1;
+      if (cols >> obj >> kind >> types >> elements && obj == "depth") {
+        found = true;
+        CHECK(elements == want);
+      }
+    }
+    CHECK(found);
+
+    const Run dumped = inspect("dump " + name + " depth");
+    CHECK(dumped.out.find("queue 'depth' (int), " + std::to_string(want) + " element(s)") != std::string::npos);
+    auto dj = json::parse(inspect("dump " + name + " depth --json --limit 1000").out).as_object();
+    CHECK(dj["count"].to_number<std::int64_t>() == want);
+    auto& rows = dj["entries"].as_array();
+    REQUIRE(rows.size() == static_cast<std::size_t>(want));
+    for (int i = 0; i < want; ++i) CHECK(rows[i].as_object()["value"].as_string() == std::to_string(first + i));
+  }
 }

@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "mpp/detail/process_identity.hpp"
+#include "mpp/detail/queue_core.hpp"
 #include "mpp/detail/segment_check.hpp"
 #include "mpp/detail/segment_format.hpp"
 #include "procfs.hpp"
@@ -32,7 +34,9 @@ void on_sigbus(int) {
 LockInfo lock_info(const RobustMutex& m) {
   LockInfo l;
   l.holder = m.holder();
-  l.holder_alive = l.holder != 0 && pid_alive(l.holder);
+  // Alive, and the same process that took the lock (its start time matches), not a later
+  // one that reuses a dead holder's pid.
+  l.holder_alive = l.holder != 0 && pid_alive(l.holder) && identity_alive(m.holder_identity());
   l.recoveries = m.recoveries();
   return l;
 }
@@ -179,6 +183,16 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
     o.created = static_cast<double>(e.creation_time_ns) / 1e9;
     const auto& oh = *reinterpret_cast<const ObjectHeader*>(bytes + e.object_offset);
     o.count = oh.count.load();
+    if ((e.kind == ObjectKind::queue || e.kind == ObjectKind::joinable_queue ||
+         e.kind == ObjectKind::simple_queue) &&
+        e.object_bytes >= sizeof(QueueState) && e.object_offset % alignof(QueueState) == 0) {
+      // A queue's header count is a hint refreshed every 64th put: its exact depth is the
+      // distance between its positions (as qsize() computes it; head may be one past tail
+      // while a dead producer's skipped claim waits for the next put).
+      const auto& q = *reinterpret_cast<const QueueState*>(bytes + e.object_offset);
+      const std::uint64_t head = q.head.load(), tail = q.tail.load();
+      o.count = tail > head ? tail - head : 0;
+    }
     o.bytes = oh.bytes.load();
     o.leaked = oh.leaked.load();
     o.lock = lock_info(oh.mutex);

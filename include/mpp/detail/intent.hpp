@@ -7,12 +7,21 @@
 //   - an old block that is not reachable was unlinked and maybe freed: it is counted as
 //     leaked (freeing it twice would corrupt the heap, leaking it costs bytes only);
 //   - bytes asked of the allocator with no block recorded yet are counted as leaked.
+// A record is read as valid only while `op` is not 0, and `op` is stored last: a change that
+// needs more than "nothing yet" recorded (a removal's index and size) fills those fields with
+// prepare() and then stores `op` with arm(), so a crash can never leave a half-written
+// record that looks complete. The fields stored after `op` (fresh, pending, old,
+// allocating) are each one word whose 0 means "nothing", so every prefix of their stores is
+// a valid record. Each store is preceded by crash_step() (crash_step.hpp), the hook the
+// store-by-store crash tests use.
 // The layout is plain data, documented for mpp-inspect.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+
+#include "mpp/detail/crash_step.hpp"
 
 namespace mpp::detail {
 
@@ -21,7 +30,7 @@ class Segment;
 struct Intent {
   std::atomic<std::uint32_t> op{0};  // 0: no change in progress; else the container's code
   std::uint32_t reserved = 0;
-  std::atomic<std::uint64_t> allocating{0};  // bytes being allocated, block not recorded yet
+  std::atomic<std::uint64_t> allocating{0};  // bytes << 1 | fresh slot of an allocation in flight
   std::atomic<std::uint64_t> fresh[2] = {};  // offsets of blocks allocated, maybe unpublished
   std::atomic<std::uint64_t> pending{0};     // chain of fresh blocks (next at offset 0)
   std::atomic<std::uint64_t> old[2] = {};    // offsets of blocks being unlinked and freed
@@ -30,7 +39,15 @@ struct Intent {
   std::atomic<std::uint64_t> size_before{0};  // container-specific
 
   // Starts a change (all fields cleared, then `op` stored).
-  void begin(std::uint32_t code) noexcept;
+  void begin(std::uint32_t code) noexcept {
+    prepare();
+    arm(code);
+  }
+  // Clears every field while `op` is still 0 (nothing in progress), for a change that
+  // records more before it becomes valid.
+  void prepare() noexcept;
+  // Makes the record valid: stores `op`, last.
+  void arm(std::uint32_t code) noexcept;
   // Ends it: `op` cleared first, so a crash after it leaves nothing to redo.
   void end() noexcept;
   // Allocates `bytes` in `seg` with the allocation recorded as fresh[slot] (SegmentFull
@@ -40,8 +57,10 @@ struct Intent {
   void* allocate_pending(Segment& seg, std::size_t bytes);
   // Records `offset` (of `bytes`) as about to be unlinked and freed.
   void retire(std::uint64_t offset, std::uint64_t bytes, int slot = 0) noexcept {
+    crash_step();
     old_bytes[slot].store(bytes, std::memory_order_relaxed);
-    old[slot].store(offset, std::memory_order_relaxed);
+    crash_step();
+    old[slot].store(offset, std::memory_order_relaxed);  // bytes first: old[] is the valid mark
   }
 };
 

@@ -7,9 +7,11 @@
 //     new slots and then the new size with one store.
 //   - a growth or an insert in the middle builds a complete new array and publishes it with
 //     one store of ListState::array (copy on write), then frees the old one.
-//   - a removal from the middle shifts left in place; the intent record holds the index and
-//     the size before, and the next locker after a crash finishes the shift (the one
-//     duplicated offset shows how far it got).
+//   - a removal from the middle shifts left in place; the intent record holds the index, the
+//     size before and the removed item (all stored before the record is armed), and the next
+//     locker after a crash finishes the shift (the one duplicated offset shows how far it got).
+//   - a clear publishes size 0 with one store, then frees the items; the record (the size
+//     before) lets recovery free the rest: all or nothing.
 //   - everything else (count, bytes) is derived and recomputed on recovery.
 #pragma once
 
@@ -19,6 +21,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mpp/detail/intent.hpp"
@@ -68,23 +71,27 @@ class ListCore {
   SharedGuard read() const;
   ExclusiveGuard write() const;
 
-  std::uint64_t size_locked() const noexcept;
+  // Either lock held. Every offset read from the segment is checked before it is followed:
+  // a corrupt list throws SegmentError naming it, never crashes.
+  std::uint64_t size_locked() const;
   // The element at i (0 <= i < size), either lock held.
-  ListItem* item_locked(std::uint64_t i) const noexcept;
+  ListItem* item_locked(std::uint64_t i) const;
 
   // Exclusive lock held for all of these; SegmentFull leaves the list unchanged.
   void append_locked(std::span<const std::byte> v);
   void extend_locked(std::span<const std::span<const std::byte>> vs);
   void set_locked(std::uint64_t i, std::span<const std::byte> v);
   void insert_locked(std::uint64_t i, std::span<const std::byte> v);  // i <= size
-  void remove_at_locked(std::uint64_t i) noexcept;                   // i < size
-  void clear_locked() noexcept;
+  void remove_at_locked(std::uint64_t i);                            // i < size
+  void clear_locked();  // all or nothing, also across a SIGKILL
 
+  // What is wrong with the list (corruption included), or empty.
   std::string check() const;
   ListState& state() const noexcept { return *st_; }
 
  private:
-  ListArray* array() const noexcept;
+  ListArray* array() const;  // checked (SegmentError when corrupt); nullptr while never used
+  [[noreturn]] void corrupt(std::string_view what) const;
   ListItem* build(std::span<const std::byte> v, bool pending);
   void reserve(std::uint64_t need);  // grows by copy-on-write if needed
   void recover();

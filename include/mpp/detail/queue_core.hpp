@@ -13,9 +13,10 @@
 //   tasks_done, skipped        JoinableQueue: task_done() calls, and messages lost to
 //                              producers killed before publishing
 //
-// Position p lives in slot p % slot_count. A slot's `state` word is (lap-relative sequence
-// << 24 | pid of the process that has it claimed, 0 if none), so a claim and its owner are
-// set by one compare-and-swap. With r = p - p % slot_count (the slot's lap base):
+// Position p lives in slot p % slot_count. A slot's `state` word is (28-bit lap-relative
+// sequence << 36 | owner of the claim, 0 if none; the owner is the claimer's pid in 22 bits
+// and 14 bits of its start time above them, so a reused pid does not pass for a dead
+// claimer), so a claim and its owner are set by one compare-and-swap. With r = p - p % slot_count (the slot's lap base):
 //   r, pid 0       free for the producer of p
 //   r, pid         being written by that producer
 //   r + 1, pid 0   holds the message of p
@@ -46,7 +47,7 @@ namespace mpp::detail {
 struct alignas(64) QueueSlot {
   static constexpr std::size_t kInlineBytes = 104;
 
-  std::atomic<std::uint64_t> state{0};  // sequence << 24 | claimer pid
+  std::atomic<std::uint64_t> state{0};  // sequence << 36 | claimer (pid, start ticks)
   std::atomic<std::uint64_t> block{0};  // segment offset of the payload's heap block, or 0
                                         // (0: the payload is inline, in `payload`); the
                                         // block is a QueueBlock header, then the payload
@@ -121,6 +122,7 @@ enum class QueueCrashPoint {
   get_claimed,     // the slot is claimed for reading, head not yet advanced
   get_consumed,    // the message was handed over, its slot not yet released
   get_released,    // the slot is free again, its heap block not yet freed
+  repair_taken,    // a dead process's claim was taken over, the slot not yet released
 };
 inline void (*queue_crash_hook)(QueueCrashPoint) = nullptr;
 
@@ -181,6 +183,7 @@ class QueueCore {
   QueueSlot& slot(std::uint64_t pos) const noexcept { return slots_[pos & (st_->slot_count - 1)]; }
   bool repair(QueueSlot& slot, std::uint64_t state) const;
   void release(QueueSlot& slot, std::uint64_t free_seq) const;
+  bool valid_block(std::uint64_t offset, std::uint64_t size) const noexcept;
   QueueBlock* take_block(std::size_t size) const;
   void recycle_block(std::uint64_t offset) const noexcept;
   bool drop_spares() const noexcept;

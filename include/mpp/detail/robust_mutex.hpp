@@ -55,6 +55,10 @@ class RobustMutex {
   // The pid of the process that holds it, 0 when free. Lock-free and racy by nature: for
   // diagnostics (mpp-inspect), not for decisions.
   pid_t holder() const noexcept;
+  // holder() with the low 32 bits of its start time, as an identity_word
+  // (process_identity.hpp): identity_alive() of it tells a live holder from a dead one whose
+  // pid was reused. The tick half is 0 when unknown (then the pid alone decides).
+  std::uint64_t holder_identity() const noexcept;
 
   // Whether the calling thread holds it. Exact (read from the lock word the kernel keeps),
   // unlike holder(): what Condition uses to refuse a wait or notify without the lock.
@@ -72,11 +76,18 @@ class RobustMutex {
 
  private:
   bool after_acquire(int rc, const Recover& recover);
+  void record_holder() noexcept;  // holder_ticks_, then holder_pid_
 
   pthread_mutex_t m_;
   std::atomic<std::int32_t> holder_pid_{0};  // set after acquiring, cleared before releasing
+  std::atomic<std::uint32_t> holder_ticks_{0};  // the holder's start ticks (low 32 bits), stored
+                                                // before holder_pid_ (in what was padding)
   std::atomic<std::uint64_t> recoveries_{0};
 };
+
+// The holder's start ticks live in what was padding: the layout (read by mpp-inspect and
+// embedded in every object's header) is unchanged.
+static_assert(sizeof(RobustMutex) == sizeof(pthread_mutex_t) + 16);
 
 // RAII exclusive hold of a RobustMutex; runs `recover` if the previous holder died.
 class RobustLockGuard {
