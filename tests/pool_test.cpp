@@ -25,10 +25,8 @@
 #include "mpp/detail/segment_format.hpp"
 #include "mpp/errors.hpp"
 #include "support/child.hpp"
-#include "support/shm.hpp"
 
 using namespace std::chrono_literals;
-using mpp::test::dev_shm;
 
 namespace {
 
