@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <new>
 #include <thread>
 
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/segment_check.hpp"
 #include "mpp/errors.hpp"
 
@@ -53,6 +55,10 @@ void copy_cut(char* dst, std::size_t cap, std::string_view src) {
 
 std::string shm_path(const std::string& name) { return "/" + name; }
 
+// The name every anonymous segment's memfd carries ("/memfd:mpp-segment (deleted)" in
+// /proc/PID/maps), by which mpp-inspect finds them.
+constexpr const char* kMemfdName = "mpp-segment";
+
 // Where the directory and heap go for a segment of `bytes` with `entries` entries.
 struct Layout {
   std::size_t directory_offset, heap_offset, heap_size;
@@ -77,11 +83,13 @@ Layout layout_for(std::size_t bytes, unsigned entries, const std::string& what) 
 struct Segment::Impl {
   std::string name;          // empty: anonymous
   void* base = nullptr;
-  std::size_t size = 0;
+  std::size_t reserved = 0;  // bytes of address space mapped: the segment's max_size
+  int fd = -1;               // the file, kept to grow it; -1 for a fixed anonymous segment
   pid_t creator = 0;         // this process's pid if it created the segment, else 0
   bool persist = false;
 
   SegmentHeader& header() const { return *static_cast<SegmentHeader*>(base); }
+  std::uint64_t size() const { return header().size.load(std::memory_order_acquire); }
   HeapHeader& heap() const {
     return *reinterpret_cast<HeapHeader*>(static_cast<char*>(base) + header().heap_offset);
   }
@@ -91,9 +99,11 @@ struct Segment::Impl {
   DirectoryEntry* directory() const {
     return reinterpret_cast<DirectoryEntry*>(static_cast<char*>(base) + header().directory_offset);
   }
+  std::string display_name() const { return name.empty() ? std::string("(anonymous)") : name; }
 
   ~Impl() {
-    if (base) munmap(base, size);
+    if (base) munmap(base, reserved);
+    if (fd >= 0) close(fd);
     if (!name.empty() && creator != 0 && creator == getpid() && !persist) {
       shm_unlink(shm_path(name).c_str());
     }
@@ -102,35 +112,81 @@ struct Segment::Impl {
 
 namespace {
 
+void crash_point(const char* point) {
+  if (Segment::crash_point) Segment::crash_point(point);
+}
+
+std::size_t page_size() { return static_cast<std::size_t>(sysconf(_SC_PAGESIZE)); }
+
+// Reserves `max` bytes of address space over `fd` (pages past the file's end are never
+// touched: the file grows under the mapping).
+void* map_reserved(int fd, std::size_t max) {
+  return mmap(nullptr, max, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+}
+
+// The creator's identity goes into the file before anything else (and before the pages are
+// reserved, which takes seconds for a large segment), so that an attacher that meets the
+// file while the magic is still 0 can tell "being built by a live process" from "foreign".
+int write_creator(int fd) {
+  std::int32_t pid = self_pid();
+  std::uint64_t ticks = self_start_ticks();
+  if (pwrite(fd, &pid, sizeof pid, offsetof(SegmentHeader, creator_pid)) != sizeof pid ||
+      pwrite(fd, &ticks, sizeof ticks, offsetof(SegmentHeader, creator_start_ticks)) != sizeof ticks) {
+    return errno ? errno : EIO;
+  }
+  return 0;
+}
+
 // Lays out a fresh, zero-filled mapping: header, directory, heap; the magic goes last.
-void format(void* base, std::size_t size, const std::string& name, bool persist, const Layout& l,
-            unsigned entries, bool anonymous) {
+void format(void* base, std::size_t size, std::size_t max, const std::string& name, bool persist,
+            const Layout& l, unsigned entries, bool anonymous) {
   auto* h = new (base) SegmentHeader();
+  h->creator_pid = self_pid();
+  h->creator_start_ticks = self_start_ticks();
   h->format_version = FORMAT_VERSION;
   h->header_bytes = sizeof(SegmentHeader);
-  h->creator_pid = getpid();
   h->anonymous = anonymous ? 1 : 0;
   h->creation_time_ns = now_ns();
-  h->size = size;
+  h->size.store(size);
+  h->max_size = max;
   h->directory_offset = l.directory_offset;
   h->directory_capacity = entries;
   h->directory_entry_bytes = sizeof(DirectoryEntry);
   h->heap_offset = l.heap_offset;
-  h->heap_size = l.heap_size;
+  h->heap_size.store(size - l.heap_offset);
   h->persist.store(persist ? 1 : 0);
   copy_cut(h->name, sizeof h->name, name);
   auto* dir = reinterpret_cast<DirectoryEntry*>(static_cast<char*>(base) + l.directory_offset);
   for (unsigned i = 0; i < entries; ++i) new (&dir[i]) DirectoryEntry();
   auto* heap = new (static_cast<char*>(base) + l.heap_offset) HeapHeader();
   heap->first_block = l.heap_offset + align_up(sizeof(HeapHeader), 64);
-  heap->end = l.heap_offset + l.heap_size;
   heap->top.store(heap->first_block);
   h->magic.store(SEGMENT_MAGIC, std::memory_order_release);
 }
 
-// Why the mapped header cannot be used, or empty when it can.
+// The maximum asked for, or the automatic one; checked against the initial size.
+std::size_t max_for(std::size_t bytes, std::size_t asked, bool anonymous, const std::string& what) {
+  std::size_t max = asked ? asked : Segment::auto_max_bytes(bytes, anonymous);
+  if (max < bytes) {
+    throw ValueError(what + ": max_bytes (" + std::to_string(max) + ") is below the initial size (" +
+                     std::to_string(bytes) + "); give a max of at least the size, or 0 for automatic");
+  }
+  return align_up(max, page_size());
+}
 
 }  // namespace
+
+std::size_t Segment::auto_max_bytes(std::size_t bytes, bool anonymous) {
+  std::size_t room = 0;
+  if (anonymous) {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    if (pages > 0) room = static_cast<std::size_t>(pages) * page_size();
+  } else if (struct statvfs fs {}; statvfs("/dev/shm", &fs) == 0) {
+    room = static_cast<std::size_t>(fs.f_blocks) * fs.f_frsize;
+  }
+  if (room == 0) room = std::size_t{16} << 30;  // cannot tell: a large figure
+  return std::max(bytes, room);
+}
 
 void Segment::validate_name(const std::string& name) {
   if (name.empty()) throw ValueError("a segment name cannot be empty");
@@ -159,7 +215,9 @@ Segment::~Segment() = default;
 std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t bytes,
                                          CreateOptions options) {
   validate_name(name);
-  Layout l = layout_for(bytes, options.directory_entries, "creating segment '" + name + "'");
+  const std::string what = "creating segment '" + name + "'";
+  Layout l = layout_for(bytes, options.directory_entries, what);
+  const std::size_t max = max_for(bytes, options.max_bytes, false, what);
   int fd = shm_open(shm_path(name).c_str(), O_RDWR | O_CREAT | O_EXCL, options.mode & 0777);
   if (fd < 0) {
     int e = errno;
@@ -167,34 +225,35 @@ std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t by
       throw FileExistsError(e, "segment '" + name + "' already exists in /dev/shm; attach to it, "
                                "or remove it (mpp-inspect rm " + name + ")");
     }
-    throw_os_error(e, "creating segment '" + name + "'");
+    throw_os_error(e, what);
   }
-  auto fail = [&](int e, const std::string& what) {
+  auto fail = [&](int e, const std::string& step) {
     close(fd);
     shm_unlink(shm_path(name).c_str());
     if (e == ENOSPC) {
-      throw SegmentFull("creating segment '" + name + "' of " + std::to_string(bytes) +
-                        " bytes: /dev/shm has no room for it (" + what +
+      throw SegmentFull(what + " of " + std::to_string(bytes) +
+                        " bytes: /dev/shm has no room for it (" + step +
                         "); free space there or ask for less");
     }
-    throw_os_error(e, "creating segment '" + name + "': " + what);
+    throw_os_error(e, what + ": " + step);
   };
   if (fchmod(fd, options.mode & 0777) != 0) fail(errno, "fchmod");
   if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) fail(errno, "ftruncate");
+  if (int e = write_creator(fd); e != 0) fail(e, "pwrite");
   // Reserve every page now: on tmpfs a page first touched when the filesystem is full is a
   // SIGBUS in whoever touches it, which is no way to report "no space".
   if (int e = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); e != 0) fail(e, "posix_fallocate");
-  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) fail(errno, "mmap");
-  close(fd);
+  void* base = map_reserved(fd, max);
+  if (base == MAP_FAILED) fail(errno, "mmap of " + std::to_string(max) + " bytes of address space");
 
   auto im = std::make_unique<Impl>();
   im->name = name;
   im->base = base;
-  im->size = bytes;
+  im->reserved = max;
+  im->fd = fd;
   im->creator = getpid();
   im->persist = options.persist;
-  format(base, bytes, name, options.persist, l, options.directory_entries, false);
+  format(base, bytes, max, name, options.persist, l, options.directory_entries, false);
   return std::shared_ptr<Segment>(new Segment(std::move(im)));
 }
 
@@ -209,11 +268,18 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
     }
     throw_os_error(e, "opening segment '" + name + "'");
   }
-  // A creator formats a segment after sizing it and stores the magic last; an attach that
-  // races with creation sees an empty file or no magic for a moment, so both are retried
-  // briefly before being called "not an mpp segment".
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-  for (;;) {
+  auto refuse = [&](const std::string& problem) {
+    close(fd);
+    throw SegmentError("cannot attach to '/dev/shm/" + name + "': " + problem);
+  };
+  // A creator writes its identity first, then reserves the pages (seconds for a large
+  // segment), formats, and stores the magic last. While the magic is 0: a live creator is
+  // waited for (up to kAttachWaitSeconds); an unnamed one (the first microseconds) briefly.
+  // A header that names a size beyond the file is a growth seen half-way: looked at again.
+  const auto start = std::chrono::steady_clock::now();
+  const auto brief = start + std::chrono::milliseconds(500);
+  const auto patient = start + std::chrono::seconds(kAttachWaitSeconds);
+  for (int looks = 0;; ++looks) {
     struct stat st {};
     if (fstat(fd, &st) != 0) {
       int e = errno;
@@ -222,11 +288,12 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
     }
     auto file_size = static_cast<std::size_t>(st.st_size);
     std::string problem;
-    bool maybe_in_creation = false;
+    auto deadline = brief;
+    pid_t builder = 0;
     if (file_size < sizeof(SegmentHeader)) {
       problem = file_size == 0 ? "it is empty"
                                : "it is truncated (" + std::to_string(file_size) + " bytes)";
-      maybe_in_creation = file_size == 0;
+      if (file_size != 0) refuse(problem);
     } else {
       void* base = mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
       if (base == MAP_FAILED) {
@@ -236,38 +303,81 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
       }
       auto& h = *static_cast<SegmentHeader*>(base);
       problem = header_problem(h, file_size);
+      const std::size_t max = h.max_size;
+      const bool unfinished = h.magic.load(std::memory_order_acquire) == 0;
+      const bool grown = !unfinished && h.size.load() > file_size;
+      const pid_t pid = h.creator_pid;
+      const std::uint64_t ticks = h.creator_start_ticks;
+      munmap(base, file_size);
       if (problem.empty()) {
-        close(fd);
+        void* whole = map_reserved(fd, max);
+        if (whole == MAP_FAILED) {
+          int e = errno;
+          close(fd);
+          throw_os_error(e, "reserving " + std::to_string(max) + " bytes of address space for "
+                            "segment '" + name + "'");
+        }
         auto im = std::make_unique<Impl>();
         im->name = name;
-        im->base = base;
-        im->size = file_size;
+        im->base = whole;
+        im->reserved = max;
+        im->fd = fd;
         return std::shared_ptr<Segment>(new Segment(std::move(im)));
       }
-      maybe_in_creation = h.magic.load(std::memory_order_acquire) == 0;
-      munmap(base, file_size);
+      if (unfinished && pid > 0) {
+        if (!process_alive(pid, ticks)) {
+          refuse("its creator (pid " + std::to_string(pid) + ") died before finishing it; "
+                 "remove it (mpp-inspect rm " + name + ")");
+        }
+        builder = pid;
+        deadline = patient;
+        problem = "it is still being created by pid " + std::to_string(pid) + " (waited " +
+                  std::to_string(kAttachWaitSeconds) + " s)";
+      } else if (!unfinished && (!grown || looks > 3)) {
+        refuse(problem);
+      }
     }
-    if (!maybe_in_creation || std::chrono::steady_clock::now() > give_up) {
-      close(fd);
-      throw SegmentError("cannot attach to '/dev/shm/" + name + "': " + problem);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (std::chrono::steady_clock::now() > deadline) refuse(problem);
+    std::this_thread::sleep_for(std::chrono::milliseconds(builder ? 5 : 1));
   }
 }
 
-std::shared_ptr<Segment> Segment::anonymous(std::size_t bytes, unsigned directory_entries) {
-  Layout l = layout_for(bytes, directory_entries, "creating an anonymous segment");
-  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) throw_os_error(errno, "mmap of an anonymous segment");
+std::shared_ptr<Segment> Segment::anonymous(std::size_t bytes, unsigned directory_entries,
+                                            std::size_t max_bytes) {
+  const std::string what = "creating an anonymous segment";
+  Layout l = layout_for(bytes, directory_entries, what);
+  const std::size_t max = max_for(bytes, max_bytes ? max_bytes : bytes, true, what);
+  // A memfd, not MAP_ANONYMOUS memory: it is inherited by forked children the same way, but
+  // it can grow (posix_fallocate) and mpp-inspect can find it through /proc.
+  int fd = memfd_create(kMemfdName, MFD_CLOEXEC);
+  if (fd < 0) throw_os_error(errno, what + ": memfd_create");
+  auto fail = [&](int e, const std::string& step) {
+    close(fd);
+    if (e == ENOSPC || e == ENOMEM) {
+      throw SegmentFull(what + " of " + std::to_string(bytes) + " bytes: no memory for it (" +
+                        step + ")");
+    }
+    throw_os_error(e, what + ": " + step);
+  };
+  if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) fail(errno, "ftruncate");
+  if (int e = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); e != 0) fail(e, "posix_fallocate");
+  void* base = map_reserved(fd, max);
+  if (base == MAP_FAILED) fail(errno, "mmap");
   auto im = std::make_unique<Impl>();
   im->base = base;
-  im->size = bytes;
-  format(base, bytes, {}, false, l, directory_entries, true);
+  im->reserved = max;
+  if (max > bytes) {
+    im->fd = fd;  // to grow with
+  } else {
+    close(fd);  // a fixed segment needs no descriptor (and a program may make thousands)
+  }
+  format(base, bytes, max, {}, false, l, directory_entries, true);
   return std::shared_ptr<Segment>(new Segment(std::move(im)));
 }
 
 const std::string& Segment::name() const noexcept { return impl_->name; }
-std::size_t Segment::size() const noexcept { return impl_->size; }
+std::size_t Segment::size() const noexcept { return impl_->size(); }
+std::size_t Segment::max_size() const noexcept { return impl_->header().max_size; }
 bool Segment::is_creator() const noexcept { return impl_->creator != 0 && impl_->creator == getpid(); }
 SegmentHeader& Segment::header() noexcept { return impl_->header(); }
 bool Segment::read_only() const noexcept {
@@ -291,7 +401,7 @@ void mark_read_only(SegmentHeader& h, const std::string& why) {
 // hold (a cycle). Recomputes the derived counter. Returns what is wrong, or empty.
 std::string walk_heap(const Segment::Impl& im) {
   std::uint64_t listed = 0;
-  std::string problem = heap_problem(im.base, im.size, &listed);
+  std::string problem = heap_problem(im.base, im.size(), &listed);
   if (problem.empty()) im.heap().free_listed_bytes.store(listed, std::memory_order_relaxed);
   return problem;
 }
@@ -302,11 +412,58 @@ std::string walk_heap(const Segment::Impl& im) {
 void recover_heap(Segment::Impl& im) {
   SegmentHeader& h = im.header();
   h.heap_recoveries.fetch_add(1, std::memory_order_relaxed);
+  // A grower killed between publishing `size` and storing its derived copy.
+  h.heap_size.store(h.size.load() - h.heap_offset, std::memory_order_release);
   std::string problem = walk_heap(im);
   if (!problem.empty()) {
     mark_read_only(h, "heap check after a crash failed: " + problem);
     throw SegmentError("segment '" + im.name + "' is corrupt and now read-only: " + problem);
   }
+}
+
+// Growth step: the size doubles, by at least kMinGrowth and at most kMaxGrowth at a time
+// (rounded to kGrowthAlign), up to the maximum. Doubling keeps the number of growths of a
+// segment logarithmic (a 2 GiB fill grows ~13 times) and the cap keeps the memory a full
+// segment can overshoot its data by to 1 GiB.
+constexpr std::uint64_t kMinGrowth = 1 << 20, kMaxGrowth = std::uint64_t{1} << 30;
+constexpr std::uint64_t kGrowthAlign = 64 << 10;
+
+// With the allocator's lock held: grows the segment so that `need_end` bytes are usable, or
+// throws SegmentFull (saying why) and changes nothing. The file is extended first; ONE
+// release store of the header's size publishes the pages (see segment_format.hpp).
+void grow(Segment::Impl& im, std::uint64_t need_end, std::size_t asked) {
+  SegmentHeader& h = im.header();
+  const std::uint64_t size = h.size.load(std::memory_order_relaxed);
+  const std::uint64_t max = h.max_size;
+  if (need_end > max || im.fd < 0) {
+    throw SegmentFull("segment '" + im.display_name() + "' has no room for " +
+                      std::to_string(asked) + " more bytes: it reached its maximum size of " +
+                      std::to_string(max) + " bytes (" +
+                      std::to_string(max - im.heap().top.load() + im.heap().free_listed_bytes.load()) +
+                      " bytes free, in pieces too small); create it with a larger max_bytes");
+  }
+  std::uint64_t target = size + std::clamp(size, kMinGrowth, kMaxGrowth);
+  target = std::min(max, align_up(std::max(target, need_end), kGrowthAlign));
+  crash_point("grow:before-fallocate");
+  int e;
+  do {
+    e = posix_fallocate(im.fd, static_cast<off_t>(size), static_cast<off_t>(target - size));
+  } while (e == EINTR);
+  if (e != 0) {
+    const bool full = e == ENOSPC || e == ENOMEM;
+    std::string why = full ? (im.name.empty() ? "the system has no memory left for it"
+                                              : "/dev/shm is full")
+                           : std::string(std::strerror(e));
+    throw SegmentFull("segment '" + im.display_name() + "' cannot grow from " +
+                      std::to_string(size) + " to " + std::to_string(target) + " bytes for " +
+                      std::to_string(asked) + " more: " + why +
+                      (full ? "; free memory or space in /dev/shm" : ""));
+  }
+  crash_point("grow:before-publish");
+  h.size.store(target, std::memory_order_release);  // publishes the new pages
+  crash_point("grow:before-heap-size");
+  h.heap_size.store(target - h.heap_offset, std::memory_order_release);
+  h.growths.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -329,7 +486,7 @@ std::size_t Segment::free_bytes() const {
   // Lock-free reads of counters: a report, not a promise (free-listed blocks serve only
   // requests of their size class or smaller).
   HeapHeader& heap = impl_->heap();
-  return heap.end - heap.top.load(std::memory_order_relaxed) +
+  return impl_->header().max_size - heap.top.load(std::memory_order_relaxed) +
          heap.free_listed_bytes.load(std::memory_order_relaxed);
 }
 
@@ -354,9 +511,9 @@ void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh)
   if (align < 16) align = 16;
   if ((align & (align - 1)) != 0) throw ValueError("allocation alignment must be a power of two");
   const std::uint64_t extra = align > 16 ? align : 0;  // room to slide up to the alignment
-  if (bytes > im.size) {
-    throw SegmentFull("cannot allocate " + std::to_string(bytes) + " bytes in a segment of " +
-                      std::to_string(im.size));
+  if (bytes > im.reserved) {
+    throw SegmentFull("cannot allocate " + std::to_string(bytes) + " bytes in segment '" +
+                      im.display_name() + "', whose maximum size is " + std::to_string(im.reserved));
   }
   const std::uint64_t total = align_up(bytes + extra + BLOCK_HEADER_BYTES, 16);
   const std::uint32_t c = class_for(std::max<std::uint64_t>(total, 32));
@@ -378,27 +535,26 @@ void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh)
       off = b;
       return true;
     };
-    if (!pop(c)) {
+    auto carve = [&] {
       std::uint64_t top = heap.top.load(std::memory_order_relaxed);
-      if (heap.end - top >= cbytes) {
-        heap.top.store(top + cbytes, std::memory_order_relaxed);  // publishes the block
-        BlockHeader* b = im.block(top);
-        b->tag = BLOCK_MAGIC | c;
-        b->state.store(static_cast<std::uint32_t>(BlockState::allocated));
-        b->next.store(0, std::memory_order_relaxed);
-        off = top;
-        fresh = true;
-      } else {
-        for (std::uint32_t k = c + 1; k < HEAP_CLASSES && off == 0; ++k) pop(k);
+      if (im.size() - top < cbytes) return false;
+      heap.top.store(top + cbytes, std::memory_order_relaxed);  // publishes the block
+      BlockHeader* b = im.block(top);
+      b->tag = BLOCK_MAGIC | c;
+      b->state.store(static_cast<std::uint32_t>(BlockState::allocated));
+      b->next.store(0, std::memory_order_relaxed);
+      off = top;
+      fresh = true;
+      return true;
+    };
+    if (!pop(c) && !carve()) {
+      for (std::uint32_t k = c + 1; k < HEAP_CLASSES && off == 0; ++k) pop(k);
+      if (off == 0) {
+        grow(im, heap.top.load(std::memory_order_relaxed) + cbytes, bytes);
+        carve();
       }
     }
     if (off != 0) heap.allocations.fetch_add(1, std::memory_order_relaxed);
-  }
-  if (off == 0) {
-    throw SegmentFull("segment '" + (im.name.empty() ? std::string("(anonymous)") : im.name) +
-                      "' has no room for " + std::to_string(bytes) + " more bytes (" +
-                      std::to_string(free_bytes()) + " bytes free, in pieces too small); "
-                      "create it larger");
   }
   char* user = static_cast<char*>(im.base) + off + BLOCK_HEADER_BYTES;
   if (align > 16) {
@@ -424,7 +580,7 @@ void Segment::deallocate(void* p) noexcept {
   }
   const std::uint64_t off = offset_of(h);
   HeapHeader& heap = im.heap();
-  if ((h->tag & 0xffff0000u) != BLOCK_MAGIC || off < heap.first_block || off >= heap.end ||
+  if ((h->tag & 0xffff0000u) != BLOCK_MAGIC || off < heap.first_block || off >= impl_->size() ||
       h->state.load() != static_cast<std::uint32_t>(BlockState::allocated)) {
     return;  // not a live block of this heap (a double free): refusing is the safe choice
   }

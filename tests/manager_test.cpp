@@ -42,24 +42,24 @@ TEST_CASE("a Manager creates, attaches and removes its segment") {
   CHECK_THROWS_AS(mpp::Manager("a/b", 1 << 20), mpp::ValueError);
 }
 
-TEST_CASE("an anonymous Manager gets a unique name and is shared with forked children") {
+TEST_CASE("an anonymous Manager is in no file of /dev/shm, grows, and is shared with forked children") {
   mpp::Manager a, b;
-  CHECK(a.name() != b.name());
-  CHECK(shm_exists(a.name()));
+  CHECK(a.name().empty());
+  CHECK(a.size() == mpp::Manager::default_bytes);
+  CHECK(a.max_size() > a.size());
   auto d = a.dict<int, int>("d");
   mpp::test::Child child([&](int) {
     auto l = a.list<int>("l");
     l.append(getpid());
     d.set(1, 42);
+    for (int i = 0; i < 20000; ++i) d.set(1000 + i, i);  // more than the initial size holds
   });
   CHECK(child.exit_code() == 0);
   CHECK(d.get(1) == 42);
+  CHECK(d.get(20999) == 19999);
+  CHECK(a.size() > mpp::Manager::default_bytes);
   CHECK(a.list<int>("l").get(0) == child.pid());
-  std::string name = a.name();
-  a = mpp::Manager(std::size_t{1} << 20);
-  CHECK(shm_exists(name));  // d still holds the segment
-  d = b.dict<int, int>("d");
-  CHECK_FALSE(shm_exists(name));
+  CHECK(b.dict<int, int>("d").size() == 0);  // another Manager, another segment
 }
 
 TEST_CASE("a persisted Manager's segment stays until removed") {

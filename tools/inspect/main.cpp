@@ -175,6 +175,8 @@ json::object segment_json(const SegmentInfo& s, bool with_objects) {
   json::object j;
   j["name"] = s.name;
   j["size"] = s.size;
+  j["max_size"] = s.max_size;
+  j["growths"] = s.growths;
   j["heap_size"] = s.heap_size;
   j["used"] = s.used;
   j["free"] = s.free;
@@ -246,6 +248,8 @@ void print_show(const SegmentInfo& s) {
               s.name.c_str(), human_bytes(s.size).c_str(), human_bytes(s.used).c_str(),
               human_bytes(s.free).c_str(), human_age(s.created).c_str(), s.creator_pid,
               s.creator_alive ? "alive" : "dead", s.persist ? "; persisted" : "");
+  std::printf("  grows up to %s (grew %llu times)\n", human_bytes(s.max_size).c_str(),
+              static_cast<unsigned long long>(s.growths));
   std::printf("  mapped by %zu live process(es)", s.mapped_by.size());
   for (pid_t p : s.mapped_by) std::printf(" %d(%s)", p, process_name(p).c_str());
   std::printf("\n  allocator lock: %s; %llu recoveries; %s leaked\n", lock_text(s.heap_lock).c_str(),

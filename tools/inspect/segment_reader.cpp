@@ -108,8 +108,10 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
   }
   SegmentInfo s;
   s.name = name;
-  s.size = h.size;
-  s.heap_size = h.heap_size;
+  s.size = h.size.load();
+  s.max_size = h.max_size;
+  s.growths = h.growths.load();
+  s.heap_size = h.heap_size.load();
   s.creator_pid = h.creator_pid;
   s.created = static_cast<double>(h.creation_time_ns) / 1e9;
   s.creator_alive = same_process_alive(h.creator_pid, s.created);
@@ -136,10 +138,10 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
     if (!problem.empty()) s.findings.push_back("heap: " + problem);
   }
   const std::uint64_t top = heap.top.load();
-  if (top >= heap.first_block && top <= heap.end && heap.end <= h.heap_offset + h.heap_size) {
+  if (top >= heap.first_block && top <= s.size) {
     std::uint64_t carved = top - heap.first_block;
     s.used = carved > listed ? carved - listed : 0;
-    s.free = (heap.end - top) + std::min(listed, carved);
+    s.free = (s.size - top) + std::min(listed, carved);
   } else {
     s.findings.push_back("heap: its top or end lies outside the heap");
   }

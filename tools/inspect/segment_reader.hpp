@@ -52,10 +52,12 @@ struct ObjectInfo {
 
 struct SegmentInfo {
   std::string name;
-  std::uint64_t size = 0;
+  std::uint64_t size = 0;        // bytes usable now
+  std::uint64_t max_size = 0;    // the most it can grow to
+  std::uint64_t growths = 0;     // times it grew
   std::uint64_t heap_size = 0;
   std::uint64_t used = 0;        // heap bytes in blocks not on a free list
-  std::uint64_t free = 0;        // never-used space plus free-listed blocks
+  std::uint64_t free = 0;        // never-used space (up to `size`) plus free-listed blocks
   pid_t creator_pid = 0;
   bool creator_alive = false;
   double created = 0;            // seconds since the epoch

@@ -11,7 +11,16 @@
 //   [DirectoryEntry x directory_capacity] at header.directory_offset
 //   [HeapHeader]                          at header.heap_offset
 //   [blocks ...]                          from HeapHeader::first_block up to `top`;
-//                                         never-used space from `top` to `end`
+//                                         never-used space from `top` to `size`
+//   (address space reserved up to `max_size`: the file grows into it; see below)
+//
+// Growth: every process maps `max_size` bytes (MAP_SHARED | MAP_NORESERVE) although the
+// file holds only `size`; pages past `size` are never handed out, so no process touches
+// them. A grower (holding the allocator's lock) extends the file with posix_fallocate and
+// then publishes the new size with ONE release store of `size`; `heap_size` follows as a
+// derived copy. Killed before that store, the file is larger than `size` (harmless: the
+// next growth covers it again); killed after it, the allocator's recovery recomputes
+// `heap_size`.
 //
 // Every object's state lives in the heap and starts with an ObjectHeader; the directory
 // entry of a named object gives its offset from the start of the segment. Offsets, never
@@ -22,7 +31,10 @@
 //   2. magic == SEGMENT_MAGIC (the creator stores it LAST, with release order, so a
 //      process that sees the magic sees a complete header, directory and heap);
 //   3. format_version == FORMAT_VERSION and header_bytes == sizeof(SegmentHeader);
-//   4. size == the file's size, and the directory and heap lie inside it.
+//   4. size <= the file's size <= max_size, and the directory and heap lie inside it.
+// While magic is 0 a creator may still be building it: creator_pid and
+// creator_start_ticks are written before anything else, so an attacher can wait for a
+// live creator and name it.
 // Only then may the other fields be trusted.
 #pragma once
 
@@ -92,7 +104,7 @@ struct ObjectHeader {
 
 // "mppSEG01" as the first 8 bytes of the file.
 inline constexpr std::uint64_t SEGMENT_MAGIC = 0x313047455370706dULL;
-inline constexpr std::uint32_t FORMAT_VERSION = 2;  // 2: Queue became a slot ring (issue 4)
+inline constexpr std::uint32_t FORMAT_VERSION = 3;  // 3: growable segments, heap directory
 
 inline constexpr std::size_t MAX_SEGMENT_NAME = 200;  // bytes, without the leading '/'
 inline constexpr std::size_t MAX_OBJECT_NAME = 127;   // bytes, without the NUL
@@ -133,12 +145,14 @@ struct SegmentHeader {
   std::int32_t creator_pid = 0;         // the process that created (and will remove) it
   std::uint32_t anonymous = 0;          // 1: MAP_ANONYMOUS segment, never in /dev/shm
   std::uint64_t creation_time_ns = 0;   // CLOCK_REALTIME, nanoseconds since the epoch
-  std::uint64_t size = 0;               // bytes of the whole segment (== the file's size)
+  std::atomic<std::uint64_t> size{0};   // bytes usable now (<= the file's size): published
+                                        // by one release store after the file grew
   std::uint64_t directory_offset = 0;   // where the DirectoryEntry array starts
   std::uint32_t directory_capacity = 0; // how many entries it has
   std::uint32_t directory_entry_bytes = 0;  // sizeof(DirectoryEntry)
   std::uint64_t heap_offset = 0;        // where the allocator's memory starts
-  std::uint64_t heap_size = 0;          // how many bytes it manages
+  std::atomic<std::uint64_t> heap_size{0};  // size - heap_offset: the bytes it manages now
+                                            // (stored after size; repaired by a recovery)
   std::atomic<std::uint32_t> persist{0};    // 1: the creator will not remove it
   std::atomic<std::uint32_t> read_only{0};  // 1: the heap was found corrupt after a crash;
                                             // allocations refuse, see read_only_reason
@@ -149,7 +163,25 @@ struct SegmentHeader {
   char name[MAX_SEGMENT_NAME + 8] = {};  // NUL-terminated, without '/'; empty if anonymous
   char read_only_reason[256] = {};       // NUL-terminated, set with read_only
   RobustMutex directory_mutex;           // held while an entry is being built
+  std::uint64_t max_size = 0;            // address range every process reserves: the most
+                                         // the segment can grow to
+  std::uint64_t creator_start_ticks = 0;  // with creator_pid, the creator's identity
+                                          // (process_identity.hpp); written first
+  std::atomic<std::uint64_t> growths{0};  // times the file was grown
+  std::atomic<std::uint64_t> directory_next{0};  // offset of the first DirectoryChunk in the
+                                                 // heap (entries beyond the inline ones), 0: none
 };
+
+// More directory entries, in the heap: a chunk is allocated, its entries zeroed, and then
+// linked by ONE release store of the previous link (header.directory_next or the previous
+// chunk's `next`); chunks are never unlinked. `capacity` DirectoryEntry follow the chunk
+// header.
+struct DirectoryChunk {
+  std::atomic<std::uint64_t> next{0};  // offset of the next chunk, 0: this is the last
+  std::uint32_t capacity = 0;          // entries in this chunk
+  std::uint32_t reserved = 0;
+};
+static_assert(sizeof(DirectoryChunk) == 16);
 
 static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && sizeof(std::atomic<std::uint32_t>) == 4);
 static_assert(offsetof(SegmentHeader, magic) == 0);
@@ -197,7 +229,6 @@ constexpr std::uint64_t heap_class_bytes(std::uint32_t c) noexcept {
 struct HeapHeader {
   RobustMutex mutex;                      // the allocator's lock
   std::uint64_t first_block = 0;          // offset (from the segment start) of the first block
-  std::uint64_t end = 0;                  // offset of the heap's end
   std::atomic<std::uint64_t> top{0};      // offset of the first never-used byte
   std::atomic<std::uint64_t> free_head[HEAP_CLASSES] = {};  // per class, 0 = empty
   std::atomic<std::uint64_t> free_listed_bytes{0};  // bytes on free lists (derived)
