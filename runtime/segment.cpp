@@ -112,7 +112,7 @@ struct Segment::Impl {
 
 namespace {
 
-void crash_point(const char* point) {
+void at_crash_point(const char* point) {
   if (Segment::crash_point) Segment::crash_point(point);
 }
 
@@ -245,6 +245,7 @@ std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t by
   if (int e = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); e != 0) fail(e, "posix_fallocate");
   void* base = map_reserved(fd, max);
   if (base == MAP_FAILED) fail(errno, "mmap of " + std::to_string(max) + " bytes of address space");
+  at_crash_point("create:before-format");
 
   auto im = std::make_unique<Impl>();
   im->name = name;
@@ -257,7 +258,7 @@ std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t by
   return std::shared_ptr<Segment>(new Segment(std::move(im)));
 }
 
-std::shared_ptr<Segment> Segment::attach(const std::string& name) {
+std::shared_ptr<Segment> Segment::attach(const std::string& name, std::chrono::milliseconds wait) {
   validate_name(name);
   int fd = shm_open(shm_path(name).c_str(), O_RDWR, 0);
   if (fd < 0) {
@@ -274,11 +275,11 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
   };
   // A creator writes its identity first, then reserves the pages (seconds for a large
   // segment), formats, and stores the magic last. While the magic is 0: a live creator is
-  // waited for (up to kAttachWaitSeconds); an unnamed one (the first microseconds) briefly.
+  // waited for (up to `wait`); an unnamed one (the first microseconds) briefly.
   // A header that names a size beyond the file is a growth seen half-way: looked at again.
   const auto start = std::chrono::steady_clock::now();
   const auto brief = start + std::chrono::milliseconds(500);
-  const auto patient = start + std::chrono::seconds(kAttachWaitSeconds);
+  const auto patient = start + wait;
   for (int looks = 0;; ++looks) {
     struct stat st {};
     if (fstat(fd, &st) != 0) {
@@ -332,7 +333,7 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
         builder = pid;
         deadline = patient;
         problem = "it is still being created by pid " + std::to_string(pid) + " (waited " +
-                  std::to_string(kAttachWaitSeconds) + " s)";
+                  std::to_string(wait.count()) + " ms; try again later)";
       } else if (!unfinished && (!grown || looks > 3)) {
         refuse(problem);
       }
@@ -444,7 +445,7 @@ void grow(Segment::Impl& im, std::uint64_t need_end, std::size_t asked) {
   }
   std::uint64_t target = size + std::clamp(size, kMinGrowth, kMaxGrowth);
   target = std::min(max, align_up(std::max(target, need_end), kGrowthAlign));
-  crash_point("grow:before-fallocate");
+  at_crash_point("grow:before-fallocate");
   int e;
   do {
     e = posix_fallocate(im.fd, static_cast<off_t>(size), static_cast<off_t>(target - size));
@@ -459,9 +460,9 @@ void grow(Segment::Impl& im, std::uint64_t need_end, std::size_t asked) {
                       std::to_string(asked) + " more: " + why +
                       (full ? "; free memory or space in /dev/shm" : ""));
   }
-  crash_point("grow:before-publish");
+  at_crash_point("grow:before-publish");
   h.size.store(target, std::memory_order_release);  // publishes the new pages
-  crash_point("grow:before-heap-size");
+  at_crash_point("grow:before-heap-size");
   h.heap_size.store(target - h.heap_offset, std::memory_order_release);
   h.growths.fetch_add(1, std::memory_order_relaxed);
 }

@@ -9,6 +9,7 @@
 #include <dirent.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <string>
@@ -245,4 +246,68 @@ TEST_CASE("anonymous segments live in a memfd: never in /dev/shm, grown and shar
   CHECK(holds(mine, 1000, 3));
   CHECK(count_shm() == before);
   CHECK(seg->check_heap());
+}
+
+namespace {
+int g_ready_fd = -1, g_go_fd = -1;
+// Stops a creator after it reserved its pages and before it formats them, until told to go.
+void hold_before_format(const char* point) {
+  if (std::strcmp(point, "create:before-format") != 0) return;
+  mpp::test::signal_ready(g_ready_fd);
+  char c;
+  if (read(g_go_fd, &c, 1) != 1) _exit(96);
+}
+}  // namespace
+
+TEST_CASE("an attacher waits for a creator still building, and names it if it gives up") {
+  using namespace std::chrono_literals;
+  auto name = unique_name("building");
+  int go[2];
+  REQUIRE(pipe(go) == 0);
+  mpp::test::Child creator([&](int ready_fd) {
+    g_ready_fd = ready_fd;
+    g_go_fd = go[0];
+    Segment::crash_point = hold_before_format;
+    auto seg = Segment::create(name, 1 << 20);
+    Segment::crash_point = nullptr;
+    seg->allocate(100);
+    mpp::test::signal_ready(ready_fd);
+    pause();
+  });
+  REQUIRE(creator.wait_ready());  // the file exists, the magic is still 0
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    Segment::attach(name, 300ms);
+    FAIL("attached to a segment that is still being built");
+  } catch (const mpp::SegmentError& e) {
+    std::string what = e.what();
+    CHECK_THAT(what, Catch::Contains("still being created by pid " + std::to_string(creator.pid())));
+    CHECK_THAT(what, !Catch::Contains("not an mpp segment"));
+  }
+  CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
+  REQUIRE(write(go[1], "g", 1) == 1);
+  auto seg = Segment::attach(name, 20s);  // waits (if need be) until the creator is done
+  CHECK(seg->header().creator_pid == creator.pid());
+  REQUIRE(creator.wait_ready());
+  CHECK(seg->check_heap());
+  creator.kill_and_reap();
+  Segment::unlink(name);
+
+  // A creator that died while building is named, at once.
+  auto dead = unique_name("dead-builder");
+  mpp::test::Child doomed([&](int ready_fd) {
+    g_ready_fd = ready_fd;
+    g_go_fd = go[0];
+    Segment::crash_point = hold_before_format;
+    Segment::create(dead, 1 << 20);
+  });
+  REQUIRE(doomed.wait_ready());
+  doomed.kill_and_reap();
+  t0 = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(Segment::attach(dead, 20s), Catch::Contains("creator (pid " + std::to_string(doomed.pid()) +
+                                                                ") died before finishing it"));
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  Segment::unlink(dead);
+  close(go[0]);
+  close(go[1]);
 }

@@ -19,6 +19,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -58,16 +59,17 @@ class Segment {
     return create(name, bytes, CreateOptions{});
   }
 
-  // How long attach() waits for a segment whose creator is alive and still building it
-  // (reserving a large initial size takes seconds).
-  static constexpr int kAttachWaitSeconds = 30;
+  // How long attach() waits, by default, for a segment whose creator is alive and still
+  // building it (reserving a large initial size takes seconds).
+  static constexpr std::chrono::milliseconds kAttachWait{30'000};
 
   // Opens an existing named segment. Throws FileNotFoundError when it does not exist and
   // SegmentError when the file is not an mpp segment of this format version (foreign,
   // empty, truncated, corrupt) — never crashes on such a file. While the segment's creator
-  // is alive and still building it, waits (up to kAttachWaitSeconds), then throws
-  // SegmentError "still being created by pid N".
-  static std::shared_ptr<Segment> attach(const std::string& name);
+  // is alive and still building it, waits (up to `wait`), then throws SegmentError "still
+  // being created by pid N"; a creator that died before finishing it is named too.
+  static std::shared_ptr<Segment> attach(const std::string& name,
+                                         std::chrono::milliseconds wait = kAttachWait);
 
   // A private segment in a memfd (never in /dev/shm), shared with children forked after
   // it. Same layout as a named one. `max_bytes` 0 means `bytes` (a fixed segment, whose
