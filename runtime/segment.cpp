@@ -641,35 +641,92 @@ static void check_match(const Segment& seg, const DirectoryEntry& e, const Segme
                      describe(spec.kind, spec.key_type, spec.value_type) + " asked for");
 }
 
+namespace {
+
+std::uint32_t name_hash(std::string_view name) {
+  return static_cast<std::uint32_t>(fnv1a64(name));
+}
+
+// Calls `f` on every directory entry, the inline ones and then each chunk's, until it
+// returns true; returns that entry, or nullptr. Chunks are only ever appended (one release
+// store links each), so this needs no lock; a link that does not fit the segment (only a
+// foreign write can make one) ends the walk.
+template <class F>
+DirectoryEntry* scan_directory(const Segment::Impl& im, F&& f) {
+  const SegmentHeader& h = im.header();
+  DirectoryEntry* dir = im.directory();
+  for (unsigned i = 0; i < h.directory_capacity; ++i) {
+    if (f(dir[i])) return &dir[i];
+  }
+  const std::atomic<std::uint64_t>* link = &h.directory_next;
+  for (std::uint64_t off; (off = link->load(std::memory_order_acquire)) != 0;) {
+    if (off < h.heap_offset || off % 16 != 0 || off + sizeof(DirectoryChunk) > im.size()) break;
+    auto* chunk = reinterpret_cast<DirectoryChunk*>(static_cast<char*>(im.base) + off);
+    if (off + sizeof(DirectoryChunk) + std::uint64_t{chunk->capacity} * sizeof(DirectoryEntry) > im.size()) break;
+    auto* entries = reinterpret_cast<DirectoryEntry*>(chunk + 1);
+    for (unsigned i = 0; i < chunk->capacity; ++i) {
+      if (f(entries[i])) return &entries[i];
+    }
+    link = &chunk->next;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 void* Segment::find(const ObjectSpec& spec) {
   validate_object_name(spec.name);
   if (spec.name.empty()) return nullptr;
+  const std::uint32_t hash = name_hash(spec.name);
+  DirectoryEntry* e = scan_directory(*impl_, [&](const DirectoryEntry& d) {
+    return d.state.load(std::memory_order_acquire) == static_cast<std::uint32_t>(EntryState::published) &&
+           d.name_hash == hash && spec.name == std::string_view(d.name);
+  });
+  if (!e) return nullptr;
+  check_match(*this, *e, spec);
+  return at(e->object_offset);
+}
+
+// With the directory lock held: a free entry, adding a chunk (as large as the directory
+// so far, so lookups stay few chunks long) when every entry is used. A creator killed
+// between allocating a chunk and linking it leaks that chunk, nothing else.
+DirectoryEntry* Segment::free_entry() {
   auto& h = header();
-  DirectoryEntry* dir = impl_->directory();
-  for (unsigned i = 0; i < h.directory_capacity; ++i) {
-    if (dir[i].state.load(std::memory_order_acquire) != static_cast<std::uint32_t>(EntryState::published)) continue;
-    if (spec.name != std::string_view(dir[i].name)) continue;
-    check_match(*this, dir[i], spec);
-    return at(dir[i].object_offset);
+  std::uint64_t capacity = 0;
+  const std::atomic<std::uint64_t>* last = &h.directory_next;
+  DirectoryEntry* slot = scan_directory(*impl_, [&](DirectoryEntry& d) {
+    ++capacity;
+    return d.state.load() == static_cast<std::uint32_t>(EntryState::free);
+  });
+  if (slot) return slot;
+  for (std::uint64_t off; (off = last->load(std::memory_order_acquire)) != 0;) {
+    last = &at<DirectoryChunk>(off)->next;
   }
-  return nullptr;
+  const auto n = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(capacity, 64, 1 << 16));
+  void* mem = allocate_zeroed(sizeof(DirectoryChunk) + n * sizeof(DirectoryEntry));
+  auto* chunk = new (mem) DirectoryChunk();
+  chunk->capacity = n;
+  auto* entries = reinterpret_cast<DirectoryEntry*>(chunk + 1);
+  for (std::uint32_t i = 0; i < n; ++i) new (&entries[i]) DirectoryEntry();
+  const_cast<std::atomic<std::uint64_t>*>(last)->store(offset_of(chunk), std::memory_order_release);
+  return &entries[0];
 }
 
 std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
                                                const std::function<void(void*)>& construct) {
   if (void* p = find(spec)) return {p, false};  // published entries never change: no lock
   auto& h = header();
-  DirectoryEntry* dir = impl_->directory();
   // A creator that died while building an entry left it `building`, possibly with its
   // object's memory allocated (and half-constructed, so not reusable): the entry is freed
   // and the memory counted as leaked.
   RobustLockGuard guard(h.directory_mutex, [&] {
-    for (unsigned i = 0; i < h.directory_capacity; ++i) {
-      if (dir[i].state.load() == static_cast<std::uint32_t>(EntryState::building)) {
-        h.leaked.fetch_add(dir[i].object_bytes, std::memory_order_relaxed);
-        dir[i].state.store(static_cast<std::uint32_t>(EntryState::free));
+    scan_directory(*impl_, [&](DirectoryEntry& d) {
+      if (d.state.load() == static_cast<std::uint32_t>(EntryState::building)) {
+        h.leaked.fetch_add(d.object_bytes, std::memory_order_relaxed);
+        d.state.store(static_cast<std::uint32_t>(EntryState::free));
       }
-    }
+      return false;
+    });
   });
   std::string generated;
   std::string_view name = spec.name;
@@ -679,15 +736,7 @@ std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
   } else if (void* p = find(spec)) {
     return {p, false};  // created by another process while we waited for the lock
   }
-  DirectoryEntry* slot = nullptr;
-  for (unsigned i = 0; i < h.directory_capacity && !slot; ++i) {
-    if (dir[i].state.load() == static_cast<std::uint32_t>(EntryState::free)) slot = &dir[i];
-  }
-  if (!slot) {
-    throw SegmentFull("segment '" + impl_->name + "' has no free directory entry for '" +
-                      std::string(name) + "' (all " + std::to_string(h.directory_capacity) +
-                      " are used); create it with more directory entries");
-  }
+  DirectoryEntry* slot = free_entry();
   slot->kind = spec.kind;
   slot->object_offset = 0;
   slot->object_bytes = 0;
@@ -695,6 +744,7 @@ std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
   slot->creator_pid = getpid();
   slot->creation_time_ns = now_ns();
   copy_cut(slot->name, sizeof slot->name, name);
+  slot->name_hash = name_hash(slot->name);
   copy_cut(slot->key_type, sizeof slot->key_type, spec.key_type);
   copy_cut(slot->value_type, sizeof slot->value_type, spec.value_type);
   slot->object_bytes = spec.bytes;  // counted as leaked if we die from here on

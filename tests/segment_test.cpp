@@ -241,10 +241,15 @@ TEST_CASE("the directory finds by name, publishes whole objects and refuses othe
   auto [l1, c1] = seg->find_or_create(spec("", ObjectKind::lock, "", ""), make);
   auto [l2, c2] = seg->find_or_create(spec("", ObjectKind::lock, "", ""), make);
   CHECK((c1 && c2 && l1 != l2));
-  seg->find_or_create(spec("y", ObjectKind::list, "", "int"), make);
-  CHECK_THROWS_AS(seg->find_or_create(spec("x", ObjectKind::list, "", "int"), make), mpp::SegmentFull);
+  // Past the 4 entries made at creation, the directory adds entries in the heap.
+  auto [y, cy] = seg->find_or_create(spec("y", ObjectKind::list, "", "int"), make);
+  auto [x, cx] = seg->find_or_create(spec("x", ObjectKind::list, "", "int"), make);
+  CHECK((cy && cx && x != y));
+  CHECK(seg->find(spec("x", ObjectKind::list, "", "int")) == x);
+  CHECK(seg->find(spec("d", ObjectKind::dict, "int", "std::string")) == a);
   CHECK_THROWS_AS(seg->find_or_create(spec("big", ObjectKind::list, "", "int", 2 << 20), make),
                   mpp::SegmentFull);
+  CHECK(seg->find(spec("big", ObjectKind::list, "", "int")) == nullptr);
 }
 
 TEST_CASE("SIGKILL inside allocate, 200 times: the heap is recovered, checked and still works") {
@@ -328,5 +333,29 @@ TEST_CASE("a creator killed while building an object leaves no half-made entry")
   CHECK(h != nullptr);
   CHECK(seg->header().directory_mutex.recoveries() == 20);
   CHECK(seg->header().leaked.load() == 20 * 256);  // the dead creators' blocks, counted
+  CHECK(seg->check_heap());
+}
+
+TEST_CASE("10,000 named objects: the directory has no cap, and an attacher finds them all") {
+  auto name = unique_name("names");
+  auto seg = Segment::create(name, 1 << 20);
+  constexpr int kNames = 10'000;
+  std::vector<void*> made;
+  for (int i = 0; i < kNames; ++i) {
+    auto [p, created] = seg->find_or_create(spec("obj-" + std::to_string(i), ObjectKind::value, "", "int", 64),
+                                            [&](void* m) { std::memcpy(static_cast<char*>(m) + 56, &i, sizeof i); });
+    REQUIRE(created);
+    made.push_back(p);
+  }
+  auto other = Segment::attach(name);
+  for (int i = 0; i < kNames; i += 7) {
+    void* p = other->find(spec("obj-" + std::to_string(i), ObjectKind::value, "", "int"));
+    REQUIRE(p != nullptr);
+    int v = 0;
+    std::memcpy(&v, static_cast<char*>(p) + 56, sizeof v);
+    REQUIRE(v == i);
+    REQUIRE(other->offset_of(p) == seg->offset_of(made[static_cast<std::size_t>(i)]));
+  }
+  CHECK(other->find(spec("obj-10000", ObjectKind::value, "", "int")) == nullptr);
   CHECK(seg->check_heap());
 }

@@ -147,17 +147,15 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
   }
   if (s.read_only) s.findings.push_back("segment is read-only: " + s.read_only_reason);
 
-  const auto* dir = reinterpret_cast<const DirectoryEntry*>(bytes + h.directory_offset);
-  for (std::uint32_t i = 0; i < h.directory_capacity; ++i) {
-    const DirectoryEntry& e = dir[i];
+  auto visit = [&](const DirectoryEntry& e, std::uint64_t i) {
     auto state = e.state.load(std::memory_order_acquire);
-    if (state == static_cast<std::uint32_t>(EntryState::free)) continue;
+    if (state == static_cast<std::uint32_t>(EntryState::free)) return;
     if (state == static_cast<std::uint32_t>(EntryState::building)) {
       if (!h.directory_mutex.holder()) {
         s.findings.push_back("directory entry " + std::to_string(i) +
                              " was left half-built by a dead creator (recovered on next use)");
       }
-      continue;
+      return;
     }
     ObjectInfo o;
     if (state != static_cast<std::uint32_t>(EntryState::published)) {
@@ -169,7 +167,7 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
       s.findings.push_back(o.problem);
       o.name = "#" + std::to_string(i);
       s.objects.push_back(std::move(o));
-      continue;
+      return;
     }
     o.name = cstr(e.name, sizeof e.name);
     o.kind = std::string(kind_name(e.kind));
@@ -191,6 +189,29 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
                            std::to_string(o.lock.holder) + " (the next locker recovers it)");
     }
     s.objects.push_back(std::move(o));
+  };
+  const auto* dir = reinterpret_cast<const DirectoryEntry*>(bytes + h.directory_offset);
+  std::uint64_t index = 0;
+  for (std::uint32_t i = 0; i < h.directory_capacity; ++i) visit(dir[i], index++);
+  // The chunks in the heap, each bounds-checked before it is read; a cycle is cut off by the
+  // number of chunks the heap could hold.
+  const std::uint64_t limit = std::min<std::uint64_t>(h.size.load(), size);
+  std::uint64_t link = h.directory_next.load(std::memory_order_acquire);
+  for (std::uint64_t chunks = 0; link != 0; ++chunks) {
+    if (link < h.heap_offset || link % 16 != 0 || link > limit - sizeof(DirectoryChunk) ||
+        chunks > limit / sizeof(DirectoryChunk)) {
+      s.findings.push_back("directory: a chunk link points outside the heap");
+      break;
+    }
+    const auto& chunk = *reinterpret_cast<const DirectoryChunk*>(bytes + link);
+    if (std::uint64_t{chunk.capacity} * sizeof(DirectoryEntry) > limit - link - sizeof(DirectoryChunk)) {
+      s.findings.push_back("directory: a chunk runs past the segment's end");
+      break;
+    }
+    const auto* entries = reinterpret_cast<const DirectoryEntry*>(&chunk + 1);
+    for (std::uint32_t i = 0; i < chunk.capacity; ++i) visit(entries[i], index++);
+    s.directory_capacity += chunk.capacity;
+    link = chunk.next.load(std::memory_order_acquire);
   }
   if (s.heap_lock.holder != 0 && !s.heap_lock.holder_alive) {
     s.findings.push_back("the allocator's lock is held by dead pid " +

@@ -144,9 +144,10 @@ class Segment {
 
   // Finds the named object, or allocates `spec.bytes`, runs `construct(memory)` and then
   // publishes the directory entry (so no process ever sees a half-built object). Returns
-  // the object's memory and whether this call created it. Throws TypeMismatch (naming both
-  // kinds/types) when the name exists with another kind or other types, SegmentFull when
-  // there is no room (directory or heap), ValueError for a bad name.
+  // the object's memory and whether this call created it. The directory has no fixed cap:
+  // it adds entries in the heap as needed. Throws TypeMismatch (naming both kinds/types)
+  // when the name exists with another kind or other types, SegmentFull when there is no
+  // room in the heap, ValueError for a bad name.
   std::pair<void*, bool> find_or_create(const ObjectSpec& spec,
                                         const std::function<void(void*)>& construct);
 
@@ -162,6 +163,7 @@ class Segment {
 
  private:
   explicit Segment(std::unique_ptr<Impl> impl);
+  DirectoryEntry* free_entry();  // with the directory lock held
   // allocate(), telling whether the block is fresh heap space (never handed out: zero).
   void* allocate_block(std::size_t bytes, std::size_t align, bool& fresh);
   std::unique_ptr<Impl> impl_;

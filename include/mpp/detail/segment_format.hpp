@@ -130,7 +130,7 @@ struct DirectoryEntry {
   std::uint64_t object_bytes = 0;       // size of that state block (not what it points to)
   std::uint64_t type_hash = 0;          // FNV-1a 64 of key_type + '\0' + value_type, in full
   std::int32_t creator_pid = 0;         // process that created the object
-  std::uint32_t reserved = 0;
+  std::uint32_t name_hash = 0;          // low 32 bits of fnv1a64(name): a lookup's quick test
   std::uint64_t creation_time_ns = 0;   // CLOCK_REALTIME, nanoseconds since the epoch
   char name[MAX_OBJECT_NAME + 1] = {};  // NUL-terminated
   char key_type[TYPE_NAME_BYTES] = {};  // C++ type name of the keys (dict), else empty
