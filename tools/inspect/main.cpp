@@ -55,7 +55,9 @@ commands:
   rm SEG [--force]          remove SEG (refuses while live processes map it, unless --force)
 
 every command takes --json (machine-readable output) and --help.
-SEG is a name in /dev/shm or a path to a segment file.
+SEG is a name in /dev/shm, memfd:INODE for an anonymous segment (a default Manager's, a
+standalone queue's: list shows them, found through the processes that use them), or a path
+to a segment file.
 
 exit codes: 0 ok (check: sound), 1 check found problems or gc/rm could not remove,
             2 usage error, 3 no such segment or object, 4 not a usable mpp segment
@@ -220,6 +222,15 @@ int cmd_list(const Args& a) {
       skipped.push_back(json::value(name));
     }
   }
+  // Anonymous segments (memfds, in no directory), found through the processes using them.
+  for (const auto& anon : memfd_segments()) {
+    try {
+      MappedSegment m(anon.name);
+      segs.push_back(read_segment(m, false));
+    } catch (const InspectError& e) {
+      skipped.push_back(json::value(anon.name + " (" + e.what() + ")"));
+    }
+  }
   if (a.json) {
     json::object out;
     json::array arr;
@@ -239,7 +250,7 @@ int cmd_list(const Args& a) {
                 human_age(s.created).c_str(), s.mapped_by.size(),
                 s.read_only ? "  READ-ONLY" : (s.persist ? "  persist" : ""));
   }
-  if (segs.empty()) std::printf("(no mpp segments in /dev/shm)\n");
+  if (segs.empty()) std::printf("(no mpp segments in /dev/shm, and no anonymous ones)\n");
   return kOk;
 }
 

@@ -66,6 +66,27 @@ void guard_sigbus(const std::function<void()>& read) {
 }
 
 MappedSegment::MappedSegment(const std::string& name_or_path) {
+  if (name_or_path.rfind("memfd:", 0) == 0) {
+    // An anonymous segment: opened through a process that holds or maps it.
+    name_ = name_or_path;
+    for (const auto& seg : memfd_segments()) {
+      if (seg.name != name_or_path) continue;
+      mapped_by_ = seg.mapped_by;
+      std::string why = "no process holds its descriptor and its mappings cannot be opened "
+                        "without CAP_SYS_ADMIN";
+      for (const auto& path : seg.paths) {
+        int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+          map(fd, path);
+          return;
+        }
+        if (path.find("/fd/") != std::string::npos) why = path + ": " + std::strerror(errno);
+      }
+      throw InspectError(4, "cannot open anonymous segment " + name_or_path + ": " + why);
+    }
+    throw InspectError(3, "no such anonymous segment: " + name_or_path +
+                              " (no live process maps it; see mpp-inspect list)");
+  }
   bool is_path = name_or_path.find('/') != std::string::npos;
   std::string path = is_path ? name_or_path : "/dev/shm/" + name_or_path;
   name_ = is_path ? path.substr(path.rfind('/') + 1) : name_or_path;
@@ -75,6 +96,10 @@ MappedSegment::MappedSegment(const std::string& name_or_path) {
     if (e == ENOENT) throw InspectError(3, "no such segment: " + path);
     throw InspectError(4, "cannot open " + path + ": " + std::strerror(e));
   }
+  map(fd, path);
+}
+
+void MappedSegment::map(int fd, const std::string& path) {
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(fd);
@@ -223,8 +248,12 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
 SegmentInfo read_segment(const MappedSegment& m, bool deep) {
   SegmentInfo s;
   guard_sigbus([&] { s = read_image(m.base(), m.size(), m.name(), deep); });
-  auto mappers = shm_mappers();
-  if (auto it = mappers.find(m.name()); it != mappers.end()) s.mapped_by = it->second;
+  if (m.anonymous()) {
+    s.mapped_by = m.mapped_by();
+  } else {
+    auto mappers = shm_mappers();
+    if (auto it = mappers.find(m.name()); it != mappers.end()) s.mapped_by = it->second;
+  }
   // This process maps it too, read-only, while it looks; it is not a user of the segment.
   std::erase(s.mapped_by, getpid());
   return s;

@@ -74,7 +74,8 @@ struct SegmentInfo {
   std::vector<std::string> findings;  // structural problems (check)
 };
 
-// A read-only mapping of /dev/shm/<name> (or of any file path containing '/').
+// A read-only mapping of /dev/shm/<name>, of an anonymous segment "memfd:<inode>" (see
+// memfd_segments in procfs.hpp), or of any file path containing '/'.
 class MappedSegment {
  public:
   // Throws InspectError(3) when it does not exist, InspectError(4) when it cannot be read
@@ -87,9 +88,13 @@ class MappedSegment {
   const std::string& name() const { return name_; }
   const void* base() const { return base_; }
   std::size_t size() const { return size_; }
+  bool anonymous() const { return name_.rfind("memfd:", 0) == 0; }
+  const std::vector<pid_t>& mapped_by() const { return mapped_by_; }  // anonymous only
 
  private:
+  void map(int fd, const std::string& path);  // takes the descriptor
   std::string name_;
+  std::vector<pid_t> mapped_by_;
   void* base_ = nullptr;
   std::size_t size_ = 0;
 };
