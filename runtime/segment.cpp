@@ -26,16 +26,23 @@ namespace {
 // an intrusive red-black tree and splits/merges blocks in many stores, so a process
 // SIGKILLed inside allocate() leaves a tree that the next allocate() follows into a
 // segfault (segment_test reproduced it within a few hundred kills), and its
-// check_sanity() does not notice. Segregated free lists change by one published store, so a
-// kill anywhere leaks at most one block and corrupts nothing; the check after a recovery
-// walks every list and can actually vouch for the heap.
+// check_sanity() does not notice. mpp's heap keeps one structure that every kill leaves
+// whole, the chain of block headers (changed by single stores), and treats its free lists
+// as derived data that a recovery rebuilds from the chain (segment_format.hpp).
 
+// The smallest class whose blocks all have at least `total` bytes.
 constexpr std::uint32_t class_for(std::uint64_t total) {
   if (total <= 128) return static_cast<std::uint32_t>(total / 16 - 1);
   unsigned p = 63 - static_cast<unsigned>(__builtin_clzll(total - 1));
   std::uint64_t step = 1ULL << (p - 2);
   auto k = static_cast<std::uint32_t>((total - (1ULL << p) + step - 1) / step - 1);
   return 8 + (p - 7) * 4 + k;
+}
+
+// The class a free block of `size` bytes is listed in: the largest whose minimum it meets.
+constexpr std::uint32_t floor_class(std::uint64_t size) {
+  std::uint32_t c = class_for(size);
+  return heap_class_bytes(c) == size ? c : c - 1;
 }
 
 constexpr std::size_t align_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
@@ -161,6 +168,7 @@ void format(void* base, std::size_t size, std::size_t max, const std::string& na
   auto* heap = new (static_cast<char*>(base) + l.heap_offset) HeapHeader();
   heap->first_block = l.heap_offset + align_up(sizeof(HeapHeader), 64);
   heap->top.store(heap->first_block);
+  heap->clean.store(heap->first_block);
   h->magic.store(SEGMENT_MAGIC, std::memory_order_release);
 }
 
@@ -397,28 +405,223 @@ void mark_read_only(SegmentHeader& h, const std::string& why) {
   h.read_only.store(1, std::memory_order_release);
 }
 
-// Walks every free list with the allocator's lock held: each entry must be a free block of
-// its class inside the used part of the heap, and no list may be longer than the heap could
-// hold (a cycle). Recomputes the derived counter. Returns what is wrong, or empty.
-std::string walk_heap(const Segment::Impl& im) {
-  std::uint64_t listed = 0;
-  std::string problem = heap_problem(im.base, im.size(), &listed);
-  if (problem.empty()) im.heap().free_listed_bytes.store(listed, std::memory_order_relaxed);
-  return problem;
-}
+// The heap's operations, for a holder of the allocator's lock. Offsets are from the
+// segment's start. See segment_format.hpp for the crash contract these keep: the chain of
+// headers changes only by single stores, each leaving it walkable, and everything else is
+// rebuilt from it by rebuild() when a holder died.
+class Heap {
+ public:
+  explicit Heap(const Segment::Impl& im) : im_(im), heap_(im.heap()) {}
 
-// Under the allocator's lock, after its holder died: count it and check the heap. A kill
-// cannot break a list (each change is one store), so a failure here means something else
-// wrote over the heap; the segment then refuses to allocate rather than spread the damage.
+  static std::uint64_t size_of(std::uint64_t w) { return w & SIZE_MASK; }
+  static bool is_free(std::uint64_t w) { return (w & STATE_MASK) == static_cast<std::uint64_t>(BlockState::free); }
+  static std::uint64_t word(std::uint64_t size, BlockState st) {
+    return BLOCK_TAG | size | static_cast<std::uint64_t>(st);
+  }
+  BlockHeader* at(std::uint64_t off) const { return im_.block(off); }
+  std::uint64_t word_at(std::uint64_t off) const { return at(off)->word.load(std::memory_order_relaxed); }
+
+  // A block of exactly `n` bytes (a multiple of 16, at least BLOCK_MIN_BYTES) from the free
+  // lists, split if it is larger; 0 when none is large enough.
+  std::uint64_t take_free(std::uint64_t n) {
+    const std::uint32_t c = first_nonempty(class_for(n));
+    if (c >= HEAP_CLASSES) return 0;
+    const std::uint64_t off = heap_.free_head[c].load(std::memory_order_relaxed);
+    std::uint64_t size = size_of(word_at(off));
+    unlink(off, size);
+    if (size - n >= kMinSplit) {
+      const std::uint64_t rest = off + n;
+      at(rest)->word.store(word(size - n, BlockState::free), std::memory_order_relaxed);
+      at(rest)->prev_size.store(n, std::memory_order_relaxed);
+      set_prev_size(rest + size - n, size - n);
+      at_crash_point("heap:before-split");
+      at(off)->word.store(word(n, BlockState::free), std::memory_order_release);  // splits
+      push(rest, size - n);
+      size = n;
+    }
+    at_crash_point("heap:before-claim");
+    at(off)->word.store(word(size, BlockState::allocated), std::memory_order_release);  // hands it out
+    heap_.allocations.fetch_add(1, std::memory_order_relaxed);
+    return off;
+  }
+
+  // A block of `n` bytes from never-used space below `limit`; 0 if it does not fit. Sets
+  // `fresh` when the block was never handed out before (its bytes are zero).
+  std::uint64_t take_top(std::uint64_t n, std::uint64_t limit, bool& fresh) {
+    const std::uint64_t top = heap_.top.load(std::memory_order_relaxed);
+    if (limit < top || limit - top < n) return 0;
+    at(top)->word.store(word(n, BlockState::allocated), std::memory_order_relaxed);
+    at(top)->prev_size.store(heap_.top_prev.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    at_crash_point("heap:before-top");
+    heap_.top.store(top + n, std::memory_order_release);  // publishes (and hands out) the block
+    heap_.top_prev.store(n, std::memory_order_relaxed);
+    const std::uint64_t clean = heap_.clean.load(std::memory_order_relaxed);
+    fresh = top >= clean;
+    if (top + n > clean) heap_.clean.store(top + n, std::memory_order_relaxed);
+    heap_.allocations.fetch_add(1, std::memory_order_relaxed);
+    return top;
+  }
+
+  // Frees the allocated block at `off`: merges it with free neighbours, and gives it back
+  // to never-used space if it ends at `top`.
+  void release(std::uint64_t off) {
+    std::uint64_t size = size_of(word_at(off));
+    at_crash_point("heap:before-release");
+    at(off)->word.store(word(size, BlockState::free), std::memory_order_release);  // takes it back
+    heap_.allocations.fetch_sub(1, std::memory_order_relaxed);
+    const std::uint64_t top = heap_.top.load(std::memory_order_relaxed);
+    if (const std::uint64_t next = off + size; next < top && is_free(word_at(next))) {
+      const std::uint64_t nsize = size_of(word_at(next));
+      unlink(next, nsize);
+      at_crash_point("heap:before-merge-next");
+      size += nsize;
+      at(off)->word.store(word(size, BlockState::free), std::memory_order_release);
+    }
+    if (const std::uint64_t psize = at(off)->prev_size.load(std::memory_order_relaxed);
+        psize != 0 && psize <= off - heap_.first_block) {
+      const std::uint64_t prev = off - psize;
+      const std::uint64_t pw = word_at(prev);
+      if ((pw & TAG_MASK) == BLOCK_TAG && size_of(pw) == psize && is_free(pw)) {
+        unlink(prev, psize);
+        at_crash_point("heap:before-merge-prev");
+        size += psize;
+        off = prev;
+        at(off)->word.store(word(size, BlockState::free), std::memory_order_release);
+      }
+    }
+    if (off + size == top) {
+      at_crash_point("heap:before-lower-top");
+      heap_.top.store(off, std::memory_order_release);  // back to never-used space
+      heap_.top_prev.store(at(off)->prev_size.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    } else {
+      at(off + size)->prev_size.store(size, std::memory_order_relaxed);
+      push(off, size);
+    }
+  }
+
+  // After a holder of the lock died: walks the chain (the only structure a kill cannot
+  // leave half-changed), merges runs of free blocks, and rebuilds everything derived from
+  // it: predecessor sizes, free lists, bitmap, counters, `top` (a free last block goes back
+  // to never-used space). Returns what is wrong with the chain, or empty.
+  std::string rebuild() {
+    const std::uint64_t top = heap_.top.load(std::memory_order_relaxed);
+    if (std::string p = chain_problem(top); !p.empty()) return p;
+    for (auto& head : heap_.free_head) head.store(0, std::memory_order_relaxed);
+    for (auto& bits : heap_.nonempty) bits.store(0, std::memory_order_relaxed);
+    heap_.free_listed_bytes.store(0, std::memory_order_relaxed);
+    std::uint64_t live = 0, prev = 0, prev_size = 0;
+    bool prev_free = false;
+    for (std::uint64_t off = heap_.first_block; off < top;) {
+      const std::uint64_t w = word_at(off), size = size_of(w);
+      if (is_free(w) && prev_free) {  // a run of free blocks becomes one
+        prev_size += size;
+        at(prev)->word.store(word(prev_size, BlockState::free), std::memory_order_release);
+      } else {
+        if (prev_free) push(prev, prev_size);
+        at(off)->prev_size.store(prev_size, std::memory_order_relaxed);
+        prev = off;
+        prev_size = size;
+        prev_free = is_free(w);
+        if (!prev_free) ++live;
+      }
+      off += size;
+    }
+    if (prev_free) {
+      heap_.top.store(prev, std::memory_order_release);
+      heap_.top_prev.store(at(prev)->prev_size.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    } else {
+      heap_.top_prev.store(prev_size, std::memory_order_relaxed);
+    }
+    if (heap_.clean.load(std::memory_order_relaxed) < top) heap_.clean.store(top, std::memory_order_relaxed);
+    heap_.allocations.store(live, std::memory_order_relaxed);
+    return {};
+  }
+
+ private:
+  static constexpr std::uint64_t kMinSplit = 64;  // smaller remainders stay in the block
+
+  // The chain from first_block must be headers of known state whose sizes land exactly on
+  // `top`.
+  std::string chain_problem(std::uint64_t top) const {
+    if (top < heap_.first_block || top > im_.size() || top % 16 != 0) return "the heap's top is outside the heap";
+    for (std::uint64_t off = heap_.first_block; off < top;) {
+      const std::uint64_t w = word_at(off), size = size_of(w), st = w & STATE_MASK;
+      if ((w & TAG_MASK) != BLOCK_TAG || size < BLOCK_MIN_BYTES || size % 16 != 0 || size > top - off ||
+          (st != static_cast<std::uint64_t>(BlockState::free) && st != static_cast<std::uint64_t>(BlockState::allocated))) {
+        return "the block at offset " + std::to_string(off) + " has a corrupt header";
+      }
+      off += size;
+    }
+    return {};
+  }
+
+  void set_prev_size(std::uint64_t off, std::uint64_t size) {
+    if (off < heap_.top.load(std::memory_order_relaxed)) {
+      at(off)->prev_size.store(size, std::memory_order_relaxed);
+    } else {
+      heap_.top_prev.store(size, std::memory_order_relaxed);
+    }
+  }
+
+  FreeLinks* links(std::uint64_t off) const {
+    return reinterpret_cast<FreeLinks*>(static_cast<char*>(im_.base) + off + BLOCK_HEADER_BYTES);
+  }
+
+  std::uint32_t first_nonempty(std::uint32_t c) const {
+    for (std::uint32_t i = c / 64; i < std::size(heap_.nonempty); ++i) {
+      std::uint64_t bits = heap_.nonempty[i].load(std::memory_order_relaxed);
+      if (i == c / 64) bits &= ~std::uint64_t{0} << (c % 64);
+      if (bits) return i * 64 + static_cast<std::uint32_t>(__builtin_ctzll(bits));
+    }
+    return HEAP_CLASSES;
+  }
+
+  void push(std::uint64_t off, std::uint64_t size) {
+    const std::uint32_t c = floor_class(size);
+    const std::uint64_t head = heap_.free_head[c].load(std::memory_order_relaxed);
+    links(off)->next.store(head, std::memory_order_relaxed);
+    links(off)->prev.store(0, std::memory_order_relaxed);
+    if (head) links(head)->prev.store(off, std::memory_order_relaxed);
+    heap_.free_head[c].store(off, std::memory_order_relaxed);
+    heap_.nonempty[c / 64].fetch_or(std::uint64_t{1} << (c % 64), std::memory_order_relaxed);
+    heap_.free_listed_bytes.fetch_add(size, std::memory_order_relaxed);
+  }
+
+  void unlink(std::uint64_t off, std::uint64_t size) {
+    const std::uint32_t c = floor_class(size);
+    const std::uint64_t next = links(off)->next.load(std::memory_order_relaxed);
+    const std::uint64_t prev = links(off)->prev.load(std::memory_order_relaxed);
+    if (prev) {
+      links(prev)->next.store(next, std::memory_order_relaxed);
+    } else {
+      heap_.free_head[c].store(next, std::memory_order_relaxed);
+      if (next == 0) heap_.nonempty[c / 64].fetch_and(~(std::uint64_t{1} << (c % 64)), std::memory_order_relaxed);
+    }
+    if (next) links(next)->prev.store(prev, std::memory_order_relaxed);
+    heap_.free_listed_bytes.fetch_sub(size, std::memory_order_relaxed);
+  }
+
+  const Segment::Impl& im_;
+  HeapHeader& heap_;
+};
+
+// Checks the heap with the allocator's lock held (heap_problem: the chain and every list).
+std::string walk_heap(const Segment::Impl& im) { return heap_problem(im.base, im.size()); }
+
+// Under the allocator's lock, after its holder died: count it, repair what a growth cut
+// short, and rebuild the heap's derived structures from the chain. A kill cannot break the
+// chain, so a failure here means something else wrote over the heap; the segment then
+// refuses to allocate rather than spread the damage.
 void recover_heap(Segment::Impl& im) {
   SegmentHeader& h = im.header();
   h.heap_recoveries.fetch_add(1, std::memory_order_relaxed);
   // A grower killed between publishing `size` and storing its derived copy.
   h.heap_size.store(h.size.load() - h.heap_offset, std::memory_order_release);
-  std::string problem = walk_heap(im);
+  std::string problem = Heap(im).rebuild();
+  if (problem.empty()) problem = walk_heap(im);
   if (!problem.empty()) {
     mark_read_only(h, "heap check after a crash failed: " + problem);
-    throw SegmentError("segment '" + im.name + "' is corrupt and now read-only: " + problem);
+    throw SegmentError("segment '" + im.display_name() + "' is corrupt and now read-only: " + problem);
   }
 }
 
@@ -484,8 +687,9 @@ bool Segment::check_heap() {
 }
 
 std::size_t Segment::free_bytes() const {
-  // Lock-free reads of counters: a report, not a promise (free-listed blocks serve only
-  // requests of their size class or smaller).
+  // Lock-free reads of counters: a report, not a promise. Free blocks are merged with free
+  // neighbours at once, so this is what can be allocated, less fragmentation between live
+  // blocks.
   HeapHeader& heap = impl_->heap();
   return impl_->header().max_size - heap.top.load(std::memory_order_relaxed) +
          heap.free_listed_bytes.load(std::memory_order_relaxed);
@@ -516,46 +720,21 @@ void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh)
     throw SegmentFull("cannot allocate " + std::to_string(bytes) + " bytes in segment '" +
                       im.display_name() + "', whose maximum size is " + std::to_string(im.reserved));
   }
-  const std::uint64_t total = align_up(bytes + extra + BLOCK_HEADER_BYTES, 16);
-  const std::uint32_t c = class_for(std::max<std::uint64_t>(total, 32));
-  const std::uint64_t cbytes = heap_class_bytes(c);
-  HeapHeader& heap = im.heap();
+  const std::uint64_t n = std::max<std::uint64_t>(align_up(bytes + extra + BLOCK_HEADER_BYTES, 16),
+                                                   BLOCK_MIN_BYTES);
   std::uint64_t off = 0;
   {
-    RobustLockGuard guard(heap.mutex, [&] { recover_heap(im); });
+    RobustLockGuard guard(im.heap().mutex, [&] { recover_heap(im); });
     if (read_only()) refuse_read_only();
-    // 1. a free block of the class; 2. fresh space; 3. a free block of a larger class
-    // (it keeps its class, so it goes back to its own list when freed).
-    auto pop = [&](std::uint32_t k) {
-      std::uint64_t b = heap.free_head[k].load(std::memory_order_relaxed);
-      if (b == 0) return false;
-      heap.free_head[k].store(im.block(b)->next.load(std::memory_order_relaxed),
-                              std::memory_order_relaxed);  // publishes: b is off the list
-      im.block(b)->state.store(static_cast<std::uint32_t>(BlockState::allocated));
-      heap.free_listed_bytes.fetch_sub(heap_class_bytes(k), std::memory_order_relaxed);
-      off = b;
-      return true;
-    };
-    auto carve = [&] {
-      std::uint64_t top = heap.top.load(std::memory_order_relaxed);
-      if (im.size() - top < cbytes) return false;
-      heap.top.store(top + cbytes, std::memory_order_relaxed);  // publishes the block
-      BlockHeader* b = im.block(top);
-      b->tag = BLOCK_MAGIC | c;
-      b->state.store(static_cast<std::uint32_t>(BlockState::allocated));
-      b->next.store(0, std::memory_order_relaxed);
-      off = top;
-      fresh = true;
-      return true;
-    };
-    if (!pop(c) && !carve()) {
-      for (std::uint32_t k = c + 1; k < HEAP_CLASSES && off == 0; ++k) pop(k);
-      if (off == 0) {
-        grow(im, heap.top.load(std::memory_order_relaxed) + cbytes, bytes);
-        carve();
-      }
+    // Free space first (any size class: blocks are split), then never-used space, then a
+    // growth.
+    Heap heap(im);
+    off = heap.take_free(n);
+    if (off == 0) off = heap.take_top(n, im.size(), fresh);
+    if (off == 0) {
+      grow(im, im.heap().top.load(std::memory_order_relaxed) + n, bytes);
+      off = heap.take_top(n, im.size(), fresh);
     }
-    if (off != 0) heap.allocations.fetch_add(1, std::memory_order_relaxed);
   }
   char* user = static_cast<char*>(im.base) + off + BLOCK_HEADER_BYTES;
   if (align > 16) {
@@ -563,8 +742,7 @@ void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh)
     char* aligned = user + ((align - addr % align) % align);
     if (aligned == user) aligned += align;  // keep room for the redirect header below it
     auto* r = reinterpret_cast<BlockHeader*>(aligned - BLOCK_HEADER_BYTES);
-    r->tag = REDIRECT_MAGIC;
-    r->next.store(static_cast<std::uint64_t>(aligned - user), std::memory_order_relaxed);
+    r->word.store(REDIRECT_TAG | static_cast<std::uint64_t>(aligned - user), std::memory_order_relaxed);
     return aligned;
   }
   return user;
@@ -575,25 +753,20 @@ void Segment::deallocate(void* p) noexcept {
   auto& im = *impl_;
   char* user = static_cast<char*>(p);
   auto* h = reinterpret_cast<BlockHeader*>(user - BLOCK_HEADER_BYTES);
-  if (h->tag == REDIRECT_MAGIC) {
-    user -= h->next.load(std::memory_order_relaxed);
+  if (std::uint64_t w = h->word.load(std::memory_order_relaxed); (w & TAG_MASK) == REDIRECT_TAG) {
+    user -= w & ~TAG_MASK;
     h = reinterpret_cast<BlockHeader*>(user - BLOCK_HEADER_BYTES);
   }
   const std::uint64_t off = offset_of(h);
   HeapHeader& heap = im.heap();
-  if ((h->tag & 0xffff0000u) != BLOCK_MAGIC || off < heap.first_block || off >= impl_->size() ||
-      h->state.load() != static_cast<std::uint32_t>(BlockState::allocated)) {
-    return;  // not a live block of this heap (a double free): refusing is the safe choice
-  }
-  const std::uint32_t c = h->tag & 0xffffu;
-  if (c == 0 || c >= HEAP_CLASSES) return;
   try {
     RobustLockGuard guard(heap.mutex, [&] { recover_heap(im); });
-    h->state.store(static_cast<std::uint32_t>(BlockState::free));
-    h->next.store(heap.free_head[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
-    heap.free_head[c].store(off, std::memory_order_relaxed);  // publishes: b is on the list
-    heap.free_listed_bytes.fetch_add(heap_class_bytes(c), std::memory_order_relaxed);
-    heap.allocations.fetch_sub(1, std::memory_order_relaxed);
+    const std::uint64_t w = h->word.load(std::memory_order_relaxed);
+    if (off < heap.first_block || off >= heap.top.load(std::memory_order_relaxed) || off % 16 != 0 ||
+        (w & TAG_MASK) != BLOCK_TAG || (w & STATE_MASK) != static_cast<std::uint64_t>(BlockState::allocated)) {
+      return;  // not a live block of this heap (a double free): refusing is the safe choice
+    }
+    Heap(im).release(off);
   } catch (...) {
     // The heap check after a recovery failed: the segment is read-only, the block leaks.
   }

@@ -61,24 +61,47 @@ std::string heap_problem(const void* base, std::size_t size, std::uint64_t* free
     return "the heap's top (" + std::to_string(top) + ") is outside the heap";
   }
   const auto* bytes = static_cast<const char*>(base);
-  const std::uint64_t max_steps = (top - heap.first_block) / 32 + 1;
+  auto header = [&](std::uint64_t off) { return reinterpret_cast<const BlockHeader*>(bytes + off); };
+  // The chain: headers of known state whose sizes land exactly on `top`.
+  std::uint64_t chain_free = 0;
+  for (std::uint64_t off = heap.first_block; off < top;) {
+    const std::uint64_t w = header(off)->word.load(std::memory_order_relaxed);
+    const std::uint64_t bsize = w & SIZE_MASK, st = w & STATE_MASK;
+    if ((w & TAG_MASK) != BLOCK_TAG || bsize < BLOCK_MIN_BYTES || bsize % 16 != 0 || bsize > top - off ||
+        (st != static_cast<std::uint64_t>(BlockState::free) &&
+         st != static_cast<std::uint64_t>(BlockState::allocated))) {
+      return "the block at offset " + std::to_string(off) + " has a corrupt header";
+    }
+    if (st == static_cast<std::uint64_t>(BlockState::free)) chain_free += bsize;
+    off += bsize;
+  }
+  // The lists: each entry a free block of its class inside the chain, back links matching,
+  // no list longer than the heap could hold (a cycle).
+  const std::uint64_t max_steps = (top - heap.first_block) / BLOCK_MIN_BYTES + 1;
   std::uint64_t listed = 0;
-  for (std::uint32_t c = 1; c < HEAP_CLASSES; ++c) {
-    std::uint64_t steps = 0;
+  for (std::uint32_t c = 0; c < HEAP_CLASSES; ++c) {
+    std::uint64_t steps = 0, prev = 0;
     for (std::uint64_t off = heap.free_head[c].load(std::memory_order_relaxed); off != 0;) {
-      if (!inside(off, heap_class_bytes(c), heap.first_block, top) || off % 16 != 0 ||
-          off + sizeof(BlockHeader) > size) {
+      if (!inside(off, BLOCK_MIN_BYTES, heap.first_block, top) || off % 16 != 0) {
         return "free list " + std::to_string(c) + " points outside the heap";
       }
-      const auto* b = reinterpret_cast<const BlockHeader*>(bytes + off);
-      if (b->tag != (BLOCK_MAGIC | c) ||
-          b->state.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(BlockState::free)) {
+      const std::uint64_t w = header(off)->word.load(std::memory_order_relaxed);
+      const std::uint64_t bsize = w & SIZE_MASK;
+      const auto* links = reinterpret_cast<const FreeLinks*>(bytes + off + BLOCK_HEADER_BYTES);
+      if ((w & TAG_MASK) != BLOCK_TAG || (w & STATE_MASK) != static_cast<std::uint64_t>(BlockState::free) ||
+          bsize < heap_class_bytes(c) || (c + 1 < HEAP_CLASSES && bsize >= heap_class_bytes(c + 1)) ||
+          links->prev.load(std::memory_order_relaxed) != prev) {
         return "free list " + std::to_string(c) + " holds a block that is not a free block of its class";
       }
       if (++steps > max_steps) return "free list " + std::to_string(c) + " is a cycle";
-      listed += heap_class_bytes(c);
-      off = b->next.load(std::memory_order_relaxed);
+      listed += bsize;
+      prev = off;
+      off = links->next.load(std::memory_order_relaxed);
     }
+  }
+  if (listed != chain_free) {
+    return "the free lists hold " + std::to_string(listed) + " bytes, the chain's free blocks " +
+           std::to_string(chain_free);
   }
   if (free_listed) *free_listed = listed;
   return {};

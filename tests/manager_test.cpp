@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <random>
 #include <string>
 
 #include "mpp/errors.hpp"
@@ -98,4 +99,32 @@ TEST_CASE("an unrelated process attaches to a Manager and uses its dict and list
   CHECK_THAT(out, Catch::StartsWith("ok parent=1"));
   CHECK(d.at("from-helper") == 2);
   CHECK(m.list<std::string>("l").to_vector() == std::vector<std::string>{"helper"});
+}
+
+TEST_CASE("a dict churned with values of 1 B to 64 KiB reuses its freed space for any size") {
+  // The Manager's own segment, fixed at 64 MiB so that reuse (not growth) is what is tested.
+  mpp::Manager m(std::string("mpp-test-churn-") + std::to_string(getpid()), 64 << 20,
+                 {.max_bytes = 64 << 20});
+  auto d = m.dict<int, std::string>("churn");
+  std::mt19937 rng(11);
+  const std::string big(64 << 10, 'v');
+  for (int op = 0; op < 1'000'000; ++op) {
+    int key = static_cast<int>(rng() % 600);
+    if (rng() % 2) {
+      d.set(key, big.substr(0, 1 + rng() % (64 << 10)));
+    } else {
+      d.erase(key);
+    }
+  }
+  auto seg = m.segment();
+  REQUIRE(seg->check_heap());
+  void* quarter = seg->allocate(m.free_bytes() / 4);
+  CHECK(quarter != nullptr);
+  seg->deallocate(quarter);
+  d.clear();
+  const std::size_t free = m.free_bytes();
+  CHECK(free > (60u << 20));
+  void* most = seg->allocate(free / 2);  // the dict's bucket array may sit mid-heap
+  CHECK(most != nullptr);
+  seg->deallocate(most);
 }

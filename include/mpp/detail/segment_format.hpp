@@ -198,30 +198,52 @@ static_assert(offsetof(DirectoryEntry, object_offset) == 8);
 static_assert(offsetof(DirectoryEntry, name) == 48);
 static_assert(sizeof(DirectoryEntry) == 48 + MAX_OBJECT_NAME + 1 + 2 * TYPE_NAME_BYTES);
 
-// The allocator (see segment.cpp for why it is mpp's own and not Boost's rbtree_best_fit).
-// Segregated free lists: every block belongs to one size class for life; a free block is on
-// its class's singly linked list. Every change is published by ONE store (a list head or
-// `top`), so a process killed at any instruction leaves at most one block unreachable
-// (leaked), never a broken list. The counters are derived and recomputed after a recovery.
+// The allocator (see segment.cpp, and docs/design/segment-growth.md for why it is crash
+// safe). The heap is a chain of blocks from HeapHeader::first_block up to `top`, each with
+// a 16-byte header giving its size (boundary tags: also its predecessor's size), so the
+// chain can be walked and adjacent free blocks merged. Free blocks are on segregated
+// doubly linked lists by size (the links live in the free block itself). Freed blocks
+// merge with free neighbours at once, and a free block that ends at `top` goes back to
+// fresh space, so freed space serves any size again.
+//
+// Crash contract: the chain is the truth and changes only by single stores (a header's
+// word, or `top`), each leaving a walkable chain; a block's state word is the one store
+// that hands it to its owner or takes it back. Everything else (lists, bitmap, counters,
+// predecessor sizes) is derived: the recovery after a holder of the allocator's lock died
+// rebuilds it all from one walk of the chain. A kill leaks at most the block being handed
+// out.
 inline constexpr std::uint32_t HEAP_CLASSES = 176;
 inline constexpr std::uint32_t BLOCK_HEADER_BYTES = 16;
-inline constexpr std::uint32_t BLOCK_MAGIC = 0xB10C0000u;     // | class, in BlockHeader::tag
-inline constexpr std::uint32_t REDIRECT_MAGIC = 0xA1160000u;  // an over-aligned block's
-                                                              // second header (below the
-                                                              // user pointer)
-enum class BlockState : std::uint32_t { allocated = 1, free = 2 };
+inline constexpr std::uint64_t BLOCK_MIN_BYTES = 32;  // header + the free-list links
+inline constexpr std::uint64_t BLOCK_TAG = 0xB10CULL << 48;     // a block's header
+inline constexpr std::uint64_t REDIRECT_TAG = 0xA116ULL << 48;  // an over-aligned block's
+                                                                // second header, just below
+                                                                // the user pointer
+inline constexpr std::uint64_t TAG_MASK = 0xFFFFULL << 48;
+inline constexpr std::uint64_t STATE_MASK = 0xF;
+inline constexpr std::uint64_t SIZE_MASK = ~(TAG_MASK | STATE_MASK);
+enum class BlockState : std::uint64_t { allocated = 1, free = 2 };
 
 // The 16 bytes before every block's user memory.
 struct BlockHeader {
-  std::uint32_t tag = 0;  // BLOCK_MAGIC | size class; or REDIRECT_MAGIC, then `next` is the
-                          // distance back to the real header
-  std::atomic<std::uint32_t> state{0};    // BlockState
-  std::atomic<std::uint64_t> next{0};     // free: offset of the next free block of the class
+  // BLOCK_TAG | size in bytes (header included, a multiple of 16) | BlockState; or
+  // REDIRECT_TAG | the distance back to the real header.
+  std::atomic<std::uint64_t> word{0};
+  std::atomic<std::uint64_t> prev_size{0};  // size of the block just below (0: the first);
+                                            // derived, rebuilt by a recovery
 };
 
-// Bytes (header included) of a block of size class c.
+// The links of a free block, in its first user bytes.
+struct FreeLinks {
+  std::atomic<std::uint64_t> next{0};  // offset of the next free block of the list, 0: none
+  std::atomic<std::uint64_t> prev{0};  // offset of the previous one, 0: this is the head
+};
+
+// Free-list class c holds free blocks of at least heap_class_bytes(c) bytes (and less than
+// class c + 1's): 16-byte steps up to 128, then four steps per power of two.
 constexpr std::uint64_t heap_class_bytes(std::uint32_t c) noexcept {
-  if (c < 8) return 16ULL * (c + 1);  // 16 .. 128 (class 0 is unused: a block needs 32)
+  if (c < 8) return 16ULL * (c + 1);  // 16 .. 128 (classes 0 and 1 hold nothing: a block
+                                      // needs 32)
   std::uint32_t p = 7 + (c - 8) / 4, k = (c - 8) % 4;
   return (1ULL << p) + (k + 1) * (1ULL << (p - 2));  // 160, 192, 224, 256, 320, ...
 }
@@ -230,9 +252,15 @@ struct HeapHeader {
   RobustMutex mutex;                      // the allocator's lock
   std::uint64_t first_block = 0;          // offset (from the segment start) of the first block
   std::atomic<std::uint64_t> top{0};      // offset of the first never-used byte
-  std::atomic<std::uint64_t> free_head[HEAP_CLASSES] = {};  // per class, 0 = empty
-  std::atomic<std::uint64_t> free_listed_bytes{0};  // bytes on free lists (derived)
-  std::atomic<std::uint64_t> allocations{0};        // live blocks (derived, approximate)
+  std::atomic<std::uint64_t> top_prev{0};  // size of the block that ends at `top` (derived)
+  std::atomic<std::uint64_t> clean{0};  // offset from which the heap was never handed out
+                                        // (still zero): `top` goes down when the last block
+                                        // is freed, this never does
+  std::atomic<std::uint64_t> free_head[HEAP_CLASSES] = {};  // per class, 0 = empty (derived)
+  std::atomic<std::uint64_t> nonempty[(HEAP_CLASSES + 63) / 64] = {};  // bit c: list c has
+                                                                       // blocks (derived)
+  std::atomic<std::uint64_t> free_listed_bytes{0};  // bytes in free blocks (derived)
+  std::atomic<std::uint64_t> allocations{0};        // live blocks (derived)
 };
 
 // FNV-1a 64: the type_hash of an entry (and nothing else; containers hash keys their own way).
