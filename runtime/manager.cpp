@@ -9,9 +9,10 @@ Manager::Manager(const std::string& name, std::size_t bytes, Options options)
                                     .directory_entries = options.directory_entries,
                                     .max_bytes = options.max_bytes})) {}
 
-Manager::Manager(std::size_t bytes)
-    : seg_(detail::Segment::anonymous(bytes, Options{}.directory_entries,
-                                      detail::Segment::auto_max_bytes(bytes, true))) {}
+Manager::Manager(std::size_t bytes, Options options)
+    : seg_(detail::Segment::anonymous(bytes, options.directory_entries,
+                                      options.max_bytes ? options.max_bytes
+                                                        : detail::Segment::auto_max_bytes(bytes, true))) {}
 
 Manager Manager::attach(const std::string& name) {
   return Manager(detail::Segment::attach(name));

@@ -62,11 +62,15 @@ class Manager {
   Manager(const std::string& name, std::size_t bytes = default_bytes)
       : Manager(name, bytes, Options{}) {}
 
-  // Creates an anonymous segment (a memfd: never in /dev/shm, gone with its last user) of
-  // `bytes` bytes, growing as needed up to the machine's memory, shared with processes
-  // forked after it. name() is empty. Throws SegmentFull if there is no memory for it.
-  Manager() : Manager(std::size_t{default_bytes}) {}
-  explicit Manager(std::size_t bytes);
+  // Creates an anonymous segment (a memfd: never in /dev/shm, gone with its last user),
+  // shared with processes forked after it; name() is empty. It starts at `bytes` and grows
+  // as needed up to options.max_bytes (0: the machine's physical memory). Only
+  // options.max_bytes and directory_entries apply. Throws SegmentFull if there is no
+  // memory for it, ValueError for a bad size.
+  Manager(std::size_t bytes, Options options);
+  Manager() : Manager(std::size_t{default_bytes}, Options{}) {}
+  // An anonymous segment of exactly `bytes` bytes: fixed, as before segments grew.
+  explicit Manager(std::size_t bytes) : Manager(bytes, Options{.max_bytes = bytes}) {}
 
   // Opens an existing segment by name, from any process. Throws FileNotFoundError if there
   // is none, SegmentError if the file is not an mpp segment of this version.
