@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -820,25 +821,44 @@ std::uint32_t name_hash(std::string_view name) {
   return static_cast<std::uint32_t>(fnv1a64(name));
 }
 
-// Calls `f` on every directory entry, the inline ones and then each chunk's, until it
-// returns true; returns that entry, or nullptr. Chunks are only ever appended (one release
-// store links each), so this needs no lock; a link that does not fit the segment (only a
-// foreign write can make one) ends the walk.
+// A directory chunk in the heap, or nullptr if `off` does not hold one that fits the segment
+// (only a foreign write can make such a link).
+DirectoryChunk* chunk_at(const Segment::Impl& im, std::uint64_t off) {
+  const std::uint64_t size = im.size();
+  if (off < im.header().heap_offset || off % 16 != 0 || off + sizeof(DirectoryChunk) > size) return nullptr;
+  auto* chunk = reinterpret_cast<DirectoryChunk*>(static_cast<char*>(im.base) + off);
+  if (directory_chunk_entries(chunk->capacity) + std::uint64_t{chunk->capacity} * sizeof(DirectoryEntry) >
+      size - off) {
+    return nullptr;
+  }
+  return chunk;
+}
+
+std::uint32_t* chunk_hashes(DirectoryChunk* c) { return reinterpret_cast<std::uint32_t*>(c + 1); }
+DirectoryEntry* chunk_entries(DirectoryChunk* c) {
+  return reinterpret_cast<DirectoryEntry*>(reinterpret_cast<char*>(c) + directory_chunk_entries(c->capacity));
+}
+
+// Calls `f(entry, hash_slot)` on every directory entry, the inline ones (hash_slot null)
+// and then each chunk's, until it returns true; returns that entry, or nullptr. Chunks are
+// only ever appended (one release store links each), so this needs no lock. With `hash`,
+// only the chunk entries whose hash copy matches are visited (inline ones all are).
 template <class F>
-DirectoryEntry* scan_directory(const Segment::Impl& im, F&& f) {
+DirectoryEntry* scan_directory(const Segment::Impl& im, F&& f, const std::uint32_t* hash = nullptr) {
   const SegmentHeader& h = im.header();
   DirectoryEntry* dir = im.directory();
   for (unsigned i = 0; i < h.directory_capacity; ++i) {
-    if (f(dir[i])) return &dir[i];
+    if (f(dir[i], static_cast<std::uint32_t*>(nullptr))) return &dir[i];
   }
   const std::atomic<std::uint64_t>* link = &h.directory_next;
   for (std::uint64_t off; (off = link->load(std::memory_order_acquire)) != 0;) {
-    if (off < h.heap_offset || off % 16 != 0 || off + sizeof(DirectoryChunk) > im.size()) break;
-    auto* chunk = reinterpret_cast<DirectoryChunk*>(static_cast<char*>(im.base) + off);
-    if (off + sizeof(DirectoryChunk) + std::uint64_t{chunk->capacity} * sizeof(DirectoryEntry) > im.size()) break;
-    auto* entries = reinterpret_cast<DirectoryEntry*>(chunk + 1);
+    DirectoryChunk* chunk = chunk_at(im, off);
+    if (!chunk) break;
+    std::uint32_t* hashes = chunk_hashes(chunk);
+    DirectoryEntry* entries = chunk_entries(chunk);
     for (unsigned i = 0; i < chunk->capacity; ++i) {
-      if (f(entries[i])) return &entries[i];
+      if (hash && std::atomic_ref<std::uint32_t>(hashes[i]).load(std::memory_order_relaxed) != *hash) continue;
+      if (f(entries[i], &hashes[i])) return &entries[i];
     }
     link = &chunk->next;
   }
@@ -851,38 +871,53 @@ void* Segment::find(const ObjectSpec& spec) {
   validate_object_name(spec.name);
   if (spec.name.empty()) return nullptr;
   const std::uint32_t hash = name_hash(spec.name);
-  DirectoryEntry* e = scan_directory(*impl_, [&](const DirectoryEntry& d) {
-    return d.state.load(std::memory_order_acquire) == static_cast<std::uint32_t>(EntryState::published) &&
-           d.name_hash == hash && spec.name == std::string_view(d.name);
-  });
+  DirectoryEntry* e = scan_directory(
+      *impl_,
+      [&](const DirectoryEntry& d, std::uint32_t*) {
+        return d.state.load(std::memory_order_acquire) == static_cast<std::uint32_t>(EntryState::published) &&
+               d.name_hash == hash && spec.name == std::string_view(d.name);
+      },
+      &hash);
   if (!e) return nullptr;
   check_match(*this, *e, spec);
   return at(e->object_offset);
 }
 
-// With the directory lock held: a free entry, adding a chunk (as large as the directory
-// so far, so lookups stay few chunks long) when every entry is used. A creator killed
-// between allocating a chunk and linking it leaks that chunk, nothing else.
-DirectoryEntry* Segment::free_entry() {
+// With the directory lock held: a free entry (and where its hash copy goes, null for an
+// inline one). Chunk entries are taken in order; when every chunk is full a new one is
+// added, as large as the directory so far (so lookups stay few chunks long). A creator
+// killed between allocating a chunk and linking it leaks that chunk, nothing else; one
+// killed after taking an entry leaks that entry (the recovery frees only `building` ones
+// that it can find, which it does: it scans every entry).
+DirectoryEntry* Segment::free_entry(std::uint32_t*& hash_slot) {
   auto& h = header();
-  std::uint64_t capacity = 0;
-  const std::atomic<std::uint64_t>* last = &h.directory_next;
-  DirectoryEntry* slot = scan_directory(*impl_, [&](DirectoryEntry& d) {
-    ++capacity;
-    return d.state.load() == static_cast<std::uint32_t>(EntryState::free);
-  });
-  if (slot) return slot;
+  hash_slot = nullptr;
+  DirectoryEntry* dir = impl_->directory();
+  for (unsigned i = 0; i < h.directory_capacity; ++i) {
+    if (dir[i].state.load() == static_cast<std::uint32_t>(EntryState::free)) return &dir[i];
+  }
+  std::uint64_t capacity = h.directory_capacity;
+  std::atomic<std::uint64_t>* last = &h.directory_next;
   for (std::uint64_t off; (off = last->load(std::memory_order_acquire)) != 0;) {
-    last = &at<DirectoryChunk>(off)->next;
+    DirectoryChunk* chunk = chunk_at(*impl_, off);
+    if (!chunk) throw SegmentError("segment '" + impl_->display_name() + "': its directory is corrupt");
+    if (std::uint32_t k = chunk->filled.load(); k < chunk->capacity) {
+      chunk->filled.store(k + 1);
+      hash_slot = &chunk_hashes(chunk)[k];
+      return &chunk_entries(chunk)[k];
+    }
+    capacity += chunk->capacity;
+    last = &chunk->next;
   }
   const auto n = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(capacity, 64, 1 << 16));
-  void* mem = allocate_zeroed(sizeof(DirectoryChunk) + n * sizeof(DirectoryEntry));
+  void* mem = allocate_zeroed(directory_chunk_entries(n) + std::uint64_t{n} * sizeof(DirectoryEntry));
   auto* chunk = new (mem) DirectoryChunk();
   chunk->capacity = n;
-  auto* entries = reinterpret_cast<DirectoryEntry*>(chunk + 1);
-  for (std::uint32_t i = 0; i < n; ++i) new (&entries[i]) DirectoryEntry();
-  const_cast<std::atomic<std::uint64_t>*>(last)->store(offset_of(chunk), std::memory_order_release);
-  return &entries[0];
+  for (std::uint32_t i = 0; i < n; ++i) new (&chunk_entries(chunk)[i]) DirectoryEntry();
+  chunk->filled.store(1);
+  last->store(offset_of(chunk), std::memory_order_release);
+  hash_slot = &chunk_hashes(chunk)[0];
+  return &chunk_entries(chunk)[0];
 }
 
 std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
@@ -893,7 +928,7 @@ std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
   // object's memory allocated (and half-constructed, so not reusable): the entry is freed
   // and the memory counted as leaked.
   RobustLockGuard guard(h.directory_mutex, [&] {
-    scan_directory(*impl_, [&](DirectoryEntry& d) {
+    scan_directory(*impl_, [&](DirectoryEntry& d, std::uint32_t*) {
       if (d.state.load() == static_cast<std::uint32_t>(EntryState::building)) {
         h.leaked.fetch_add(d.object_bytes, std::memory_order_relaxed);
         d.state.store(static_cast<std::uint32_t>(EntryState::free));
@@ -909,7 +944,8 @@ std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
   } else if (void* p = find(spec)) {
     return {p, false};  // created by another process while we waited for the lock
   }
-  DirectoryEntry* slot = free_entry();
+  std::uint32_t* hash_slot = nullptr;
+  DirectoryEntry* slot = free_entry(hash_slot);
   slot->kind = spec.kind;
   slot->object_offset = 0;
   slot->object_bytes = 0;
@@ -918,6 +954,9 @@ std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
   slot->creation_time_ns = now_ns();
   copy_cut(slot->name, sizeof slot->name, name);
   slot->name_hash = name_hash(slot->name);
+  if (hash_slot) {  // published with the entry's state, below
+    std::atomic_ref<std::uint32_t>(*hash_slot).store(slot->name_hash, std::memory_order_relaxed);
+  }
   copy_cut(slot->key_type, sizeof slot->key_type, spec.key_type);
   copy_cut(slot->value_type, sizeof slot->value_type, spec.value_type);
   slot->object_bytes = spec.bytes;  // counted as leaked if we die from here on

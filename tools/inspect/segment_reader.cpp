@@ -229,11 +229,13 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
       break;
     }
     const auto& chunk = *reinterpret_cast<const DirectoryChunk*>(bytes + link);
-    if (std::uint64_t{chunk.capacity} * sizeof(DirectoryEntry) > limit - link - sizeof(DirectoryChunk)) {
+    if (directory_chunk_entries(chunk.capacity) + std::uint64_t{chunk.capacity} * sizeof(DirectoryEntry) >
+        limit - link) {
       s.findings.push_back("directory: a chunk runs past the segment's end");
       break;
     }
-    const auto* entries = reinterpret_cast<const DirectoryEntry*>(&chunk + 1);
+    const auto* entries =
+        reinterpret_cast<const DirectoryEntry*>(bytes + link + directory_chunk_entries(chunk.capacity));
     for (std::uint32_t i = 0; i < chunk.capacity; ++i) visit(entries[i], index++);
     s.directory_capacity += chunk.capacity;
     link = chunk.next.load(std::memory_order_acquire);

@@ -163,7 +163,7 @@ class Segment {
 
  private:
   explicit Segment(std::unique_ptr<Impl> impl);
-  DirectoryEntry* free_entry();  // with the directory lock held
+  DirectoryEntry* free_entry(std::uint32_t*& hash_slot);  // with the directory lock held
   // allocate(), telling whether the block is fresh heap space (never handed out: zero).
   void* allocate_block(std::size_t bytes, std::size_t align, bool& fresh);
   std::unique_ptr<Impl> impl_;

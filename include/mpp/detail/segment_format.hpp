@@ -174,14 +174,21 @@ struct SegmentHeader {
 
 // More directory entries, in the heap: a chunk is allocated, its entries zeroed, and then
 // linked by ONE release store of the previous link (header.directory_next or the previous
-// chunk's `next`); chunks are never unlinked. `capacity` DirectoryEntry follow the chunk
-// header.
+// chunk's `next`); chunks are never unlinked. After the chunk header: `capacity` 32-bit name
+// hashes (a copy of each entry's name_hash, stored before the entry is published, so a
+// lookup scans 4 bytes per entry), then, at directory_chunk_entries(capacity), `capacity`
+// DirectoryEntry. Entries are taken in order (`filled`, under the directory lock).
 struct DirectoryChunk {
-  std::atomic<std::uint64_t> next{0};  // offset of the next chunk, 0: this is the last
-  std::uint32_t capacity = 0;          // entries in this chunk
-  std::uint32_t reserved = 0;
+  std::atomic<std::uint64_t> next{0};    // offset of the next chunk, 0: this is the last
+  std::uint32_t capacity = 0;            // entries in this chunk
+  std::atomic<std::uint32_t> filled{0};  // entries taken so far
 };
 static_assert(sizeof(DirectoryChunk) == 16);
+
+// Offset of a chunk's first DirectoryEntry from the chunk's start.
+constexpr std::uint64_t directory_chunk_entries(std::uint64_t capacity) noexcept {
+  return sizeof(DirectoryChunk) + (capacity * 4 + 15) / 16 * 16;
+}
 
 static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && sizeof(std::atomic<std::uint32_t>) == 4);
 static_assert(offsetof(SegmentHeader, magic) == 0);
