@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -13,6 +15,7 @@
 #include <new>
 #include <thread>
 
+#include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/segment_check.hpp"
 #include "mpp/detail/segment_tracker.hpp"
 #include "mpp/errors.hpp"
@@ -25,16 +28,23 @@ namespace {
 // an intrusive red-black tree and splits/merges blocks in many stores, so a process
 // SIGKILLed inside allocate() leaves a tree that the next allocate() follows into a
 // segfault (segment_test reproduced it within a few hundred kills), and its
-// check_sanity() does not notice. Segregated free lists change by one published store, so a
-// kill anywhere leaks at most one block and corrupts nothing; the check after a recovery
-// walks every list and can actually vouch for the heap.
+// check_sanity() does not notice. mpp's heap keeps one structure that every kill leaves
+// whole, the chain of block headers (changed by single stores), and treats its free lists
+// as derived data that a recovery rebuilds from the chain (segment_format.hpp).
 
+// The smallest class whose blocks all have at least `total` bytes.
 constexpr std::uint32_t class_for(std::uint64_t total) {
   if (total <= 128) return static_cast<std::uint32_t>(total / 16 - 1);
   unsigned p = 63 - static_cast<unsigned>(__builtin_clzll(total - 1));
   std::uint64_t step = 1ULL << (p - 2);
   auto k = static_cast<std::uint32_t>((total - (1ULL << p) + step - 1) / step - 1);
   return 8 + (p - 7) * 4 + k;
+}
+
+// The class a free block of `size` bytes is listed in: the largest whose minimum it meets.
+constexpr std::uint32_t floor_class(std::uint64_t size) {
+  std::uint32_t c = class_for(size);
+  return heap_class_bytes(c) == size ? c : c - 1;
 }
 
 constexpr std::size_t align_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
@@ -53,6 +63,10 @@ void copy_cut(char* dst, std::size_t cap, std::string_view src) {
 }
 
 std::string shm_path(const std::string& name) { return "/" + name; }
+
+// The name every anonymous segment's memfd carries ("/memfd:mpp-segment (deleted)" in
+// /proc/PID/maps), by which mpp-inspect finds them.
+constexpr const char* kMemfdName = "mpp-segment";
 
 // Where the directory and heap go for a segment of `bytes` with `entries` entries.
 struct Layout {
@@ -78,11 +92,13 @@ Layout layout_for(std::size_t bytes, unsigned entries, const std::string& what) 
 struct Segment::Impl {
   std::string name;          // empty: anonymous
   void* base = nullptr;
-  std::size_t size = 0;
+  std::size_t reserved = 0;  // bytes of address space mapped: the segment's max_size
+  int fd = -1;               // the file, kept to grow it; -1 for a fixed anonymous segment
   pid_t creator = 0;         // this process's pid if it created the segment, else 0
   bool persist = false;
 
   SegmentHeader& header() const { return *static_cast<SegmentHeader*>(base); }
+  std::uint64_t size() const { return header().size.load(std::memory_order_acquire); }
   HeapHeader& heap() const {
     return *reinterpret_cast<HeapHeader*>(static_cast<char*>(base) + header().heap_offset);
   }
@@ -92,9 +108,11 @@ struct Segment::Impl {
   DirectoryEntry* directory() const {
     return reinterpret_cast<DirectoryEntry*>(static_cast<char*>(base) + header().directory_offset);
   }
+  std::string display_name() const { return name.empty() ? std::string("(anonymous)") : name; }
 
   ~Impl() {
-    if (base) munmap(base, size);
+    if (base) munmap(base, reserved);
+    if (fd >= 0) close(fd);
     if (!name.empty() && creator != 0 && creator == getpid() && !persist) {
       release_created_segment(name);  // removed now, or by the tracker once no one maps it
     }
@@ -103,35 +121,82 @@ struct Segment::Impl {
 
 namespace {
 
+void at_crash_point(const char* point) {
+  if (Segment::crash_point) Segment::crash_point(point);
+}
+
+std::size_t page_size() { return static_cast<std::size_t>(sysconf(_SC_PAGESIZE)); }
+
+// Reserves `max` bytes of address space over `fd` (pages past the file's end are never
+// touched: the file grows under the mapping).
+void* map_reserved(int fd, std::size_t max) {
+  return mmap(nullptr, max, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+}
+
+// The creator's identity goes into the file before anything else (and before the pages are
+// reserved, which takes seconds for a large segment), so that an attacher that meets the
+// file while the magic is still 0 can tell "being built by a live process" from "foreign".
+int write_creator(int fd) {
+  std::int32_t pid = self_pid();
+  std::uint64_t ticks = self_start_ticks();
+  if (pwrite(fd, &pid, sizeof pid, offsetof(SegmentHeader, creator_pid)) != sizeof pid ||
+      pwrite(fd, &ticks, sizeof ticks, offsetof(SegmentHeader, creator_start_ticks)) != sizeof ticks) {
+    return errno ? errno : EIO;
+  }
+  return 0;
+}
+
 // Lays out a fresh, zero-filled mapping: header, directory, heap; the magic goes last.
-void format(void* base, std::size_t size, const std::string& name, bool persist, const Layout& l,
-            unsigned entries, bool anonymous) {
+void format(void* base, std::size_t size, std::size_t max, const std::string& name, bool persist,
+            const Layout& l, unsigned entries, bool anonymous) {
   auto* h = new (base) SegmentHeader();
+  h->creator_pid = self_pid();
+  h->creator_start_ticks = self_start_ticks();
   h->format_version = FORMAT_VERSION;
   h->header_bytes = sizeof(SegmentHeader);
-  h->creator_pid = getpid();
   h->anonymous = anonymous ? 1 : 0;
   h->creation_time_ns = now_ns();
-  h->size = size;
+  h->size.store(size);
+  h->max_size = max;
   h->directory_offset = l.directory_offset;
   h->directory_capacity = entries;
   h->directory_entry_bytes = sizeof(DirectoryEntry);
   h->heap_offset = l.heap_offset;
-  h->heap_size = l.heap_size;
+  h->heap_size.store(size - l.heap_offset);
   h->persist.store(persist ? 1 : 0);
   copy_cut(h->name, sizeof h->name, name);
   auto* dir = reinterpret_cast<DirectoryEntry*>(static_cast<char*>(base) + l.directory_offset);
   for (unsigned i = 0; i < entries; ++i) new (&dir[i]) DirectoryEntry();
   auto* heap = new (static_cast<char*>(base) + l.heap_offset) HeapHeader();
   heap->first_block = l.heap_offset + align_up(sizeof(HeapHeader), 64);
-  heap->end = l.heap_offset + l.heap_size;
   heap->top.store(heap->first_block);
+  heap->clean.store(heap->first_block);
   h->magic.store(SEGMENT_MAGIC, std::memory_order_release);
 }
 
-// Why the mapped header cannot be used, or empty when it can.
+// The maximum asked for, or the automatic one; checked against the initial size.
+std::size_t max_for(std::size_t bytes, std::size_t asked, bool anonymous, const std::string& what) {
+  std::size_t max = asked ? asked : Segment::auto_max_bytes(bytes, anonymous);
+  if (max < bytes) {
+    throw ValueError(what + ": max_bytes (" + std::to_string(max) + ") is below the initial size (" +
+                     std::to_string(bytes) + "); give a max of at least the size, or 0 for automatic");
+  }
+  return align_up(max, page_size());
+}
 
 }  // namespace
+
+std::size_t Segment::auto_max_bytes(std::size_t bytes, bool anonymous) {
+  std::size_t room = 0;
+  if (anonymous) {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    if (pages > 0) room = static_cast<std::size_t>(pages) * page_size();
+  } else if (struct statvfs fs {}; statvfs("/dev/shm", &fs) == 0) {
+    room = static_cast<std::size_t>(fs.f_blocks) * fs.f_frsize;
+  }
+  if (room == 0) room = std::size_t{16} << 30;  // cannot tell: a large figure
+  return std::max(bytes, room);
+}
 
 void Segment::validate_name(const std::string& name) {
   if (name.empty()) throw ValueError("a segment name cannot be empty");
@@ -160,7 +225,9 @@ Segment::~Segment() = default;
 std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t bytes,
                                          CreateOptions options) {
   validate_name(name);
-  Layout l = layout_for(bytes, options.directory_entries, "creating segment '" + name + "'");
+  const std::string what = "creating segment '" + name + "'";
+  Layout l = layout_for(bytes, options.directory_entries, what);
+  const std::size_t max = max_for(bytes, options.max_bytes, false, what);
   // A segment that is not persisted is made by this process's tracker, which then removes
   // it once this process has ended (however) and no one maps it.
   int fd = options.persist
@@ -172,38 +239,40 @@ std::shared_ptr<Segment> Segment::create(const std::string& name, std::size_t by
       throw FileExistsError(e, "segment '" + name + "' already exists in /dev/shm; attach to it, "
                                "or remove it (mpp-inspect rm " + name + ")");
     }
-    throw_os_error(e, "creating segment '" + name + "'");
+    throw_os_error(e, what);
   }
-  auto fail = [&](int e, const std::string& what) {
+  auto fail = [&](int e, const std::string& step) {
     close(fd);
     shm_unlink(shm_path(name).c_str());
     if (e == ENOSPC) {
-      throw SegmentFull("creating segment '" + name + "' of " + std::to_string(bytes) +
-                        " bytes: /dev/shm has no room for it (" + what +
+      throw SegmentFull(what + " of " + std::to_string(bytes) +
+                        " bytes: /dev/shm has no room for it (" + step +
                         "); free space there or ask for less");
     }
-    throw_os_error(e, "creating segment '" + name + "': " + what);
+    throw_os_error(e, what + ": " + step);
   };
   if (fchmod(fd, options.mode & 0777) != 0) fail(errno, "fchmod");
   if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) fail(errno, "ftruncate");
+  if (int e = write_creator(fd); e != 0) fail(e, "pwrite");
   // Reserve every page now: on tmpfs a page first touched when the filesystem is full is a
   // SIGBUS in whoever touches it, which is no way to report "no space".
   if (int e = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); e != 0) fail(e, "posix_fallocate");
-  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) fail(errno, "mmap");
-  close(fd);
+  void* base = map_reserved(fd, max);
+  if (base == MAP_FAILED) fail(errno, "mmap of " + std::to_string(max) + " bytes of address space");
+  at_crash_point("create:before-format");
 
   auto im = std::make_unique<Impl>();
   im->name = name;
   im->base = base;
-  im->size = bytes;
+  im->reserved = max;
+  im->fd = fd;
   im->creator = getpid();
   im->persist = options.persist;
-  format(base, bytes, name, options.persist, l, options.directory_entries, false);
+  format(base, bytes, max, name, options.persist, l, options.directory_entries, false);
   return std::shared_ptr<Segment>(new Segment(std::move(im)));
 }
 
-std::shared_ptr<Segment> Segment::attach(const std::string& name) {
+std::shared_ptr<Segment> Segment::attach(const std::string& name, std::chrono::milliseconds wait) {
   validate_name(name);
   int fd = shm_open(shm_path(name).c_str(), O_RDWR, 0);
   if (fd < 0) {
@@ -214,11 +283,18 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
     }
     throw_os_error(e, "opening segment '" + name + "'");
   }
-  // A creator formats a segment after sizing it and stores the magic last; an attach that
-  // races with creation sees an empty file or no magic for a moment, so both are retried
-  // briefly before being called "not an mpp segment".
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-  for (;;) {
+  auto refuse = [&](const std::string& problem) {
+    close(fd);
+    throw SegmentError("cannot attach to '/dev/shm/" + name + "': " + problem);
+  };
+  // A creator writes its identity first, then reserves the pages (seconds for a large
+  // segment), formats, and stores the magic last. While the magic is 0: a live creator is
+  // waited for (up to `wait`); an unnamed one (the first microseconds) briefly.
+  // A header that names a size beyond the file is a growth seen half-way: looked at again.
+  const auto start = std::chrono::steady_clock::now();
+  const auto brief = start + std::chrono::milliseconds(500);
+  const auto patient = start + wait;
+  for (int looks = 0;; ++looks) {
     struct stat st {};
     if (fstat(fd, &st) != 0) {
       int e = errno;
@@ -232,11 +308,12 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
     }
     auto file_size = static_cast<std::size_t>(st.st_size);
     std::string problem;
-    bool maybe_in_creation = false;
+    auto deadline = brief;
+    pid_t builder = 0;
     if (file_size < sizeof(SegmentHeader)) {
       problem = file_size == 0 ? "it is empty"
                                : "it is truncated (" + std::to_string(file_size) + " bytes)";
-      maybe_in_creation = file_size == 0;
+      if (file_size != 0) refuse(problem);
     } else {
       void* base = mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
       if (base == MAP_FAILED) {
@@ -246,38 +323,81 @@ std::shared_ptr<Segment> Segment::attach(const std::string& name) {
       }
       auto& h = *static_cast<SegmentHeader*>(base);
       problem = header_problem(h, file_size);
+      const std::size_t max = h.max_size;
+      const bool unfinished = h.magic.load(std::memory_order_acquire) == 0;
+      const bool grown = !unfinished && h.size.load() > file_size;
+      const pid_t pid = h.creator_pid;
+      const std::uint64_t ticks = h.creator_start_ticks;
+      munmap(base, file_size);
       if (problem.empty()) {
-        close(fd);
+        void* whole = map_reserved(fd, max);
+        if (whole == MAP_FAILED) {
+          int e = errno;
+          close(fd);
+          throw_os_error(e, "reserving " + std::to_string(max) + " bytes of address space for "
+                            "segment '" + name + "'");
+        }
         auto im = std::make_unique<Impl>();
         im->name = name;
-        im->base = base;
-        im->size = file_size;
+        im->base = whole;
+        im->reserved = max;
+        im->fd = fd;
         return std::shared_ptr<Segment>(new Segment(std::move(im)));
       }
-      maybe_in_creation = h.magic.load(std::memory_order_acquire) == 0;
-      munmap(base, file_size);
+      if (unfinished && pid > 0) {
+        if (!process_alive(pid, ticks)) {
+          refuse("its creator (pid " + std::to_string(pid) + ") died before finishing it; "
+                 "remove it (mpp-inspect rm " + name + ")");
+        }
+        builder = pid;
+        deadline = patient;
+        problem = "it is still being created by pid " + std::to_string(pid) + " (waited " +
+                  std::to_string(wait.count()) + " ms; try again later)";
+      } else if (!unfinished && (!grown || looks > 3)) {
+        refuse(problem);
+      }
     }
-    if (!maybe_in_creation || std::chrono::steady_clock::now() > give_up) {
-      close(fd);
-      throw SegmentError("cannot attach to '/dev/shm/" + name + "': " + problem);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (std::chrono::steady_clock::now() > deadline) refuse(problem);
+    std::this_thread::sleep_for(std::chrono::milliseconds(builder ? 5 : 1));
   }
 }
 
-std::shared_ptr<Segment> Segment::anonymous(std::size_t bytes, unsigned directory_entries) {
-  Layout l = layout_for(bytes, directory_entries, "creating an anonymous segment");
-  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) throw_os_error(errno, "mmap of an anonymous segment");
+std::shared_ptr<Segment> Segment::anonymous(std::size_t bytes, unsigned directory_entries,
+                                            std::size_t max_bytes) {
+  const std::string what = "creating an anonymous segment";
+  Layout l = layout_for(bytes, directory_entries, what);
+  const std::size_t max = max_for(bytes, max_bytes ? max_bytes : bytes, true, what);
+  // A memfd, not MAP_ANONYMOUS memory: it is inherited by forked children the same way, but
+  // it can grow (posix_fallocate) and mpp-inspect can find it through /proc.
+  int fd = memfd_create(kMemfdName, MFD_CLOEXEC);
+  if (fd < 0) throw_os_error(errno, what + ": memfd_create");
+  auto fail = [&](int e, const std::string& step) {
+    close(fd);
+    if (e == ENOSPC || e == ENOMEM) {
+      throw SegmentFull(what + " of " + std::to_string(bytes) + " bytes: no memory for it (" +
+                        step + ")");
+    }
+    throw_os_error(e, what + ": " + step);
+  };
+  if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) fail(errno, "ftruncate");
+  if (int e = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); e != 0) fail(e, "posix_fallocate");
+  void* base = map_reserved(fd, max);
+  if (base == MAP_FAILED) fail(errno, "mmap");
   auto im = std::make_unique<Impl>();
   im->base = base;
-  im->size = bytes;
-  format(base, bytes, {}, false, l, directory_entries, true);
+  im->reserved = max;
+  if (max > bytes) {
+    im->fd = fd;  // to grow with
+  } else {
+    close(fd);  // a fixed segment needs no descriptor (and a program may make thousands)
+  }
+  format(base, bytes, max, {}, false, l, directory_entries, true);
   return std::shared_ptr<Segment>(new Segment(std::move(im)));
 }
 
 const std::string& Segment::name() const noexcept { return impl_->name; }
-std::size_t Segment::size() const noexcept { return impl_->size; }
+std::size_t Segment::size() const noexcept { return impl_->size(); }
+std::size_t Segment::max_size() const noexcept { return impl_->header().max_size; }
 bool Segment::is_creator() const noexcept { return impl_->creator != 0 && impl_->creator == getpid(); }
 SegmentHeader& Segment::header() noexcept { return impl_->header(); }
 bool Segment::read_only() const noexcept {
@@ -296,27 +416,269 @@ void mark_read_only(SegmentHeader& h, const std::string& why) {
   h.read_only.store(1, std::memory_order_release);
 }
 
-// Walks every free list with the allocator's lock held: each entry must be a free block of
-// its class inside the used part of the heap, and no list may be longer than the heap could
-// hold (a cycle). Recomputes the derived counter. Returns what is wrong, or empty.
-std::string walk_heap(const Segment::Impl& im) {
-  std::uint64_t listed = 0;
-  std::string problem = heap_problem(im.base, im.size, &listed);
-  if (problem.empty()) im.heap().free_listed_bytes.store(listed, std::memory_order_relaxed);
-  return problem;
-}
+// The heap's operations, for a holder of the allocator's lock. Offsets are from the
+// segment's start. See segment_format.hpp for the crash contract these keep: the chain of
+// headers changes only by single stores, each leaving it walkable, and everything else is
+// rebuilt from it by rebuild() when a holder died.
+class Heap {
+ public:
+  explicit Heap(const Segment::Impl& im) : im_(im), heap_(im.heap()) {}
 
-// Under the allocator's lock, after its holder died: count it and check the heap. A kill
-// cannot break a list (each change is one store), so a failure here means something else
-// wrote over the heap; the segment then refuses to allocate rather than spread the damage.
+  static std::uint64_t size_of(std::uint64_t w) { return w & SIZE_MASK; }
+  static bool is_free(std::uint64_t w) { return (w & STATE_MASK) == static_cast<std::uint64_t>(BlockState::free); }
+  static std::uint64_t word(std::uint64_t size, BlockState st) {
+    return BLOCK_TAG | size | static_cast<std::uint64_t>(st);
+  }
+  BlockHeader* at(std::uint64_t off) const { return im_.block(off); }
+  std::uint64_t word_at(std::uint64_t off) const { return at(off)->word.load(std::memory_order_relaxed); }
+
+  // A block of exactly `n` bytes (a multiple of 16, at least BLOCK_MIN_BYTES) from the free
+  // lists, split if it is larger; 0 when none is large enough.
+  std::uint64_t take_free(std::uint64_t n) {
+    const std::uint32_t c = first_nonempty(class_for(n));
+    if (c >= HEAP_CLASSES) return 0;
+    const std::uint64_t off = heap_.free_head[c].load(std::memory_order_relaxed);
+    std::uint64_t size = size_of(word_at(off));
+    unlink(off, size);
+    if (size - n >= kMinSplit) {
+      const std::uint64_t rest = off + n;
+      at(rest)->word.store(word(size - n, BlockState::free), std::memory_order_relaxed);
+      at(rest)->prev_size.store(n, std::memory_order_relaxed);
+      set_prev_size(rest + size - n, size - n);
+      at_crash_point("heap:before-split");
+      at(off)->word.store(word(n, BlockState::free), std::memory_order_release);  // splits
+      push(rest, size - n);
+      size = n;
+    }
+    at_crash_point("heap:before-claim");
+    at(off)->word.store(word(size, BlockState::allocated), std::memory_order_release);  // hands it out
+    heap_.allocations.fetch_add(1, std::memory_order_relaxed);
+    return off;
+  }
+
+  // A block of `n` bytes from never-used space below `limit`; 0 if it does not fit. Sets
+  // `fresh` when the block was never handed out before (its bytes are zero).
+  std::uint64_t take_top(std::uint64_t n, std::uint64_t limit, bool& fresh) {
+    const std::uint64_t top = heap_.top.load(std::memory_order_relaxed);
+    if (limit < top || limit - top < n) return 0;
+    at(top)->word.store(word(n, BlockState::allocated), std::memory_order_relaxed);
+    at(top)->prev_size.store(heap_.top_prev.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    at_crash_point("heap:before-top");
+    heap_.top.store(top + n, std::memory_order_release);  // publishes (and hands out) the block
+    heap_.top_prev.store(n, std::memory_order_relaxed);
+    const std::uint64_t clean = heap_.clean.load(std::memory_order_relaxed);
+    fresh = top >= clean;
+    if (top + n > clean) heap_.clean.store(top + n, std::memory_order_relaxed);
+    heap_.allocations.fetch_add(1, std::memory_order_relaxed);
+    return top;
+  }
+
+  // Frees the allocated block at `off`: merges it with free neighbours, and gives it back
+  // to never-used space if it ends at `top`.
+  void release(std::uint64_t off) {
+    std::uint64_t size = size_of(word_at(off));
+    at_crash_point("heap:before-release");
+    at(off)->word.store(word(size, BlockState::free), std::memory_order_release);  // takes it back
+    heap_.allocations.fetch_sub(1, std::memory_order_relaxed);
+    const std::uint64_t top = heap_.top.load(std::memory_order_relaxed);
+    if (const std::uint64_t next = off + size; next < top && is_free(word_at(next))) {
+      const std::uint64_t nsize = size_of(word_at(next));
+      unlink(next, nsize);
+      at_crash_point("heap:before-merge-next");
+      size += nsize;
+      at(off)->word.store(word(size, BlockState::free), std::memory_order_release);
+    }
+    if (const std::uint64_t psize = at(off)->prev_size.load(std::memory_order_relaxed);
+        psize != 0 && psize <= off - heap_.first_block) {
+      const std::uint64_t prev = off - psize;
+      const std::uint64_t pw = word_at(prev);
+      if ((pw & TAG_MASK) == BLOCK_TAG && size_of(pw) == psize && is_free(pw)) {
+        unlink(prev, psize);
+        at_crash_point("heap:before-merge-prev");
+        size += psize;
+        off = prev;
+        at(off)->word.store(word(size, BlockState::free), std::memory_order_release);
+      }
+    }
+    if (off + size == top) {
+      at_crash_point("heap:before-lower-top");
+      heap_.top.store(off, std::memory_order_release);  // back to never-used space
+      heap_.top_prev.store(at(off)->prev_size.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    } else {
+      at(off + size)->prev_size.store(size, std::memory_order_relaxed);
+      push(off, size);
+    }
+  }
+
+  // After a holder of the lock died: walks the chain (the only structure a kill cannot
+  // leave half-changed), merges runs of free blocks, and rebuilds everything derived from
+  // it: predecessor sizes, free lists, bitmap, counters, `top` (a free last block goes back
+  // to never-used space). Returns what is wrong with the chain, or empty.
+  std::string rebuild() {
+    const std::uint64_t top = heap_.top.load(std::memory_order_relaxed);
+    if (std::string p = chain_problem(top); !p.empty()) return p;
+    for (auto& head : heap_.free_head) head.store(0, std::memory_order_relaxed);
+    for (auto& bits : heap_.nonempty) bits.store(0, std::memory_order_relaxed);
+    heap_.free_listed_bytes.store(0, std::memory_order_relaxed);
+    std::uint64_t live = 0, prev = 0, prev_size = 0;
+    bool prev_free = false;
+    for (std::uint64_t off = heap_.first_block; off < top;) {
+      const std::uint64_t w = word_at(off), size = size_of(w);
+      if (is_free(w) && prev_free) {  // a run of free blocks becomes one
+        prev_size += size;
+        at(prev)->word.store(word(prev_size, BlockState::free), std::memory_order_release);
+      } else {
+        if (prev_free) push(prev, prev_size);
+        at(off)->prev_size.store(prev_size, std::memory_order_relaxed);
+        prev = off;
+        prev_size = size;
+        prev_free = is_free(w);
+        if (!prev_free) ++live;
+      }
+      off += size;
+    }
+    if (prev_free) {
+      heap_.top.store(prev, std::memory_order_release);
+      heap_.top_prev.store(at(prev)->prev_size.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    } else {
+      heap_.top_prev.store(prev_size, std::memory_order_relaxed);
+    }
+    if (heap_.clean.load(std::memory_order_relaxed) < top) heap_.clean.store(top, std::memory_order_relaxed);
+    heap_.allocations.store(live, std::memory_order_relaxed);
+    return {};
+  }
+
+ private:
+  static constexpr std::uint64_t kMinSplit = 64;  // smaller remainders stay in the block
+
+  // The chain from first_block must be headers of known state whose sizes land exactly on
+  // `top`.
+  std::string chain_problem(std::uint64_t top) const {
+    if (top < heap_.first_block || top > im_.size() || top % 16 != 0) return "the heap's top is outside the heap";
+    for (std::uint64_t off = heap_.first_block; off < top;) {
+      const std::uint64_t w = word_at(off), size = size_of(w), st = w & STATE_MASK;
+      if ((w & TAG_MASK) != BLOCK_TAG || size < BLOCK_MIN_BYTES || size % 16 != 0 || size > top - off ||
+          (st != static_cast<std::uint64_t>(BlockState::free) && st != static_cast<std::uint64_t>(BlockState::allocated))) {
+        return "the block at offset " + std::to_string(off) + " has a corrupt header";
+      }
+      off += size;
+    }
+    return {};
+  }
+
+  void set_prev_size(std::uint64_t off, std::uint64_t size) {
+    if (off < heap_.top.load(std::memory_order_relaxed)) {
+      at(off)->prev_size.store(size, std::memory_order_relaxed);
+    } else {
+      heap_.top_prev.store(size, std::memory_order_relaxed);
+    }
+  }
+
+  FreeLinks* links(std::uint64_t off) const {
+    return reinterpret_cast<FreeLinks*>(static_cast<char*>(im_.base) + off + BLOCK_HEADER_BYTES);
+  }
+
+  std::uint32_t first_nonempty(std::uint32_t c) const {
+    for (std::uint32_t i = c / 64; i < std::size(heap_.nonempty); ++i) {
+      std::uint64_t bits = heap_.nonempty[i].load(std::memory_order_relaxed);
+      if (i == c / 64) bits &= ~std::uint64_t{0} << (c % 64);
+      if (bits) return i * 64 + static_cast<std::uint32_t>(__builtin_ctzll(bits));
+    }
+    return HEAP_CLASSES;
+  }
+
+  void push(std::uint64_t off, std::uint64_t size) {
+    const std::uint32_t c = floor_class(size);
+    const std::uint64_t head = heap_.free_head[c].load(std::memory_order_relaxed);
+    links(off)->next.store(head, std::memory_order_relaxed);
+    links(off)->prev.store(0, std::memory_order_relaxed);
+    if (head) links(head)->prev.store(off, std::memory_order_relaxed);
+    heap_.free_head[c].store(off, std::memory_order_relaxed);
+    heap_.nonempty[c / 64].fetch_or(std::uint64_t{1} << (c % 64), std::memory_order_relaxed);
+    heap_.free_listed_bytes.fetch_add(size, std::memory_order_relaxed);
+  }
+
+  void unlink(std::uint64_t off, std::uint64_t size) {
+    const std::uint32_t c = floor_class(size);
+    const std::uint64_t next = links(off)->next.load(std::memory_order_relaxed);
+    const std::uint64_t prev = links(off)->prev.load(std::memory_order_relaxed);
+    if (prev) {
+      links(prev)->next.store(next, std::memory_order_relaxed);
+    } else {
+      heap_.free_head[c].store(next, std::memory_order_relaxed);
+      if (next == 0) heap_.nonempty[c / 64].fetch_and(~(std::uint64_t{1} << (c % 64)), std::memory_order_relaxed);
+    }
+    if (next) links(next)->prev.store(prev, std::memory_order_relaxed);
+    heap_.free_listed_bytes.fetch_sub(size, std::memory_order_relaxed);
+  }
+
+  const Segment::Impl& im_;
+  HeapHeader& heap_;
+};
+
+// Checks the heap with the allocator's lock held (heap_problem: the chain and every list).
+std::string walk_heap(const Segment::Impl& im) { return heap_problem(im.base, im.size()); }
+
+// Under the allocator's lock, after its holder died: count it, repair what a growth cut
+// short, and rebuild the heap's derived structures from the chain. A kill cannot break the
+// chain, so a failure here means something else wrote over the heap; the segment then
+// refuses to allocate rather than spread the damage.
 void recover_heap(Segment::Impl& im) {
   SegmentHeader& h = im.header();
   h.heap_recoveries.fetch_add(1, std::memory_order_relaxed);
-  std::string problem = walk_heap(im);
+  // A grower killed between publishing `size` and storing its derived copy.
+  h.heap_size.store(h.size.load() - h.heap_offset, std::memory_order_release);
+  std::string problem = Heap(im).rebuild();
+  if (problem.empty()) problem = walk_heap(im);
   if (!problem.empty()) {
     mark_read_only(h, "heap check after a crash failed: " + problem);
-    throw SegmentError("segment '" + im.name + "' is corrupt and now read-only: " + problem);
+    throw SegmentError("segment '" + im.display_name() + "' is corrupt and now read-only: " + problem);
   }
+}
+
+// Growth step: the size doubles, by at least kMinGrowth and at most kMaxGrowth at a time
+// (rounded to kGrowthAlign), up to the maximum. Doubling keeps the number of growths of a
+// segment logarithmic (a 2 GiB fill grows ~13 times) and the cap keeps the memory a full
+// segment can overshoot its data by to 1 GiB.
+constexpr std::uint64_t kMinGrowth = 1 << 20, kMaxGrowth = std::uint64_t{1} << 30;
+constexpr std::uint64_t kGrowthAlign = 64 << 10;
+
+// With the allocator's lock held: grows the segment so that `need_end` bytes are usable, or
+// throws SegmentFull (saying why) and changes nothing. The file is extended first; ONE
+// release store of the header's size publishes the pages (see segment_format.hpp).
+void grow(Segment::Impl& im, std::uint64_t need_end, std::size_t asked) {
+  SegmentHeader& h = im.header();
+  const std::uint64_t size = h.size.load(std::memory_order_relaxed);
+  const std::uint64_t max = h.max_size;
+  if (need_end > max || im.fd < 0) {
+    throw SegmentFull("segment '" + im.display_name() + "' has no room for " +
+                      std::to_string(asked) + " more bytes: it reached its maximum size of " +
+                      std::to_string(max) + " bytes (" +
+                      std::to_string(max - im.heap().top.load() + im.heap().free_listed_bytes.load()) +
+                      " bytes free, in pieces too small); create it with a larger max_bytes");
+  }
+  std::uint64_t target = size + std::clamp(size, kMinGrowth, kMaxGrowth);
+  target = std::min(max, align_up(std::max(target, need_end), kGrowthAlign));
+  at_crash_point("grow:before-fallocate");
+  int e;
+  do {
+    e = posix_fallocate(im.fd, static_cast<off_t>(size), static_cast<off_t>(target - size));
+  } while (e == EINTR);
+  if (e != 0) {
+    const bool full = e == ENOSPC || e == ENOMEM;
+    std::string why = full ? (im.name.empty() ? "the system has no memory left for it"
+                                              : "/dev/shm is full")
+                           : std::string(std::strerror(e));
+    throw SegmentFull("segment '" + im.display_name() + "' cannot grow from " +
+                      std::to_string(size) + " to " + std::to_string(target) + " bytes for " +
+                      std::to_string(asked) + " more: " + why +
+                      (full ? "; free memory or space in /dev/shm" : ""));
+  }
+  at_crash_point("grow:before-publish");
+  h.size.store(target, std::memory_order_release);  // publishes the new pages
+  at_crash_point("grow:before-heap-size");
+  h.heap_size.store(target - h.heap_offset, std::memory_order_release);
+  h.growths.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -336,10 +698,11 @@ bool Segment::check_heap() {
 }
 
 std::size_t Segment::free_bytes() const {
-  // Lock-free reads of counters: a report, not a promise (free-listed blocks serve only
-  // requests of their size class or smaller).
+  // Lock-free reads of counters: a report, not a promise. Free blocks are merged with free
+  // neighbours at once, so this is what can be allocated, less fragmentation between live
+  // blocks.
   HeapHeader& heap = impl_->heap();
-  return heap.end - heap.top.load(std::memory_order_relaxed) +
+  return impl_->header().max_size - heap.top.load(std::memory_order_relaxed) +
          heap.free_listed_bytes.load(std::memory_order_relaxed);
 }
 
@@ -364,51 +727,25 @@ void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh)
   if (align < 16) align = 16;
   if ((align & (align - 1)) != 0) throw ValueError("allocation alignment must be a power of two");
   const std::uint64_t extra = align > 16 ? align : 0;  // room to slide up to the alignment
-  if (bytes > im.size) {
-    throw SegmentFull("cannot allocate " + std::to_string(bytes) + " bytes in a segment of " +
-                      std::to_string(im.size));
+  if (bytes > im.reserved) {
+    throw SegmentFull("cannot allocate " + std::to_string(bytes) + " bytes in segment '" +
+                      im.display_name() + "', whose maximum size is " + std::to_string(im.reserved));
   }
-  const std::uint64_t total = align_up(bytes + extra + BLOCK_HEADER_BYTES, 16);
-  const std::uint32_t c = class_for(std::max<std::uint64_t>(total, 32));
-  const std::uint64_t cbytes = heap_class_bytes(c);
-  HeapHeader& heap = im.heap();
+  const std::uint64_t n = std::max<std::uint64_t>(align_up(bytes + extra + BLOCK_HEADER_BYTES, 16),
+                                                   BLOCK_MIN_BYTES);
   std::uint64_t off = 0;
   {
-    RobustLockGuard guard(heap.mutex, [&] { recover_heap(im); });
+    RobustLockGuard guard(im.heap().mutex, [&] { recover_heap(im); });
     if (read_only()) refuse_read_only();
-    // 1. a free block of the class; 2. fresh space; 3. a free block of a larger class
-    // (it keeps its class, so it goes back to its own list when freed).
-    auto pop = [&](std::uint32_t k) {
-      std::uint64_t b = heap.free_head[k].load(std::memory_order_relaxed);
-      if (b == 0) return false;
-      heap.free_head[k].store(im.block(b)->next.load(std::memory_order_relaxed),
-                              std::memory_order_relaxed);  // publishes: b is off the list
-      im.block(b)->state.store(static_cast<std::uint32_t>(BlockState::allocated));
-      heap.free_listed_bytes.fetch_sub(heap_class_bytes(k), std::memory_order_relaxed);
-      off = b;
-      return true;
-    };
-    if (!pop(c)) {
-      std::uint64_t top = heap.top.load(std::memory_order_relaxed);
-      if (heap.end - top >= cbytes) {
-        heap.top.store(top + cbytes, std::memory_order_relaxed);  // publishes the block
-        BlockHeader* b = im.block(top);
-        b->tag = BLOCK_MAGIC | c;
-        b->state.store(static_cast<std::uint32_t>(BlockState::allocated));
-        b->next.store(0, std::memory_order_relaxed);
-        off = top;
-        fresh = true;
-      } else {
-        for (std::uint32_t k = c + 1; k < HEAP_CLASSES && off == 0; ++k) pop(k);
-      }
+    // Free space first (any size class: blocks are split), then never-used space, then a
+    // growth.
+    Heap heap(im);
+    off = heap.take_free(n);
+    if (off == 0) off = heap.take_top(n, im.size(), fresh);
+    if (off == 0) {
+      grow(im, im.heap().top.load(std::memory_order_relaxed) + n, bytes);
+      off = heap.take_top(n, im.size(), fresh);
     }
-    if (off != 0) heap.allocations.fetch_add(1, std::memory_order_relaxed);
-  }
-  if (off == 0) {
-    throw SegmentFull("segment '" + (im.name.empty() ? std::string("(anonymous)") : im.name) +
-                      "' has no room for " + std::to_string(bytes) + " more bytes (" +
-                      std::to_string(free_bytes()) + " bytes free, in pieces too small); "
-                      "create it larger");
   }
   char* user = static_cast<char*>(im.base) + off + BLOCK_HEADER_BYTES;
   if (align > 16) {
@@ -416,8 +753,7 @@ void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh)
     char* aligned = user + ((align - addr % align) % align);
     if (aligned == user) aligned += align;  // keep room for the redirect header below it
     auto* r = reinterpret_cast<BlockHeader*>(aligned - BLOCK_HEADER_BYTES);
-    r->tag = REDIRECT_MAGIC;
-    r->next.store(static_cast<std::uint64_t>(aligned - user), std::memory_order_relaxed);
+    r->word.store(REDIRECT_TAG | static_cast<std::uint64_t>(aligned - user), std::memory_order_relaxed);
     return aligned;
   }
   return user;
@@ -428,25 +764,20 @@ void Segment::deallocate(void* p) noexcept {
   auto& im = *impl_;
   char* user = static_cast<char*>(p);
   auto* h = reinterpret_cast<BlockHeader*>(user - BLOCK_HEADER_BYTES);
-  if (h->tag == REDIRECT_MAGIC) {
-    user -= h->next.load(std::memory_order_relaxed);
+  if (std::uint64_t w = h->word.load(std::memory_order_relaxed); (w & TAG_MASK) == REDIRECT_TAG) {
+    user -= w & ~TAG_MASK;
     h = reinterpret_cast<BlockHeader*>(user - BLOCK_HEADER_BYTES);
   }
   const std::uint64_t off = offset_of(h);
   HeapHeader& heap = im.heap();
-  if ((h->tag & 0xffff0000u) != BLOCK_MAGIC || off < heap.first_block || off >= heap.end ||
-      h->state.load() != static_cast<std::uint32_t>(BlockState::allocated)) {
-    return;  // not a live block of this heap (a double free): refusing is the safe choice
-  }
-  const std::uint32_t c = h->tag & 0xffffu;
-  if (c == 0 || c >= HEAP_CLASSES) return;
   try {
     RobustLockGuard guard(heap.mutex, [&] { recover_heap(im); });
-    h->state.store(static_cast<std::uint32_t>(BlockState::free));
-    h->next.store(heap.free_head[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
-    heap.free_head[c].store(off, std::memory_order_relaxed);  // publishes: b is on the list
-    heap.free_listed_bytes.fetch_add(heap_class_bytes(c), std::memory_order_relaxed);
-    heap.allocations.fetch_sub(1, std::memory_order_relaxed);
+    const std::uint64_t w = h->word.load(std::memory_order_relaxed);
+    if (off < heap.first_block || off >= heap.top.load(std::memory_order_relaxed) || off % 16 != 0 ||
+        (w & TAG_MASK) != BLOCK_TAG || (w & STATE_MASK) != static_cast<std::uint64_t>(BlockState::allocated)) {
+      return;  // not a live block of this heap (a double free): refusing is the safe choice
+    }
+    Heap(im).release(off);
   } catch (...) {
     // The heap check after a recovery failed: the segment is read-only, the block leaks.
   }
@@ -494,35 +825,126 @@ static void check_match(const Segment& seg, const DirectoryEntry& e, const Segme
                      describe(spec.kind, spec.key_type, spec.value_type) + " asked for");
 }
 
+namespace {
+
+std::uint32_t name_hash(std::string_view name) {
+  return static_cast<std::uint32_t>(fnv1a64(name));
+}
+
+// A directory chunk in the heap, or nullptr if `off` does not hold one that fits the segment
+// (only a foreign write can make such a link).
+DirectoryChunk* chunk_at(const Segment::Impl& im, std::uint64_t off) {
+  const std::uint64_t size = im.size();
+  if (off < im.header().heap_offset || off % 16 != 0 || off + sizeof(DirectoryChunk) > size) return nullptr;
+  auto* chunk = reinterpret_cast<DirectoryChunk*>(static_cast<char*>(im.base) + off);
+  if (directory_chunk_entries(chunk->capacity) + std::uint64_t{chunk->capacity} * sizeof(DirectoryEntry) >
+      size - off) {
+    return nullptr;
+  }
+  return chunk;
+}
+
+std::uint32_t* chunk_hashes(DirectoryChunk* c) { return reinterpret_cast<std::uint32_t*>(c + 1); }
+DirectoryEntry* chunk_entries(DirectoryChunk* c) {
+  return reinterpret_cast<DirectoryEntry*>(reinterpret_cast<char*>(c) + directory_chunk_entries(c->capacity));
+}
+
+// Calls `f(entry, hash_slot)` on every directory entry, the inline ones (hash_slot null)
+// and then each chunk's, until it returns true; returns that entry, or nullptr. Chunks are
+// only ever appended (one release store links each), so this needs no lock. With `hash`,
+// only the chunk entries whose hash copy matches are visited (inline ones all are).
+template <class F>
+DirectoryEntry* scan_directory(const Segment::Impl& im, F&& f, const std::uint32_t* hash = nullptr) {
+  const SegmentHeader& h = im.header();
+  DirectoryEntry* dir = im.directory();
+  for (unsigned i = 0; i < h.directory_capacity; ++i) {
+    if (f(dir[i], static_cast<std::uint32_t*>(nullptr))) return &dir[i];
+  }
+  const std::atomic<std::uint64_t>* link = &h.directory_next;
+  for (std::uint64_t off; (off = link->load(std::memory_order_acquire)) != 0;) {
+    DirectoryChunk* chunk = chunk_at(im, off);
+    if (!chunk) break;
+    std::uint32_t* hashes = chunk_hashes(chunk);
+    DirectoryEntry* entries = chunk_entries(chunk);
+    for (unsigned i = 0; i < chunk->capacity; ++i) {
+      if (hash && std::atomic_ref<std::uint32_t>(hashes[i]).load(std::memory_order_relaxed) != *hash) continue;
+      if (f(entries[i], &hashes[i])) return &entries[i];
+    }
+    link = &chunk->next;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 void* Segment::find(const ObjectSpec& spec) {
   validate_object_name(spec.name);
   if (spec.name.empty()) return nullptr;
+  const std::uint32_t hash = name_hash(spec.name);
+  DirectoryEntry* e = scan_directory(
+      *impl_,
+      [&](const DirectoryEntry& d, std::uint32_t*) {
+        return d.state.load(std::memory_order_acquire) == static_cast<std::uint32_t>(EntryState::published) &&
+               d.name_hash == hash && spec.name == std::string_view(d.name);
+      },
+      &hash);
+  if (!e) return nullptr;
+  check_match(*this, *e, spec);
+  return at(e->object_offset);
+}
+
+// With the directory lock held: a free entry (and where its hash copy goes, null for an
+// inline one). Chunk entries are taken in order; when every chunk is full a new one is
+// added, as large as the directory so far (so lookups stay few chunks long). A creator
+// killed between allocating a chunk and linking it leaks that chunk, nothing else; one
+// killed after taking an entry leaks that entry (the recovery frees only `building` ones
+// that it can find, which it does: it scans every entry).
+DirectoryEntry* Segment::free_entry(std::uint32_t*& hash_slot) {
   auto& h = header();
+  hash_slot = nullptr;
   DirectoryEntry* dir = impl_->directory();
   for (unsigned i = 0; i < h.directory_capacity; ++i) {
-    if (dir[i].state.load(std::memory_order_acquire) != static_cast<std::uint32_t>(EntryState::published)) continue;
-    if (spec.name != std::string_view(dir[i].name)) continue;
-    check_match(*this, dir[i], spec);
-    return at(dir[i].object_offset);
+    if (dir[i].state.load() == static_cast<std::uint32_t>(EntryState::free)) return &dir[i];
   }
-  return nullptr;
+  std::uint64_t capacity = h.directory_capacity;
+  std::atomic<std::uint64_t>* last = &h.directory_next;
+  for (std::uint64_t off; (off = last->load(std::memory_order_acquire)) != 0;) {
+    DirectoryChunk* chunk = chunk_at(*impl_, off);
+    if (!chunk) throw SegmentError("segment '" + impl_->display_name() + "': its directory is corrupt");
+    if (std::uint32_t k = chunk->filled.load(); k < chunk->capacity) {
+      chunk->filled.store(k + 1);
+      hash_slot = &chunk_hashes(chunk)[k];
+      return &chunk_entries(chunk)[k];
+    }
+    capacity += chunk->capacity;
+    last = &chunk->next;
+  }
+  const auto n = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(capacity, 64, 1 << 16));
+  void* mem = allocate_zeroed(directory_chunk_entries(n) + std::uint64_t{n} * sizeof(DirectoryEntry));
+  auto* chunk = new (mem) DirectoryChunk();
+  chunk->capacity = n;
+  for (std::uint32_t i = 0; i < n; ++i) new (&chunk_entries(chunk)[i]) DirectoryEntry();
+  chunk->filled.store(1);
+  last->store(offset_of(chunk), std::memory_order_release);
+  hash_slot = &chunk_hashes(chunk)[0];
+  return &chunk_entries(chunk)[0];
 }
 
 std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
                                                const std::function<void(void*)>& construct) {
   if (void* p = find(spec)) return {p, false};  // published entries never change: no lock
   auto& h = header();
-  DirectoryEntry* dir = impl_->directory();
   // A creator that died while building an entry left it `building`, possibly with its
   // object's memory allocated (and half-constructed, so not reusable): the entry is freed
   // and the memory counted as leaked.
   RobustLockGuard guard(h.directory_mutex, [&] {
-    for (unsigned i = 0; i < h.directory_capacity; ++i) {
-      if (dir[i].state.load() == static_cast<std::uint32_t>(EntryState::building)) {
-        h.leaked.fetch_add(dir[i].object_bytes, std::memory_order_relaxed);
-        dir[i].state.store(static_cast<std::uint32_t>(EntryState::free));
+    scan_directory(*impl_, [&](DirectoryEntry& d, std::uint32_t*) {
+      if (d.state.load() == static_cast<std::uint32_t>(EntryState::building)) {
+        h.leaked.fetch_add(d.object_bytes, std::memory_order_relaxed);
+        d.state.store(static_cast<std::uint32_t>(EntryState::free));
       }
-    }
+      return false;
+    });
   });
   std::string generated;
   std::string_view name = spec.name;
@@ -532,15 +954,8 @@ std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
   } else if (void* p = find(spec)) {
     return {p, false};  // created by another process while we waited for the lock
   }
-  DirectoryEntry* slot = nullptr;
-  for (unsigned i = 0; i < h.directory_capacity && !slot; ++i) {
-    if (dir[i].state.load() == static_cast<std::uint32_t>(EntryState::free)) slot = &dir[i];
-  }
-  if (!slot) {
-    throw SegmentFull("segment '" + impl_->name + "' has no free directory entry for '" +
-                      std::string(name) + "' (all " + std::to_string(h.directory_capacity) +
-                      " are used); create it with more directory entries");
-  }
+  std::uint32_t* hash_slot = nullptr;
+  DirectoryEntry* slot = free_entry(hash_slot);
   slot->kind = spec.kind;
   slot->object_offset = 0;
   slot->object_bytes = 0;
@@ -548,6 +963,10 @@ std::pair<void*, bool> Segment::find_or_create(const ObjectSpec& spec,
   slot->creator_pid = getpid();
   slot->creation_time_ns = now_ns();
   copy_cut(slot->name, sizeof slot->name, name);
+  slot->name_hash = name_hash(slot->name);
+  if (hash_slot) {  // published with the entry's state, below
+    std::atomic_ref<std::uint32_t>(*hash_slot).store(slot->name_hash, std::memory_order_relaxed);
+  }
   copy_cut(slot->key_type, sizeof slot->key_type, spec.key_type);
   copy_cut(slot->value_type, sizeof slot->value_type, spec.value_type);
   slot->object_bytes = spec.bytes;  // counted as leaked if we die from here on

@@ -1,5 +1,6 @@
 #include "mpp/detail/segment_check.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mpp::detail {
@@ -25,15 +26,20 @@ std::string header_problem(const SegmentHeader& h, std::size_t file_size) {
     return "it has format version " + std::to_string(h.format_version) + ", this mpp reads " +
            std::to_string(FORMAT_VERSION);
   }
-  if (h.size != file_size) {
-    return "it is truncated or resized: the header says " + std::to_string(h.size) +
-           " bytes, the file has " + std::to_string(file_size);
+  // A file larger than `size` is a growth in progress (or one a crash cut short): fine.
+  const std::uint64_t size = h.size.load(std::memory_order_acquire);
+  if (size > file_size) {
+    return "it is truncated: the header says " + std::to_string(size) + " bytes, the file has " +
+           std::to_string(file_size);
   }
+  if (h.max_size < size) return "its header is corrupt (size beyond its maximum)";
   const std::uint64_t dir_bytes = std::uint64_t{h.directory_capacity} * sizeof(DirectoryEntry);
+  const std::uint64_t heap_size = h.heap_size.load(std::memory_order_acquire);
   if (h.directory_entry_bytes != sizeof(DirectoryEntry) || h.directory_offset % 8 != 0 ||
-      !inside(h.directory_offset, dir_bytes, sizeof(SegmentHeader), file_size) ||
+      !inside(h.directory_offset, dir_bytes, sizeof(SegmentHeader), size) ||
       h.directory_offset + dir_bytes > h.heap_offset || h.heap_offset % 16 != 0 ||
-      !inside(h.heap_offset, h.heap_size, 0, file_size) || h.heap_size < sizeof(HeapHeader)) {
+      !inside(h.heap_offset, heap_size, 0, h.max_size) || heap_size < sizeof(HeapHeader) ||
+      !inside(h.heap_offset, sizeof(HeapHeader), 0, size)) {
     return "its header is corrupt (directory or heap outside the file)";
   }
   if (std::memchr(h.name, '\0', sizeof h.name) == nullptr ||
@@ -46,41 +52,62 @@ std::string header_problem(const SegmentHeader& h, std::size_t file_size) {
 std::string heap_problem(const void* base, std::size_t size, std::uint64_t* free_listed) {
   const auto& h = *static_cast<const SegmentHeader*>(base);
   const HeapHeader& heap = heap_of(base);
-  const std::uint64_t heap_end = h.heap_offset + h.heap_size;
-  if (!inside(heap.first_block, 0, h.heap_offset + sizeof(HeapHeader), heap_end) ||
-      heap.end > heap_end || heap.end < heap.first_block) {
+  const std::uint64_t heap_end = std::min<std::uint64_t>(h.size.load(std::memory_order_acquire), size);
+  if (!inside(heap.first_block, 0, h.heap_offset + sizeof(HeapHeader), heap_end)) {
     return "the heap's bounds are corrupt";
   }
   const std::uint64_t top = heap.top.load(std::memory_order_relaxed);
-  if (top < heap.first_block || top > heap.end || top % 16 != 0) {
+  if (top < heap.first_block || top > heap_end || top % 16 != 0) {
     return "the heap's top (" + std::to_string(top) + ") is outside the heap";
   }
   const auto* bytes = static_cast<const char*>(base);
-  const std::uint64_t max_steps = (top - heap.first_block) / 32 + 1;
+  auto header = [&](std::uint64_t off) { return reinterpret_cast<const BlockHeader*>(bytes + off); };
+  // The chain: headers of known state whose sizes land exactly on `top`.
+  std::uint64_t chain_free = 0;
+  for (std::uint64_t off = heap.first_block; off < top;) {
+    const std::uint64_t w = header(off)->word.load(std::memory_order_relaxed);
+    const std::uint64_t bsize = w & SIZE_MASK, st = w & STATE_MASK;
+    if ((w & TAG_MASK) != BLOCK_TAG || bsize < BLOCK_MIN_BYTES || bsize % 16 != 0 || bsize > top - off ||
+        (st != static_cast<std::uint64_t>(BlockState::free) &&
+         st != static_cast<std::uint64_t>(BlockState::allocated))) {
+      return "the block at offset " + std::to_string(off) + " has a corrupt header";
+    }
+    if (st == static_cast<std::uint64_t>(BlockState::free)) chain_free += bsize;
+    off += bsize;
+  }
+  // The lists: each entry a free block of its class inside the chain, back links matching,
+  // no list longer than the heap could hold (a cycle).
+  const std::uint64_t max_steps = (top - heap.first_block) / BLOCK_MIN_BYTES + 1;
   std::uint64_t listed = 0;
-  for (std::uint32_t c = 1; c < HEAP_CLASSES; ++c) {
-    std::uint64_t steps = 0;
+  for (std::uint32_t c = 0; c < HEAP_CLASSES; ++c) {
+    std::uint64_t steps = 0, prev = 0;
     for (std::uint64_t off = heap.free_head[c].load(std::memory_order_relaxed); off != 0;) {
-      if (!inside(off, heap_class_bytes(c), heap.first_block, top) || off % 16 != 0 ||
-          off + sizeof(BlockHeader) > size) {
+      if (!inside(off, BLOCK_MIN_BYTES, heap.first_block, top) || off % 16 != 0) {
         return "free list " + std::to_string(c) + " points outside the heap";
       }
-      const auto* b = reinterpret_cast<const BlockHeader*>(bytes + off);
-      if (b->tag != (BLOCK_MAGIC | c) ||
-          b->state.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(BlockState::free)) {
+      const std::uint64_t w = header(off)->word.load(std::memory_order_relaxed);
+      const std::uint64_t bsize = w & SIZE_MASK;
+      const auto* links = reinterpret_cast<const FreeLinks*>(bytes + off + BLOCK_HEADER_BYTES);
+      if ((w & TAG_MASK) != BLOCK_TAG || (w & STATE_MASK) != static_cast<std::uint64_t>(BlockState::free) ||
+          bsize < heap_class_bytes(c) || (c + 1 < HEAP_CLASSES && bsize >= heap_class_bytes(c + 1)) ||
+          links->prev.load(std::memory_order_relaxed) != prev) {
         return "free list " + std::to_string(c) + " holds a block that is not a free block of its class";
       }
       if (++steps > max_steps) return "free list " + std::to_string(c) + " is a cycle";
-      listed += heap_class_bytes(c);
-      off = b->next.load(std::memory_order_relaxed);
+      listed += bsize;
+      prev = off;
+      off = links->next.load(std::memory_order_relaxed);
     }
+  }
+  if (listed != chain_free) {
+    return "the free lists hold " + std::to_string(listed) + " bytes, the chain's free blocks " +
+           std::to_string(chain_free);
   }
   if (free_listed) *free_listed = listed;
   return {};
 }
 
 std::string entry_problem(const void* base, std::size_t size, const DirectoryEntry& e) {
-  (void)size;
   const auto& h = *static_cast<const SegmentHeader*>(base);
   if (std::memchr(e.name, '\0', sizeof e.name) == nullptr ||
       std::memchr(e.key_type, '\0', sizeof e.key_type) == nullptr ||
@@ -91,7 +118,8 @@ std::string entry_problem(const void* base, std::size_t size, const DirectoryEnt
     return "entry '" + std::string(e.name) + "' has an unknown kind " +
            std::to_string(static_cast<std::uint32_t>(e.kind));
   }
-  if (!inside(e.object_offset, sizeof(ObjectHeader), h.heap_offset, h.heap_offset + h.heap_size) ||
+  if (!inside(e.object_offset, sizeof(ObjectHeader), h.heap_offset,
+              std::min<std::uint64_t>(h.size.load(std::memory_order_acquire), size)) ||
       e.object_offset % alignof(ObjectHeader) != 0 || e.object_bytes < sizeof(ObjectHeader)) {
     return "entry '" + std::string(e.name) + "' points outside the heap";
   }

@@ -1,10 +1,15 @@
 // mpp::Manager — Python's multiprocessing.Manager(), over one shared-memory segment.
 //
-//   mpp::Manager m("jobs", 64 << 20);      // creates /dev/shm/jobs (64 MiB, mode 0600)
-//   mpp::Manager m;                        // a unique name, for sharing with forked children
+//   mpp::Manager m("jobs");                // creates /dev/shm/jobs (mode 0600), grows as needed
+//   mpp::Manager m("jobs", 64 << 20);      // the same, starting at 64 MiB
+//   mpp::Manager m;                        // anonymous (a memfd, never in /dev/shm), for
+//                                          // sharing with forked children
 //   auto m2 = mpp::Manager::attach("jobs"); // from any process on the machine
 //   auto d = m.dict<std::string, int>("counts");
 //   auto l = m.list<double>("samples");
+//
+// A segment grows on demand, up to Options::max_bytes, while every process keeps using it:
+// growing never moves it, so no object handle or view is invalidated.
 //
 // A Manager and every object handle it gives out are cheap values holding a shared_ptr to
 // the segment: copy them freely, use them in forked children. Unless persist() was called,
@@ -36,26 +41,37 @@ namespace mpp {
 
 class Manager {
  public:
-  // Size of a Manager made without one.
-  static constexpr std::size_t default_bytes = 16 << 20;
+  // Initial size of a Manager made without one (it grows from there).
+  static constexpr std::size_t default_bytes = 256 << 10;
 
   struct Options {
     unsigned mode = 0600;              // permissions, set whatever the umask
     bool persist = false;              // keep the segment after the creator is done with it
-    unsigned directory_entries = 128;  // how many named objects it can hold
+    unsigned directory_entries = 32;   // named objects with room made at creation; more are
+                                       // added as needed (there is no cap)
+    // The most the segment may grow to. 0: the size of /dev/shm (the file can never
+    // outgrow it; the address range is reserved, no memory). max_bytes == bytes gives a
+    // fixed segment.
+    std::size_t max_bytes = 0;
   };
 
-  // Creates the segment /dev/shm/<name> of `bytes` bytes, reserving its pages now.
-  // Throws ValueError for a bad name or size, FileExistsError if it exists, SegmentFull if
+  // Creates the segment /dev/shm/<name> of `bytes` bytes (its initial size), reserving
+  // those pages now; it grows as needed up to options.max_bytes. Throws ValueError for a
+  // bad name or size (or a max below it), FileExistsError if it exists, SegmentFull if
   // /dev/shm has no room for it.
   Manager(const std::string& name, std::size_t bytes, Options options);
   Manager(const std::string& name, std::size_t bytes = default_bytes)
       : Manager(name, bytes, Options{}) {}
 
-  // Creates a segment with a fresh unique name ("mpp-<pid>-<n>-<random>"), for processes
-  // forked after it. Throws as the named constructor.
-  Manager() : Manager(std::size_t{default_bytes}) {}
-  explicit Manager(std::size_t bytes);
+  // Creates an anonymous segment (a memfd: never in /dev/shm, gone with its last user),
+  // shared with processes forked after it; name() is empty. It starts at `bytes` and grows
+  // as needed up to options.max_bytes (0: the machine's physical memory). Only
+  // options.max_bytes and directory_entries apply. Throws SegmentFull if there is no
+  // memory for it, ValueError for a bad size.
+  Manager(std::size_t bytes, Options options);
+  Manager() : Manager(std::size_t{default_bytes}, Options{}) {}
+  // An anonymous segment of exactly `bytes` bytes: fixed, as before segments grew.
+  explicit Manager(std::size_t bytes) : Manager(bytes, Options{.max_bytes = bytes}) {}
 
   // Opens an existing segment by name, from any process. Throws FileNotFoundError if there
   // is none, SegmentError if the file is not an mpp segment of this version.
@@ -64,10 +80,10 @@ class Manager {
   // Wraps a segment some other component made (an anonymous one, for example).
   explicit Manager(std::shared_ptr<detail::Segment> segment) : seg_(std::move(segment)) {}
 
-  const std::string& name() const noexcept { return seg_->name(); }
-  std::size_t size() const noexcept { return seg_->size(); }
-  // Bytes the segment's heap can still hand out (blocks of one size class are reused only
-  // for that class or smaller ones; see README "Design notes").
+  const std::string& name() const noexcept { return seg_->name(); }  // empty: anonymous
+  std::size_t size() const noexcept { return seg_->size(); }          // bytes now
+  std::size_t max_size() const noexcept { return seg_->max_size(); }  // the most it grows to
+  // Bytes the segment's heap can still hand out, counting the room left to grow.
   std::size_t free_bytes() const { return seg_->free_bytes(); }
   // Whether this process created the segment (and will remove it).
   bool is_creator() const noexcept { return seg_->is_creator(); }

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
@@ -107,6 +108,46 @@ TEST_CASE("list and show report a live segment's objects, in text and JSON") {
   Run check = inspect("check " + name);
   CHECK(check.status == 0);
   CHECK(check.out.find("sound") != std::string::npos);
+}
+
+TEST_CASE("list and show find anonymous segments through /proc, with their owner") {
+  mpp::Manager m;  // a memfd: in no directory
+  auto d = m.dict<std::string, long>("anon-counts");
+  d.set("a", 1);
+  mpp::test::Child user([&](int ready_fd) {  // a second process mapping it
+    d.set("b", 2);
+    mpp::test::signal_ready(ready_fd);
+    pause();
+  });
+  REQUIRE(user.wait_ready());
+
+  Run list = inspect("list --json");
+  REQUIRE(list.status == 0);
+  std::string found;
+  const json::value listed = json::parse(list.out);
+  for (const auto& v : listed.at("segments").as_array()) {
+    const auto& seg = v.as_object();
+    if (seg.at("creator_pid").as_int64() != getpid() ||
+        !json::value_to<std::string>(seg.at("name")).starts_with("memfd:")) {
+      continue;
+    }
+    found = json::value_to<std::string>(seg.at("name"));
+    CHECK(seg.at("objects").as_int64() == 1);
+    CHECK(seg.at("creator_alive").as_bool());
+    std::vector<std::int64_t> mappers;
+    for (const auto& p : seg.at("mapped_by").as_array()) mappers.push_back(p.as_int64());
+    CHECK(std::find(mappers.begin(), mappers.end(), getpid()) != mappers.end());
+    CHECK(std::find(mappers.begin(), mappers.end(), user.pid()) != mappers.end());
+  }
+  REQUIRE_FALSE(found.empty());
+  Run show = inspect("show " + found);
+  CHECK(show.status == 0);
+  CHECK(show.out.find("anon-counts") != std::string::npos);
+  CHECK(show.out.find("by pid " + std::to_string(getpid())) != std::string::npos);
+  Run dump = inspect("dump " + found + " anon-counts");
+  CHECK(dump.status == 0);
+  CHECK(dump.out.find("\"b\": 2") != std::string::npos);
+  user.kill_and_reap();
 }
 
 TEST_CASE("dump prints dicts, lists, queues, values and arrays from their type names") {

@@ -55,7 +55,9 @@ commands:
   rm SEG [--force]          remove SEG (refuses while live processes map it, unless --force)
 
 every command takes --json (machine-readable output) and --help.
-SEG is a name in /dev/shm or a path to a segment file.
+SEG is a name in /dev/shm, memfd:INODE for an anonymous segment (a default Manager's, a
+standalone queue's: list shows them, found through the processes that use them), or a path
+to a segment file.
 
 exit codes: 0 ok (check: sound), 1 check found problems or gc/rm could not remove,
             2 usage error, 3 no such segment or object, 4 not a usable mpp segment
@@ -175,6 +177,8 @@ json::object segment_json(const SegmentInfo& s, bool with_objects) {
   json::object j;
   j["name"] = s.name;
   j["size"] = s.size;
+  j["max_size"] = s.max_size;
+  j["growths"] = s.growths;
   j["heap_size"] = s.heap_size;
   j["used"] = s.used;
   j["free"] = s.free;
@@ -218,6 +222,15 @@ int cmd_list(const Args& a) {
       skipped.push_back(json::value(name));
     }
   }
+  // Anonymous segments (memfds, in no directory), found through the processes using them.
+  for (const auto& anon : memfd_segments()) {
+    try {
+      MappedSegment m(anon.name);
+      segs.push_back(read_segment(m, false));
+    } catch (const InspectError& e) {
+      skipped.push_back(json::value(anon.name + " (" + e.what() + ")"));
+    }
+  }
   if (a.json) {
     json::object out;
     json::array arr;
@@ -237,7 +250,7 @@ int cmd_list(const Args& a) {
                 human_age(s.created).c_str(), s.mapped_by.size(),
                 s.read_only ? "  READ-ONLY" : (s.persist ? "  persist" : ""));
   }
-  if (segs.empty()) std::printf("(no mpp segments in /dev/shm)\n");
+  if (segs.empty()) std::printf("(no mpp segments in /dev/shm, and no anonymous ones)\n");
   return kOk;
 }
 
@@ -246,6 +259,8 @@ void print_show(const SegmentInfo& s) {
               s.name.c_str(), human_bytes(s.size).c_str(), human_bytes(s.used).c_str(),
               human_bytes(s.free).c_str(), human_age(s.created).c_str(), s.creator_pid,
               s.creator_alive ? "alive" : "dead", s.persist ? "; persisted" : "");
+  std::printf("  grows up to %s (grew %llu times)\n", human_bytes(s.max_size).c_str(),
+              static_cast<unsigned long long>(s.growths));
   std::printf("  mapped by %zu live process(es)", s.mapped_by.size());
   for (pid_t p : s.mapped_by) std::printf(" %d(%s)", p, process_name(p).c_str());
   std::printf("\n  allocator lock: %s; %llu recoveries; %s leaked\n", lock_text(s.heap_lock).c_str(),

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 namespace mpp::inspect {
 namespace {
@@ -91,6 +93,72 @@ std::map<std::string, std::vector<pid_t>> shm_mappers() {
   closedir(proc);
   std::map<std::string, std::vector<pid_t>> out;
   for (auto& [name, pids] : found) out[name] = {pids.begin(), pids.end()};
+  return out;
+}
+
+namespace {
+
+// What an anonymous segment's memfd is called in /proc (runtime/segment.cpp names it).
+constexpr std::string_view kMemfdPrefix = "/memfd:mpp-segment";
+
+std::vector<pid_t> live_pids() {
+  std::vector<pid_t> out;
+  DIR* proc = opendir("/proc");
+  if (!proc) return out;
+  while (dirent* e = readdir(proc)) {
+    char* end;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (*end == '\0' && pid > 0) out.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(proc);
+  return out;
+}
+
+}  // namespace
+
+std::vector<MemfdSegment> memfd_segments() {
+  std::map<std::uint64_t, MemfdSegment> found;
+  std::map<std::uint64_t, std::set<pid_t>> mappers;
+  for (pid_t pid : live_pids()) {
+    const std::string dir = "/proc/" + std::to_string(pid);
+    // Mappings: "start-end perms offset dev inode /memfd:mpp-segment (deleted)".
+    std::ifstream maps(dir + "/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      if (line.find(kMemfdPrefix) == std::string::npos) continue;
+      std::istringstream fields(line);
+      std::string range, perms, offset, dev;
+      std::uint64_t inode = 0;
+      if (!(fields >> range >> perms >> offset >> dev >> inode) || inode == 0) continue;
+      mappers[inode].insert(pid);
+      auto& seg = found[inode];
+      if (offset == "00000000") seg.paths.push_back(dir + "/map_files/" + range);
+    }
+    // Descriptors: the processes that hold a growable segment's memfd.
+    if (DIR* fds = opendir((dir + "/fd").c_str())) {
+      while (dirent* e = readdir(fds)) {
+        if (e->d_name[0] == '.') continue;
+        std::string path = dir + "/fd/" + e->d_name;
+        char target[256];
+        ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
+        if (n <= 0) continue;
+        if (std::string_view(target, static_cast<std::size_t>(n)).substr(0, kMemfdPrefix.size()) != kMemfdPrefix) continue;
+        struct stat st {};
+        if (stat(path.c_str(), &st) != 0) continue;
+        auto& seg = found[st.st_ino];
+        seg.paths.insert(seg.paths.begin(), path);  // a descriptor opens without privileges
+      }
+      closedir(fds);
+    }
+  }
+  std::vector<MemfdSegment> out;
+  for (auto& [inode, seg] : found) {
+    seg.inode = inode;
+    seg.name = "memfd:" + std::to_string(inode);
+    auto& pids = mappers[inode];
+    seg.mapped_by.assign(pids.begin(), pids.end());
+    out.push_back(std::move(seg));
+  }
   return out;
 }
 

@@ -28,6 +28,20 @@ bool same_process_alive(pid_t pid, double since);
 // /proc/*/maps. Processes whose maps we may not read are skipped.
 std::map<std::string, std::vector<pid_t>> shm_mappers();
 
+// An anonymous segment (a memfd named "mpp-segment", in no directory), as /proc shows it.
+struct MemfdSegment {
+  std::string name;              // "memfd:<inode>": how mpp-inspect names it
+  std::uint64_t inode = 0;
+  std::vector<pid_t> mapped_by;  // live processes that map it (from /proc/*/maps)
+  // Paths that open it: /proc/PID/fd/N of a process holding its descriptor (a growable
+  // segment keeps one), else /proc/PID/map_files/RANGE of a mapping (needs
+  // CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
+  std::vector<std::string> paths;
+};
+
+// Every anonymous mpp segment mapped or held open by a process we may look at, by inode.
+std::vector<MemfdSegment> memfd_segments();
+
 // The command name of a pid (/proc/<pid>/comm), or "?".
 std::string process_name(pid_t pid);
 

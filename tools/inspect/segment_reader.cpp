@@ -70,6 +70,27 @@ void guard_sigbus(const std::function<void()>& read) {
 }
 
 MappedSegment::MappedSegment(const std::string& name_or_path) {
+  if (name_or_path.rfind("memfd:", 0) == 0) {
+    // An anonymous segment: opened through a process that holds or maps it.
+    name_ = name_or_path;
+    for (const auto& seg : memfd_segments()) {
+      if (seg.name != name_or_path) continue;
+      mapped_by_ = seg.mapped_by;
+      std::string why = "no process holds its descriptor and its mappings cannot be opened "
+                        "without CAP_SYS_ADMIN";
+      for (const auto& path : seg.paths) {
+        int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+          map(fd, path);
+          return;
+        }
+        if (path.find("/fd/") != std::string::npos) why = path + ": " + std::strerror(errno);
+      }
+      throw InspectError(4, "cannot open anonymous segment " + name_or_path + ": " + why);
+    }
+    throw InspectError(3, "no such anonymous segment: " + name_or_path +
+                              " (no live process maps it; see mpp-inspect list)");
+  }
   bool is_path = name_or_path.find('/') != std::string::npos;
   std::string path = is_path ? name_or_path : "/dev/shm/" + name_or_path;
   name_ = is_path ? path.substr(path.rfind('/') + 1) : name_or_path;
@@ -79,6 +100,10 @@ MappedSegment::MappedSegment(const std::string& name_or_path) {
     if (e == ENOENT) throw InspectError(3, "no such segment: " + path);
     throw InspectError(4, "cannot open " + path + ": " + std::strerror(e));
   }
+  map(fd, path);
+}
+
+void MappedSegment::map(int fd, const std::string& path) {
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(fd);
@@ -112,8 +137,10 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
   }
   SegmentInfo s;
   s.name = name;
-  s.size = h.size;
-  s.heap_size = h.heap_size;
+  s.size = h.size.load();
+  s.max_size = h.max_size;
+  s.growths = h.growths.load();
+  s.heap_size = h.heap_size.load();
   s.creator_pid = h.creator_pid;
   s.created = static_cast<double>(h.creation_time_ns) / 1e9;
   s.creator_alive = same_process_alive(h.creator_pid, s.created);
@@ -140,26 +167,24 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
     if (!problem.empty()) s.findings.push_back("heap: " + problem);
   }
   const std::uint64_t top = heap.top.load();
-  if (top >= heap.first_block && top <= heap.end && heap.end <= h.heap_offset + h.heap_size) {
+  if (top >= heap.first_block && top <= s.size) {
     std::uint64_t carved = top - heap.first_block;
     s.used = carved > listed ? carved - listed : 0;
-    s.free = (heap.end - top) + std::min(listed, carved);
+    s.free = (s.size - top) + std::min(listed, carved);
   } else {
     s.findings.push_back("heap: its top or end lies outside the heap");
   }
   if (s.read_only) s.findings.push_back("segment is read-only: " + s.read_only_reason);
 
-  const auto* dir = reinterpret_cast<const DirectoryEntry*>(bytes + h.directory_offset);
-  for (std::uint32_t i = 0; i < h.directory_capacity; ++i) {
-    const DirectoryEntry& e = dir[i];
+  auto visit = [&](const DirectoryEntry& e, std::uint64_t i) {
     auto state = e.state.load(std::memory_order_acquire);
-    if (state == static_cast<std::uint32_t>(EntryState::free)) continue;
+    if (state == static_cast<std::uint32_t>(EntryState::free)) return;
     if (state == static_cast<std::uint32_t>(EntryState::building)) {
       if (!h.directory_mutex.holder()) {
         s.findings.push_back("directory entry " + std::to_string(i) +
                              " was left half-built by a dead creator (recovered on next use)");
       }
-      continue;
+      return;
     }
     ObjectInfo o;
     if (state != static_cast<std::uint32_t>(EntryState::published)) {
@@ -171,7 +196,7 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
       s.findings.push_back(o.problem);
       o.name = "#" + std::to_string(i);
       s.objects.push_back(std::move(o));
-      continue;
+      return;
     }
     o.name = cstr(e.name, sizeof e.name);
     o.kind = std::string(kind_name(e.kind));
@@ -203,6 +228,31 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
                            std::to_string(o.lock.holder) + " (the next locker recovers it)");
     }
     s.objects.push_back(std::move(o));
+  };
+  const auto* dir = reinterpret_cast<const DirectoryEntry*>(bytes + h.directory_offset);
+  std::uint64_t index = 0;
+  for (std::uint32_t i = 0; i < h.directory_capacity; ++i) visit(dir[i], index++);
+  // The chunks in the heap, each bounds-checked before it is read; a cycle is cut off by the
+  // number of chunks the heap could hold.
+  const std::uint64_t limit = std::min<std::uint64_t>(h.size.load(), size);
+  std::uint64_t link = h.directory_next.load(std::memory_order_acquire);
+  for (std::uint64_t chunks = 0; link != 0; ++chunks) {
+    if (link < h.heap_offset || link % 16 != 0 || link > limit - sizeof(DirectoryChunk) ||
+        chunks > limit / sizeof(DirectoryChunk)) {
+      s.findings.push_back("directory: a chunk link points outside the heap");
+      break;
+    }
+    const auto& chunk = *reinterpret_cast<const DirectoryChunk*>(bytes + link);
+    if (directory_chunk_entries(chunk.capacity) + std::uint64_t{chunk.capacity} * sizeof(DirectoryEntry) >
+        limit - link) {
+      s.findings.push_back("directory: a chunk runs past the segment's end");
+      break;
+    }
+    const auto* entries =
+        reinterpret_cast<const DirectoryEntry*>(bytes + link + directory_chunk_entries(chunk.capacity));
+    for (std::uint32_t i = 0; i < chunk.capacity; ++i) visit(entries[i], index++);
+    s.directory_capacity += chunk.capacity;
+    link = chunk.next.load(std::memory_order_acquire);
   }
   if (s.heap_lock.holder != 0 && !s.heap_lock.holder_alive) {
     s.findings.push_back("the allocator's lock is held by dead pid " +
@@ -214,8 +264,12 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
 SegmentInfo read_segment(const MappedSegment& m, bool deep) {
   SegmentInfo s;
   guard_sigbus([&] { s = read_image(m.base(), m.size(), m.name(), deep); });
-  auto mappers = shm_mappers();
-  if (auto it = mappers.find(m.name()); it != mappers.end()) s.mapped_by = it->second;
+  if (m.anonymous()) {
+    s.mapped_by = m.mapped_by();
+  } else {
+    auto mappers = shm_mappers();
+    if (auto it = mappers.find(m.name()); it != mappers.end()) s.mapped_by = it->second;
+  }
   // This process maps it too, read-only, while it looks; it is not a user of the segment.
   std::erase(s.mapped_by, getpid());
   return s;

@@ -52,10 +52,12 @@ struct ObjectInfo {
 
 struct SegmentInfo {
   std::string name;
-  std::uint64_t size = 0;
+  std::uint64_t size = 0;        // bytes usable now
+  std::uint64_t max_size = 0;    // the most it can grow to
+  std::uint64_t growths = 0;     // times it grew
   std::uint64_t heap_size = 0;
   std::uint64_t used = 0;        // heap bytes in blocks not on a free list
-  std::uint64_t free = 0;        // never-used space plus free-listed blocks
+  std::uint64_t free = 0;        // never-used space (up to `size`) plus free-listed blocks
   pid_t creator_pid = 0;
   bool creator_alive = false;
   double created = 0;            // seconds since the epoch
@@ -72,7 +74,8 @@ struct SegmentInfo {
   std::vector<std::string> findings;  // structural problems (check)
 };
 
-// A read-only mapping of /dev/shm/<name> (or of any file path containing '/').
+// A read-only mapping of /dev/shm/<name>, of an anonymous segment "memfd:<inode>" (see
+// memfd_segments in procfs.hpp), or of any file path containing '/'.
 class MappedSegment {
  public:
   // Throws InspectError(3) when it does not exist, InspectError(4) when it cannot be read
@@ -85,9 +88,13 @@ class MappedSegment {
   const std::string& name() const { return name_; }
   const void* base() const { return base_; }
   std::size_t size() const { return size_; }
+  bool anonymous() const { return name_.rfind("memfd:", 0) == 0; }
+  const std::vector<pid_t>& mapped_by() const { return mapped_by_; }  // anonymous only
 
  private:
+  void map(int fd, const std::string& path);  // takes the descriptor
   std::string name_;
+  std::vector<pid_t> mapped_by_;
   void* base_ = nullptr;
   std::size_t size_ = 0;
 };

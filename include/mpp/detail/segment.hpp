@@ -1,8 +1,13 @@
 // A segment: one mapping of shared memory with mpp's header at offset 0, a directory of
-// named objects, and a heap (Boost.Interprocess rbtree_best_fit behind mpp's robust mutex
-// family) for everything else. This is the one way mpp makes shared memory: named
-// segments in /dev/shm for Managers, anonymous ones (MAP_SHARED|MAP_ANONYMOUS, never in
-// /dev/shm, so they cannot leak) for standalone objects shared with forked children.
+// named objects, and a heap (mpp's own allocator, behind its robust mutex) for everything
+// else. This is the one way mpp makes shared memory: named segments in /dev/shm for
+// Managers, anonymous ones (a memfd_create file, never in /dev/shm, so they cannot leak)
+// for the default Manager and standalone objects shared with forked children.
+//
+// Growth: a segment starts at its initial size and grows on demand up to its maximum.
+// Every process reserves the maximum's address range once (MAP_NORESERVE) and the file
+// grows under it, so growing never moves a mapping and never invalidates a pointer or a
+// view in any process (docs/design/segment-growth.md).
 //
 // The binary layout (header, directory, ObjectHeader) is in segment_format.hpp, readable
 // without the C++ types of the objects; mpp-inspect depends on it.
@@ -15,6 +20,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -32,12 +38,21 @@ class Segment {
   struct CreateOptions {
     unsigned mode = 0600;      // set with fchmod, whatever the umask
     bool persist = false;      // keep the segment after the creator releases it
-    unsigned directory_entries = 128;  // named objects the segment can hold
+    unsigned directory_entries = 32;  // entries made at creation; more are added in the
+                                      // heap as objects are named (no fixed cap)
+    std::size_t max_bytes = 0;  // the most it may grow to; 0: automatic (auto_max_bytes)
   };
 
-  // Creates the named segment /dev/shm/<name> of `bytes` bytes, reserving every page
-  // (posix_fallocate), so that a full /dev/shm is an error here and not a SIGBUS later.
-  // Throws ValueError for a bad name (empty, '/', too long), FileExistsError if it exists,
+  // The maximum a segment gets when none is given: the size of the filesystem that holds
+  // it (/dev/shm for a named one; physical memory for an anonymous one), and never less
+  // than `bytes`. The file can never outgrow that anyway; reserving the address range
+  // costs no memory.
+  static std::size_t auto_max_bytes(std::size_t bytes, bool anonymous);
+
+  // Creates the named segment /dev/shm/<name> of `bytes` bytes (growable up to
+  // options.max_bytes), reserving every page of the initial size (posix_fallocate), so that
+  // a full /dev/shm is an error here and not a SIGBUS later. Throws ValueError for a bad
+  // name (empty, '/', too long) or a max below `bytes`, FileExistsError if it exists,
   // OSError / SegmentFull (no room in /dev/shm).
   static std::shared_ptr<Segment> create(const std::string& name, std::size_t bytes,
                                          CreateOptions options);
@@ -45,22 +60,35 @@ class Segment {
     return create(name, bytes, CreateOptions{});
   }
 
+  // How long attach() waits, by default, for a segment whose creator is alive and still
+  // building it (reserving a large initial size takes seconds).
+  static constexpr std::chrono::milliseconds kAttachWait{30'000};
+
   // Opens an existing named segment. Throws FileNotFoundError when it does not exist and
   // SegmentError when the file is not an mpp segment of this format version (foreign,
-  // empty, truncated, corrupt) — never crashes on such a file.
-  static std::shared_ptr<Segment> attach(const std::string& name);
+  // empty, truncated, corrupt) — never crashes on such a file. While the segment's creator
+  // is alive and still building it, waits (up to `wait`), then throws SegmentError "still
+  // being created by pid N"; a creator that died before finishing it is named too.
+  static std::shared_ptr<Segment> attach(const std::string& name,
+                                         std::chrono::milliseconds wait = kAttachWait);
 
-  // A private segment in anonymous shared memory, shared with children forked after it.
-  // Same layout as a named one, with a small directory (`directory_entries`).
-  static std::shared_ptr<Segment> anonymous(std::size_t bytes, unsigned directory_entries = 8);
+  // A private segment in a memfd (never in /dev/shm), shared with children forked after
+  // it. Same layout as a named one. `max_bytes` 0 means `bytes` (a fixed segment, whose
+  // file descriptor is closed at once); a growable one keeps its descriptor (close-on-exec)
+  // to grow with, and mpp-inspect reads it through /proc/PID/fd.
+  static std::shared_ptr<Segment> anonymous(std::size_t bytes, unsigned directory_entries = 8,
+                                             std::size_t max_bytes = 0);
 
   ~Segment();
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
 
   const std::string& name() const noexcept;   // empty for anonymous segments
-  std::size_t size() const noexcept;           // bytes mapped
-  std::size_t free_bytes() const;              // bytes the heap can still hand out
+  std::size_t size() const noexcept;           // bytes usable now (grows)
+  std::size_t max_size() const noexcept;       // the most it can grow to
+  // Bytes the heap can still hand out: free space in the current size plus the room left
+  // to grow (which a full /dev/shm can deny: SegmentFull then says so).
+  std::size_t free_bytes() const;
   bool is_creator() const noexcept;            // this process created it (not a fork of it)
   void persist() noexcept;                     // keep it in /dev/shm after the creator ends
   SegmentHeader& header() noexcept;
@@ -81,7 +109,9 @@ class Segment {
   // not there. Processes that map it keep their mapping.
   static bool unlink(const std::string& name);
 
-  // Heap. allocate() throws SegmentFull and changes nothing when there is no room. Both
+  // Heap. allocate() grows the segment when its current size has no room, and throws
+  // SegmentFull (saying whether the maximum is reached or /dev/shm is full) and changes
+  // nothing when it cannot. Both
   // survive a holder of the allocator's lock being killed: the lock is recovered and the
   // heap checked; a heap found corrupt turns the segment read-only (SegmentError).
   void* allocate(std::size_t bytes, std::size_t align = 16);
@@ -115,9 +145,10 @@ class Segment {
 
   // Finds the named object, or allocates `spec.bytes`, runs `construct(memory)` and then
   // publishes the directory entry (so no process ever sees a half-built object). Returns
-  // the object's memory and whether this call created it. Throws TypeMismatch (naming both
-  // kinds/types) when the name exists with another kind or other types, SegmentFull when
-  // there is no room (directory or heap), ValueError for a bad name.
+  // the object's memory and whether this call created it. The directory has no fixed cap:
+  // it adds entries in the heap as needed. Throws TypeMismatch (naming both kinds/types)
+  // when the name exists with another kind or other types, SegmentFull when there is no
+  // room in the heap, ValueError for a bad name.
   std::pair<void*, bool> find_or_create(const ObjectSpec& spec,
                                         const std::function<void(void*)>& construct);
 
@@ -126,8 +157,14 @@ class Segment {
 
   struct Impl;  // opaque: the mapping and its bookkeeping (runtime/segment.cpp)
 
+  // Test hook: when set, called at each named point between the stores of a growth and of a
+  // heap change, so that a test can SIGKILL its process there and prove the crash contract
+  // store by store. Null (and never set) outside tests.
+  static inline void (*crash_point)(const char* point) = nullptr;
+
  private:
   explicit Segment(std::unique_ptr<Impl> impl);
+  DirectoryEntry* free_entry(std::uint32_t*& hash_slot);  // with the directory lock held
   // allocate(), telling whether the block is fresh heap space (never handed out: zero).
   void* allocate_block(std::size_t bytes, std::size_t align, bool& fresh);
   std::unique_ptr<Impl> impl_;
