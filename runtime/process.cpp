@@ -329,6 +329,10 @@ void Process::start() {
   s.parent_pid = parent;
   s.pidfd = pidfd_open(pid);  // the child cannot be reaped (and its pid reused) before this
   s.started = true;
+  // Python's start() drops _target and _args in the parent: the child has its copy, and
+  // an argument such as a moved-in Pipe end must not stay open here (the parent would
+  // never see EOF on the other end).
+  target_.reset();
   Registry& r = registry();
   std::lock_guard lock(r.m);
   r.children.push_back(state_);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mpp/errors.hpp"
+#include "mpp/pipe.hpp"
 #include "support/child.hpp"
 
 using namespace std::chrono_literals;
@@ -130,6 +131,37 @@ TEST_CASE("function pointers, std::function and move-only arguments are accepted
   CHECK(a.exitcode() == 0);
   CHECK(b.exitcode() == 0);
   CHECK(c.exitcode() == 0);
+}
+
+TEST_CASE("start() drops the target and its arguments in the parent, as Python does") {
+  auto held = std::make_shared<int>(1);
+  mpp::Process p([](const std::shared_ptr<int>& v) { if (*v != 1) std::abort(); }, held);
+  CHECK(held.use_count() == 2);
+  p.start();
+  CHECK(held.use_count() == 1);  // the parent's copy in the Process is gone
+  p.join();
+  CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("a Pipe end moved into a Process is closed in the parent: recv until EOFError") {
+  auto [parent_conn, child_conn] = mpp::Pipe<int>();
+  mpp::Process p(
+      [](mpp::Connection<int>& conn) {
+        for (int i = 0; i < 3; ++i) conn.send(i);
+      },
+      std::move(child_conn));
+  p.start();
+  std::vector<int> got;
+  // Before start() dropped the target, the parent's copy of child_conn kept the socket
+  // open and this loop never ended.
+  try {
+    for (;;) got.push_back(parent_conn.recv());
+  } catch (const mpp::EOFError&) {
+    got.push_back(-1);
+  }
+  CHECK(got == std::vector<int>{0, 1, 2, -1});
+  p.join();
+  CHECK(p.exitcode() == 0);
 }
 
 namespace {
