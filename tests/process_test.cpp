@@ -287,14 +287,18 @@ TEST_CASE("an exception in the child prints 'Process NAME: TYPE: what()' and exi
 
 TEST_CASE("misuse is a ProcessError with a clear message") {
   mpp::Process p(do_nothing);
-  CHECK_THROWS_WITH(p.join(), Catch::Contains("has not been started"));
-  CHECK_THROWS_AS(p.terminate(), mpp::ProcessError);
+  const std::string name = p.name();  // "Process-N": every message names the process
+  CHECK_THROWS_WITH(p.join(), "cannot join process " + name +
+                                  ": it has not been started; call start() first");
+  CHECK_THROWS_WITH(p.terminate(), Catch::StartsWith("cannot terminate process " + name + ": "));
+  CHECK_THROWS_WITH(p.kill(), Catch::StartsWith("cannot kill process " + name + ": "));
   p.start();
-  CHECK_THROWS_WITH(p.start(), Catch::Contains("twice"));
-  CHECK_THROWS_WITH(p.daemon(true), Catch::Contains("already started"));
+  CHECK_THROWS_WITH(p.start(), "cannot start process " + name + " twice");
+  CHECK_THROWS_WITH(p.daemon(true), "cannot set daemon on process " + name + ": it has already started");
   p.join();
   p.close();
-  CHECK_THROWS_WITH(p.is_alive(), Catch::Contains("closed"));
+  CHECK_THROWS_WITH(p.is_alive(), "cannot query process " + name + ": it was closed");
+  CHECK_THROWS_WITH(p.join(), "cannot join process " + name + ": it was closed");
   CHECK_THROWS_WITH(p.start(), Catch::Contains("closed"));
   p.close();  // closing twice is harmless, as in Python
 
@@ -304,7 +308,7 @@ TEST_CASE("misuse is a ProcessError with a clear message") {
     gate.wait_byte();
   });
   running.start();
-  CHECK_THROWS_WITH(running.close(), Catch::Contains("still running"));
+  CHECK_THROWS_WITH(running.close(), Catch::StartsWith("cannot close process " + running.name() + " while it is still running"));
   gate.put("x");
   running.join();
   running.close();
@@ -327,7 +331,8 @@ TEST_CASE("misuse is a ProcessError with a clear message") {
   judge.start();
   judge.join();
   verdict.close_w();
-  CHECK_THAT(verdict.read_all(), Catch::Contains("not of this process"));
+  CHECK_THAT(verdict.read_all(), Catch::StartsWith("cannot join process " + other.name() + ": it is a child of pid") &&
+                                     Catch::Contains("not of this process"));
   other.kill();
   other.join();
 }
