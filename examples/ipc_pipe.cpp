@@ -1,7 +1,6 @@
 // The tutorial's section VIII, "Using Pipe": a child sends two lists through a Pipe, the
 // parent receives until the child's end is closed. (Python: parent_conn, child_conn =
 // Pipe(); Process(target=f, args=(child_conn,)); ... conn.recv() until EOFError.)
-#include <boost/serialization/vector.hpp>  // until the codec knows std::vector itself
 #include <cstdio>
 #include <utility>
 #include <vector>
