@@ -35,6 +35,7 @@
 #include "mpp/detail/item_ref.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/errors.hpp"
+#include "mpp/repr.hpp"  // repr(d) and operator<<
 
 namespace mpp {
 

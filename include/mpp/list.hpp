@@ -26,6 +26,7 @@
 #include "mpp/detail/list_core.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/errors.hpp"
+#include "mpp/repr.hpp"  // repr(l) and operator<<
 
 namespace mpp {
 

@@ -3,6 +3,7 @@
 
 #include "mpp/errors.hpp"
 #include "mpp/serialization.hpp"
+#include "mpp/repr.hpp"
 #include "mpp/dict.hpp"
 #include "mpp/list.hpp"
 #include "mpp/manager.hpp"
