@@ -276,6 +276,8 @@ class Dict {
   std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
 
  private:
+  template <class>
+  friend struct detail::HandleCodec;  // sends a Dict as a reference (mpp/handle_codec.hpp)
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
   static std::string missing(const K& key) {
     if constexpr (std::is_arithmetic_v<K>) {

@@ -82,6 +82,7 @@ class ListCore {
 
   std::string check() const;
   ListState& state() const noexcept { return *st_; }
+  Segment& segment() const noexcept { return *seg_; }
 
  private:
   ListArray* array() const noexcept;
