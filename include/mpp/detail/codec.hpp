@@ -265,7 +265,9 @@ void encode_to(std::string& out, const T& v) {
     std::apply([&](const auto&... x) { (encode_to(out, x), ...); }, v);
   } else if constexpr (ContiguousTrivial<T>) {
     put_varint(out, v.size());
-    out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(typename T::value_type));
+    if (v.size() != 0) {  // data() may be null
+      out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(typename T::value_type));
+    }
   } else if constexpr (MapLike<T>) {
     put_varint(out, v.size());
     for (const auto& [k, m] : v) {
@@ -327,7 +329,8 @@ T decode_from(NativeReader& r) {
     std::size_t n = r.count(sizeof(E));
     T v;
     v.resize(n);
-    std::memcpy(static_cast<void*>(v.data()), r.take(n * sizeof(E)), n * sizeof(E));
+    const std::byte* src = r.take(n * sizeof(E));
+    if (n != 0) std::memcpy(static_cast<void*>(v.data()), src, n * sizeof(E));  // data() may be null
     return v;
   } else if constexpr (MapLike<T>) {
     std::size_t n = r.count(1);
