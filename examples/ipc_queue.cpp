@@ -1,6 +1,5 @@
 // Python's Queue example: a child puts a list into a Queue, the parent gets it. (Python: q =
 // Queue(); Process(target=put_id, args=(q,)); print(q.get()))
-#include <boost/serialization/vector.hpp>
 #include <cstdio>
 #include <vector>
 

@@ -258,7 +258,7 @@ bool Process::daemon() const { return state().daemon; }
 
 void Process::daemon(bool is_daemon) {
   ProcessState& s = state();
-  if (s.started) throw ProcessError("cannot set daemon on process " + s.name + ": it has already started");
+  if (s.started) throw ProcessError("cannot set daemon on process " + name() + ": it has already started");
   s.daemon = is_daemon;
 }
 
@@ -268,15 +268,13 @@ int Process::sentinel() const { return state().pidfd; }
 
 namespace {
 
-void check_usable(const ProcessState& s, const char* what) {
-  if (s.closed) throw ProcessError(std::string("cannot ") + what + " process " + s.name + ": it was closed");
-  if (!s.started) {
-    throw ProcessError(std::string("cannot ") + what + " process " + s.name +
-                       ": it has not been started; call start() first");
-  }
+// `name` is the Process's name() (before start() the state holds none yet).
+void check_usable(const ProcessState& s, const std::string& name, const char* what) {
+  const std::string head = std::string("cannot ") + what + " process " + name + ": ";
+  if (s.closed) throw ProcessError(head + "it was closed");
+  if (!s.started) throw ProcessError(head + "it has not been started; call start() first");
   if (s.parent_pid != ::getpid()) {
-    throw ProcessError(std::string("cannot ") + what + " process " + s.name +
-                       ": it is a child of pid " + std::to_string(s.parent_pid) +
+    throw ProcessError(head + "it is a child of pid " + std::to_string(s.parent_pid) +
                        ", not of this process");
   }
 }
@@ -329,6 +327,10 @@ void Process::start() {
   s.parent_pid = parent;
   s.pidfd = pidfd_open(pid);  // the child cannot be reaped (and its pid reused) before this
   s.started = true;
+  // Python's start() drops _target and _args in the parent: the child has its copy, and
+  // an argument such as a moved-in Pipe end must not stay open here (the parent would
+  // never see EOF on the other end).
+  target_.reset();
   Registry& r = registry();
   std::lock_guard lock(r.m);
   r.children.push_back(state_);
@@ -360,7 +362,7 @@ void Process::run() {
 
 void Process::join() {
   ProcessState& s = state();
-  check_usable(s, "join");
+  check_usable(s, name(), "join");
   wait_ended(s, std::nullopt);
   try_reap(s);
   forget(state_);
@@ -368,7 +370,7 @@ void Process::join() {
 
 bool Process::join_for(std::chrono::nanoseconds timeout) {
   ProcessState& s = state();
-  check_usable(s, "join");
+  check_usable(s, name(), "join");
   if (!wait_ended(s, std::chrono::steady_clock::now() + timeout)) return false;
   if (!try_reap(s)) return false;
   forget(state_);
@@ -377,9 +379,9 @@ bool Process::join_for(std::chrono::nanoseconds timeout) {
 
 bool Process::is_alive() {
   ProcessState& s = state();
-  if (s.closed) throw ProcessError("cannot query process " + s.name + ": it was closed");
+  if (s.closed) throw ProcessError("cannot query process " + name() + ": it was closed");
   if (!s.started) return false;
-  check_usable(s, "query");
+  check_usable(s, name(), "query");
   if (!try_reap(s)) return true;
   forget(state_);
   return false;
@@ -387,35 +389,35 @@ bool Process::is_alive() {
 
 std::optional<int> Process::exitcode() {
   ProcessState& s = state();
-  if (s.closed) throw ProcessError("cannot query process " + s.name + ": it was closed");
+  if (s.closed) throw ProcessError("cannot query process " + name() + ": it was closed");
   if (!s.started) return std::nullopt;
-  check_usable(s, "query");
+  check_usable(s, name(), "query");
   if (!try_reap(s)) return std::nullopt;
   forget(state_);
   return s.exitcode;
 }
 
 namespace {
-void send_signal(ProcessState& s, int sig, const char* what) {
-  check_usable(s, what);
+void send_signal(ProcessState& s, const std::string& name, int sig, const char* what) {
+  check_usable(s, name, what);
   std::lock_guard lock(s.m);
   // Until it is reaped (under this lock) the pid is ours: it cannot name another process.
   if (!s.exitcode && ::kill(s.pid, sig) != 0 && errno != ESRCH) {
-    throw_os_error(errno, std::string(what) + " process " + s.name);
+    throw_os_error(errno, std::string(what) + " process " + name);
   }
 }
 }  // namespace
 
-void Process::terminate() { send_signal(state(), SIGTERM, "terminate"); }
-void Process::kill() { send_signal(state(), SIGKILL, "kill"); }
+void Process::terminate() { send_signal(state(), name(), SIGTERM, "terminate"); }
+void Process::kill() { send_signal(state(), name(), SIGKILL, "kill"); }
 
 void Process::close() {
   ProcessState& s = state();
   if (s.closed) return;
   if (s.started) {
-    check_usable(s, "close");
+    check_usable(s, name(), "close");
     if (!try_reap(s)) {
-      throw ProcessError("cannot close process " + s.name +
+      throw ProcessError("cannot close process " + name() +
                          " while it is still running; call join() or terminate() first");
     }
     forget(state_);

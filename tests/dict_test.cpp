@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mpp/archive.hpp"  // Job below has serialize()
 #include "mpp/errors.hpp"
 #include "mpp/manager.hpp"
 #include "support/child.hpp"

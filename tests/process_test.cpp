@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mpp/errors.hpp"
+#include "mpp/pipe.hpp"
 #include "support/child.hpp"
 
 using namespace std::chrono_literals;
@@ -130,6 +131,37 @@ TEST_CASE("function pointers, std::function and move-only arguments are accepted
   CHECK(a.exitcode() == 0);
   CHECK(b.exitcode() == 0);
   CHECK(c.exitcode() == 0);
+}
+
+TEST_CASE("start() drops the target and its arguments in the parent, as Python does") {
+  auto held = std::make_shared<int>(1);
+  mpp::Process p([](const std::shared_ptr<int>& v) { if (*v != 1) std::abort(); }, held);
+  CHECK(held.use_count() == 2);
+  p.start();
+  CHECK(held.use_count() == 1);  // the parent's copy in the Process is gone
+  p.join();
+  CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("a Pipe end moved into a Process is closed in the parent: recv until EOFError") {
+  auto [parent_conn, child_conn] = mpp::Pipe<int>();
+  mpp::Process p(
+      [](mpp::Connection<int>& conn) {
+        for (int i = 0; i < 3; ++i) conn.send(i);
+      },
+      std::move(child_conn));
+  p.start();
+  std::vector<int> got;
+  // Before start() dropped the target, the parent's copy of child_conn kept the socket
+  // open and this loop never ended.
+  try {
+    for (;;) got.push_back(parent_conn.recv());
+  } catch (const mpp::EOFError&) {
+    got.push_back(-1);
+  }
+  CHECK(got == std::vector<int>{0, 1, 2, -1});
+  p.join();
+  CHECK(p.exitcode() == 0);
 }
 
 namespace {
@@ -255,14 +287,18 @@ TEST_CASE("an exception in the child prints 'Process NAME: TYPE: what()' and exi
 
 TEST_CASE("misuse is a ProcessError with a clear message") {
   mpp::Process p(do_nothing);
-  CHECK_THROWS_WITH(p.join(), Catch::Contains("has not been started"));
-  CHECK_THROWS_AS(p.terminate(), mpp::ProcessError);
+  const std::string name = p.name();  // "Process-N": every message names the process
+  CHECK_THROWS_WITH(p.join(), "cannot join process " + name +
+                                  ": it has not been started; call start() first");
+  CHECK_THROWS_WITH(p.terminate(), Catch::StartsWith("cannot terminate process " + name + ": "));
+  CHECK_THROWS_WITH(p.kill(), Catch::StartsWith("cannot kill process " + name + ": "));
   p.start();
-  CHECK_THROWS_WITH(p.start(), Catch::Contains("twice"));
-  CHECK_THROWS_WITH(p.daemon(true), Catch::Contains("already started"));
+  CHECK_THROWS_WITH(p.start(), "cannot start process " + name + " twice");
+  CHECK_THROWS_WITH(p.daemon(true), "cannot set daemon on process " + name + ": it has already started");
   p.join();
   p.close();
-  CHECK_THROWS_WITH(p.is_alive(), Catch::Contains("closed"));
+  CHECK_THROWS_WITH(p.is_alive(), "cannot query process " + name + ": it was closed");
+  CHECK_THROWS_WITH(p.join(), "cannot join process " + name + ": it was closed");
   CHECK_THROWS_WITH(p.start(), Catch::Contains("closed"));
   p.close();  // closing twice is harmless, as in Python
 
@@ -272,7 +308,7 @@ TEST_CASE("misuse is a ProcessError with a clear message") {
     gate.wait_byte();
   });
   running.start();
-  CHECK_THROWS_WITH(running.close(), Catch::Contains("still running"));
+  CHECK_THROWS_WITH(running.close(), Catch::StartsWith("cannot close process " + running.name() + " while it is still running"));
   gate.put("x");
   running.join();
   running.close();
@@ -295,7 +331,8 @@ TEST_CASE("misuse is a ProcessError with a clear message") {
   judge.start();
   judge.join();
   verdict.close_w();
-  CHECK_THAT(verdict.read_all(), Catch::Contains("not of this process"));
+  CHECK_THAT(verdict.read_all(), Catch::StartsWith("cannot join process " + other.name() + ": it is a child of pid") &&
+                                     Catch::Contains("not of this process"));
   other.kill();
   other.join();
 }

@@ -31,6 +31,7 @@
 #include "mpp/errors.hpp"
 #include "mpp/sync.hpp"
 #include "mpp/value.hpp"
+#include "mpp/repr.hpp"  // repr(a) and operator<<
 
 namespace mpp {
 

@@ -45,6 +45,7 @@
 #include "mpp/detail/item_ref.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/errors.hpp"
+#include "mpp/repr.hpp"  // repr(d) and operator<<
 
 namespace mpp {
 
@@ -318,6 +319,8 @@ class Dict {
   std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
 
  private:
+  template <class>
+  friend struct detail::HandleCodec;  // sends a Dict as a reference (mpp/handle_codec.hpp)
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
   // The key's encoding: its own bytes (no copy, nothing to destroy) for strings and
   // trivially copyable keys, an archive for the others. `.bytes()` either way.

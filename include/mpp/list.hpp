@@ -26,6 +26,7 @@
 #include "mpp/detail/list_core.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/errors.hpp"
+#include "mpp/repr.hpp"  // repr(l) and operator<<
 
 namespace mpp {
 
@@ -189,6 +190,8 @@ class List {
   std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
 
  private:
+  template <class>
+  friend struct detail::HandleCodec;  // sends a List as a reference (mpp/handle_codec.hpp)
   List(std::shared_ptr<detail::Segment> seg, detail::ListState* st) : core_(std::move(seg), st) {}
 
   // Lock held.

@@ -203,3 +203,6 @@ class Manager {
 };
 
 }  // namespace mpp
+
+// Handles of a Manager's objects travel as references through queues, pipes and pools.
+#include "mpp/handle_codec.hpp"

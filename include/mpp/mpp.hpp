@@ -2,6 +2,8 @@
 #pragma once
 
 #include "mpp/errors.hpp"
+#include "mpp/serialization.hpp"
+#include "mpp/repr.hpp"
 #include "mpp/dict.hpp"
 #include "mpp/list.hpp"
 #include "mpp/manager.hpp"

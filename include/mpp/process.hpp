@@ -100,15 +100,28 @@ class Process {
 
   // A process that calls target(args...) in the child. The target and the arguments are
   // stored by value (decayed) now; use std::ref to pass a reference (to the child's copy
-  // of the object, since the child is a fork).
+  // of the object, since the child is a fork). As Python, start() drops the target and
+  // the arguments in the parent: a Pipe end handed over with std::move(conn) is closed in
+  // the parent once the child has it, so the parent sees EOFError when the child is done.
+  // A move-only argument passed as an lvalue (a Connection, say) fails to compile with one
+  // static_assert naming the right call.
   template <class F, class... Args>
-    requires(!std::is_base_of_v<Process, std::remove_cvref_t<F>> &&
-             (std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> ||
-              std::invocable<std::decay_t<F>&, std::decay_t<Args>...>))
+    requires(!std::is_base_of_v<Process, std::remove_cvref_t<F>>)
   explicit Process(F&& target, Args&&... args) : Process() {
-    using Target = detail::BoundProcessTarget<std::decay_t<F>, std::decay_t<Args>...>;
-    target_ = std::make_unique<Target>(std::forward<F>(target),
-                                       typename Target::Tuple(std::forward<Args>(args)...));
+    constexpr bool storable = (std::is_constructible_v<std::decay_t<Args>, Args&&> && ...);
+    static_assert(storable,
+                  "mpp::Process stores its arguments by value and this one cannot be copied: "
+                  "hand it over with std::move(arg) (a Pipe end is then closed in the parent "
+                  "after start()), or pass std::ref(arg)");
+    constexpr bool callable = std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> ||
+                              std::invocable<std::decay_t<F>&, std::decay_t<Args>...>;
+    static_assert(!storable || callable,
+                  "mpp::Process: the target cannot be called with these arguments");
+    if constexpr (storable && callable) {
+      using Target = detail::BoundProcessTarget<std::decay_t<F>, std::decay_t<Args>...>;
+      target_ = std::make_unique<Target>(std::forward<F>(target),
+                                         typename Target::Tuple(std::forward<Args>(args)...));
+    }
   }
 
   // Does not stop the child (see "Lifetime" above).

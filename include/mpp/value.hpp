@@ -35,6 +35,7 @@
 
 #include "mpp/detail/sync_state.hpp"
 #include "mpp/sync.hpp"
+#include "mpp/repr.hpp"  // repr(v) and operator<<
 
 namespace mpp {
 

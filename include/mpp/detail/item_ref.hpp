@@ -17,6 +17,28 @@ class ItemRef {
   }
   operator V() const { return d_.at(k_); }
 
+  // Python's d[k] += x, -= x, ... as one atomic d.modify(k, ...): no other process's
+  // change to k can come between the read and the write. An absent k starts from V{}
+  // (as in a collections.defaultdict), where Python's dict raises KeyError.
+#define MPP_ITEM_REF_COMPOUND(op)                                        \
+  template <class X>                                                     \
+    requires requires(V& v, const X& x) { v op x; }                      \
+  ItemRef& operator op(const X& x) {                                     \
+    d_.modify(k_, [&x](V& v) { v op x; });                               \
+    return *this;                                                        \
+  }
+  MPP_ITEM_REF_COMPOUND(+=)
+  MPP_ITEM_REF_COMPOUND(-=)
+  MPP_ITEM_REF_COMPOUND(*=)
+  MPP_ITEM_REF_COMPOUND(/=)
+  MPP_ITEM_REF_COMPOUND(%=)
+  MPP_ITEM_REF_COMPOUND(&=)
+  MPP_ITEM_REF_COMPOUND(|=)
+  MPP_ITEM_REF_COMPOUND(^=)
+  MPP_ITEM_REF_COMPOUND(<<=)
+  MPP_ITEM_REF_COMPOUND(>>=)
+#undef MPP_ITEM_REF_COMPOUND
+
  private:
   Dict& d_;
   K k_;

@@ -88,6 +88,7 @@ class ListCore {
   // What is wrong with the list (corruption included), or empty.
   std::string check() const;
   ListState& state() const noexcept { return *st_; }
+  Segment& segment() const noexcept { return *seg_; }
 
  private:
   ListArray* array() const;  // checked (SegmentError when corrupt); nullptr while never used

@@ -1,0 +1,108 @@
+// Handles of a Manager's objects as messages and task arguments (rule 5 of
+// mpp/serialization.hpp), as Python pickles its proxies:
+//
+//   auto d = manager.dict<std::string, int>("counts");
+//   pool.apply_async(count_words, d, "a.txt");   // the worker gets a Dict on the same object
+//   q.put(d);  conn.send(lock);                  // so do a Queue's and a Pipe's readers
+//
+// A Dict, List, Queue, Value or Lock made by a Manager is sent as a reference: the
+// segment's name, the object's name in the segment's directory, and its kind and types.
+// The receiver reopens it by name: from the segment this process already maps (a forked
+// child inherits its parent's), else by attaching to the segment, as Manager::attach does.
+// The object's kind and types are checked on arrival (TypeMismatch names both), so a
+// reference cannot be misread as another object.
+//
+// Objects made without a Manager (a standalone Queue, Value or Lock) live in anonymous
+// memory, which only processes forked after it was made share: sending one is a ValueError
+// that says so (Python: "Queue objects should only be shared between processes through
+// inheritance"). Pass them to the Process instead, or make them with a Manager.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "mpp/detail/codec.hpp"
+#include "mpp/detail/segment.hpp"
+#include "mpp/detail/segment_format.hpp"
+#include "mpp/manager.hpp"
+
+namespace mpp::detail {
+
+// What travels for one handle.
+struct HandleRef {
+  std::string segment;  // the segment's name in /dev/shm
+  std::string object;   // the object's name in its directory
+  std::uint32_t kind = 0;
+  std::string key_type, value_type;  // type fingerprints, for a clear message on mismatch
+};
+
+// The reference to the object whose state is at `state` in `seg`. Throws ValueError when
+// the segment is anonymous or the object has no directory entry.
+HandleRef make_handle_ref(const Segment& seg, const void* state, ObjectKind kind,
+                          const char* what);
+
+// A Manager over the segment named in `ref`: this process's mapping of it when it has one,
+// else a new attachment. Throws as Manager::attach.
+Manager reopen_segment(const HandleRef& ref, ObjectKind expected);
+
+void save_handle_ref(std::string& out, const HandleRef& ref);
+HandleRef load_handle_ref(ByteView bytes);
+
+template <class K, class V>
+struct HandleCodec<Dict<K, V>> {
+  static void save(std::string& out, const Dict<K, V>& d) {
+    save_handle_ref(out, make_handle_ref(d.core_.segment(), &d.core_.state(), ObjectKind::dict, "Dict"));
+  }
+  static Dict<K, V> load(ByteView b) {
+    HandleRef r = load_handle_ref(b);
+    return reopen_segment(r, ObjectKind::dict).template dict<K, V>(r.object);
+  }
+};
+
+template <class T>
+struct HandleCodec<List<T>> {
+  static void save(std::string& out, const List<T>& l) {
+    save_handle_ref(out, make_handle_ref(l.core_.segment(), &l.core_.state(), ObjectKind::list, "List"));
+  }
+  static List<T> load(ByteView b) {
+    HandleRef r = load_handle_ref(b);
+    return reopen_segment(r, ObjectKind::list).template list<T>(r.object);
+  }
+};
+
+template <class T>
+struct HandleCodec<Queue<T>> {
+  static void save(std::string& out, const Queue<T>& q) {
+    save_handle_ref(out, make_handle_ref(q.core().segment(), &q.core().state(), ObjectKind::queue, "Queue"));
+  }
+  static Queue<T> load(ByteView b) {
+    HandleRef r = load_handle_ref(b);
+    return reopen_segment(r, ObjectKind::queue).template queue<T>(r.object);
+  }
+};
+
+template <class T>
+struct HandleCodec<Value<T>> {
+  static void save(std::string& out, const Value<T>& v) {
+    save_handle_ref(out, make_handle_ref(*v.get_lock().segment(), v.state(), ObjectKind::value, "Value"));
+  }
+  static Value<T> load(ByteView b) {
+    HandleRef r = load_handle_ref(b);
+    return reopen_segment(r, ObjectKind::value).template value<T>(r.object);
+  }
+};
+
+template <>
+struct HandleCodec<Lock> {
+  static void save(std::string& out, const Lock& l) {
+    save_handle_ref(out, make_handle_ref(*l.segment(), l.header(), ObjectKind::lock, "Lock"));
+  }
+  static Lock load(ByteView b) {
+    HandleRef r = load_handle_ref(b);
+    return reopen_segment(r, ObjectKind::lock).lock(r.object);
+  }
+};
+
+}  // namespace mpp::detail
