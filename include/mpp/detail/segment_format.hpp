@@ -3,7 +3,7 @@
 // fixed size and offset (checked by static_asserts below); FORMAT_VERSION changes whenever
 // any of them does. All integers are native-endian (a segment never leaves its machine).
 //
-// OWNED BY the shared-memory core (issue 3).
+// Owned by the shared-memory core (runtime/segment.cpp); see docs/design/segment-growth.md.
 //
 // A segment, from offset 0 of the mapping (or of /dev/shm/<name>):
 //
@@ -104,7 +104,9 @@ struct ObjectHeader {
 
 // "mppSEG01" as the first 8 bytes of the file.
 inline constexpr std::uint64_t SEGMENT_MAGIC = 0x313047455370706dULL;
-inline constexpr std::uint32_t FORMAT_VERSION = 3;  // 3: growable segments, heap directory
+inline constexpr std::uint32_t FORMAT_VERSION = 3;  // 3: growable segments, heap directory,
+                                                    // coalescing heap, queue claims with start
+                                                    // ticks, native container encoding
 
 inline constexpr std::size_t MAX_SEGMENT_NAME = 200;  // bytes, without the leading '/'
 inline constexpr std::size_t MAX_OBJECT_NAME = 127;   // bytes, without the NUL
