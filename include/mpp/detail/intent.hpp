@@ -2,7 +2,8 @@
 // docs/design/crash-contracts.md). A change that allocates or frees more than one store can
 // publish writes down, under the object's exclusive lock, which blocks it is about to make
 // reachable ("fresh", and a "pending" chain of them linked through each block's first 8
-// bytes) and which it is about to unlink and free ("old"). The next locker after a crash calls finish_intent():
+// bytes) and which it is about to unlink and free ("old"). The next locker after a crash
+// calls finish_intent():
 //   - a fresh or pending block that is not reachable was never published: it is freed;
 //   - an old block that is not reachable was unlinked and maybe freed: it is counted as
 //     leaked (freeing it twice would corrupt the heap, leaking it costs bytes only);
