@@ -1,11 +1,11 @@
-// Queue and Pipe between processes (issue 4's targets), against Python's mp.Queue and
+// Queue and Pipe between processes, against Python's mp.Queue and
 // mp.Pipe, Boost.Interprocess message_queue, a raw socketpair (blocking, and spinning then
 // blocking as mpp's Pipe does), a raw futex ping-pong and a two-process copy through shared
 // memory (the ceiling for the byte rows), all in one run. Every figure is the median of --benchmark_repetitions runs (default 5);
 // each run forks its own processes and reports its own figure as a counter:
 //   msgs_s  messages per second (64 B), MB_s  megabytes per second (4 KiB, 1 MiB),
 //   rtt_us  round trip in microseconds (one message each way).
-// After the table, a summary prints the ratios the issue sets targets for.
+// After the table, a summary prints the ratios that have targets.
 //
 //   build/benchmarks/micro/queue_bench                 # everything, 5 repetitions
 //   build/benchmarks/micro/queue_bench --benchmark_filter=mpp   # only mpp's own rows

@@ -58,9 +58,10 @@ struct Referent {
 
 struct ServerState;
 
-// One connection in the handshake, driven by the io_context's thread (python-wire-protocol
-// §2: the server challenges, checks the answer, then answers the peer's challenge). Every
-// frame is read with its exact length, so nothing after the handshake is read here.
+// One connection in the handshake, driven by the io_context's thread (as in Python's
+// multiprocessing.connection, the server challenges, checks the answer, then answers the
+// peer's challenge). Every frame is read with its exact length, so nothing after the
+// handshake is read here.
 struct Pending : std::enable_shared_from_this<Pending> {
   Pending(tcp::socket s, asio::io_context& io) : sock(std::move(s)), timer(io) {}
   tcp::socket sock;

@@ -1,6 +1,6 @@
 // The safe pickle subset, written by hand: Boost has no pickle codec, and a general
 // unpickler (e.g. embedding Python's) is exactly what must not run on network input. The
-// reference is python-wire-protocol.md §8 and the captured vectors.
+// reference is the traffic CPython's managers send (tests/data/python-wire-vectors).
 #include "mpp/net/pickle.hpp"
 
 #include <array>

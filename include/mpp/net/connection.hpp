@@ -1,5 +1,5 @@
 // mpp::net::Connection: one stream socket speaking the framing of Python's
-// multiprocessing.connection (python-wire-protocol.md §1), and the HMAC authentication
+// multiprocessing.connection, and the HMAC authentication
 // handshake of Python 3.11 and of 3.12+ (§2), in both roles.
 //
 // Frames are a 4-byte big-endian signed length, or -1 and an 8-byte big-endian length for
@@ -37,7 +37,7 @@ Deadline deadline_after(std::chrono::milliseconds d);
 inline constexpr std::size_t kHandshakeMaxFrame = 256;
 inline constexpr std::size_t kDefaultMaxFrame = std::size_t{64} << 20;
 
-// The handshake's fixed messages (python-wire-protocol §2).
+// The handshake's fixed messages, as multiprocessing.connection spells them.
 inline constexpr std::string_view kChallenge = "#CHALLENGE#";
 inline constexpr std::string_view kWelcome = "#WELCOME#";
 inline constexpr std::string_view kFailure = "#FAILURE#";

@@ -1,5 +1,5 @@
 // mpp::net::BaseManager: Python's multiprocessing.managers.BaseManager over TCP, wire
-// compatible with Python 3.7-3.13 (python-wire-protocol.md), so C++ and Python processes can
+// compatible with Python 3.7-3.13, so C++ and Python processes can
 // serve and use the same queues, dicts, lists and values.
 //
 // Serving side:                               Client side:

@@ -1,5 +1,5 @@
 // The pickle codec of mpp::net: the safe subset of Python's pickle that
-// multiprocessing.managers needs (python-wire-protocol.md §8), and nothing more.
+// multiprocessing.managers needs, and nothing more.
 //
 // Decoding never imports, looks up, constructs or calls anything. A GLOBAL is data and must
 // be on a short allow-list: queue.Empty / _queue.Empty / queue.Full and the common builtins
