@@ -32,3 +32,10 @@ if(MPP_PYTHON3)
        "example: net python master + python worker" "example: net shared-memory master + python worker")
 endif()
 set_tests_properties(${_net_tests} PROPERTIES TIMEOUT 90 LABELS example PASS_REGULAR_EXPRESSION "net_pair: 10 results")
+# --help, an unknown flag, a refused connection and a wrong authkey: usage or one error line,
+# exit status 0, 2 or 1, never an abort.
+add_test(NAME "example: net command-line errors"
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/net_errors.sh $<TARGET_FILE:task_master> $<TARGET_FILE:task_worker>
+                 $<TARGET_FILE:net_shared_queue>)
+set_tests_properties("example: net command-line errors" PROPERTIES TIMEOUT 60 LABELS example
+                     PASS_REGULAR_EXPRESSION "net_errors: all checks passed")

@@ -15,32 +15,37 @@
 
 int main(int argc, char** argv) {
   double delay = 1.0;
-  const net_example::Flags flags =
-      net_example::parse(argc, argv, "[--host H] [--port P] [--authkey K] [--delay S]",
-                         [&](const char* name, const char* value) {
-                           if (std::strcmp(name, "--delay") != 0) return false;
-                           delay = std::stod(value);
-                           return true;
-                         });
+  const net_example::Flags flags = net_example::parse(
+      argc, argv, "[--host H] [--port P] [--authkey K] [--delay S]",
+      [&](const char* name, const char* value) {
+        if (std::strcmp(name, "--delay") != 0) return false;
+        delay = std::stod(value);
+        return true;
+      },
+      "Takes up to 10 tasks n from a task master's queue and puts back \"n * n = n^2\".\n");
   const mpp::net::Address& address = flags.address;
   const std::string& authkey = flags.authkey;
 
-  mpp::net::BaseManager manager(address, authkey);
-  manager.connect();
-  auto task = manager.queue<std::int64_t>("get_task_queue");
-  auto result = manager.queue<std::string>("get_result_queue");
+  return net_example::run(argv[0], [&] {
+    mpp::net::BaseManager manager(address, authkey);
+    manager.connect();
+    auto task = manager.queue<std::int64_t>("get_task_queue");
+    auto result = manager.queue<std::string>("get_result_queue");
 
-  for (int i = 0; i < 10; ++i) {
-    try {
-      std::int64_t n = task.get(std::chrono::seconds(1));
-      std::printf("run task %lld*%lld\n", static_cast<long long>(n), static_cast<long long>(n));
-      std::fflush(stdout);
-      std::string r = std::to_string(n) + " * " + std::to_string(n) + " = " + std::to_string(n * n);
-      std::this_thread::sleep_for(std::chrono::duration<double>(delay));
-      result.put(r);
-    } catch (const mpp::Empty&) {
-      std::printf("task queue is empty\n");
+    for (int i = 0; i < 10; ++i) {
+      try {
+        std::int64_t n = task.get(std::chrono::seconds(1));
+        std::printf("run task %lld*%lld\n", static_cast<long long>(n), static_cast<long long>(n));
+        std::fflush(stdout);
+        std::string r =
+            std::to_string(n) + " * " + std::to_string(n) + " = " + std::to_string(n * n);
+        std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+        result.put(r);
+      } catch (const mpp::Empty&) {
+        std::printf("task queue is empty\n");
+      }
     }
-  }
-  std::printf("worker exit\n");
+    std::printf("worker exit\n");
+    return 0;
+  });
 }

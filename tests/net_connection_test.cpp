@@ -34,8 +34,19 @@ void write_all(int fd, const std::string& s) {
   }
 }
 
+// Writes what the peer takes until it shuts its end down (no SIGPIPE; from a thread).
+void send_until_closed(int fd, const std::string& s) {
+  std::size_t off = 0;
+  while (off < s.size()) {
+    ssize_t r = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (r <= 0) return;
+    off += static_cast<std::size_t>(r);
+  }
+}
+
 // frames.tsv rows by (conn, dir), in order.
-std::map<std::pair<int, std::string>, std::vector<std::vector<std::string>>> frames_of(const std::string& sc) {
+std::map<std::pair<int, std::string>, std::vector<std::vector<std::string>>> frames_of(
+    const std::string& sc) {
   std::map<std::pair<int, std::string>, std::vector<std::vector<std::string>>> out;
   for (auto& row : read_tsv(wire_vectors_dir() / sc / "frames.tsv"))
     out[{std::stoi(row[0]), row[1]}].push_back(row);
@@ -132,8 +143,10 @@ TEST_CASE("handshake both ways: right key welcomed, wrong key refused on both si
       }
     });
     try {
-      answer_challenge(client, same_key ? "secret" : "guess", deadline_after(std::chrono::seconds(5)));
-      deliver_challenge(client, same_key ? "secret" : "guess", deadline_after(std::chrono::seconds(5)));
+      answer_challenge(client, same_key ? "secret" : "guess",
+                       deadline_after(std::chrono::seconds(5)));
+      deliver_challenge(client, same_key ? "secret" : "guess",
+                        deadline_after(std::chrono::seconds(5)));
     } catch (const mpp::AuthenticationError& e) {
       client_error = e.what();
     }
@@ -157,7 +170,8 @@ TEST_CASE("a legacy MD5 answer is refused when legacy is switched off") {
     client.send_bytes(hmac_digest("md5", "abc", ch->substr(11)));
     (void)client.recv_bytes();
   });
-  CHECK_THROWS_AS(deliver_challenge(server, "abc", std::nullopt, /*allow_legacy=*/false), mpp::AuthenticationError);
+  CHECK_THROWS_AS(deliver_challenge(server, "abc", std::nullopt, /*allow_legacy=*/false),
+                  mpp::AuthenticationError);
   t.join();
 }
 
@@ -166,15 +180,19 @@ TEST_CASE("oversized and malformed frames are refused before allocation") {
   write_all(a.fd(), unhex("7fffffff"));
   CHECK_THROWS_WITH(b.recv_bytes(1024), Catch::Contains("refused"));
   auto [c, d] = socket_pair();
-  write_all(c.fd(), unhex("ffffffff" "8000000000000000"));  // -1 then 2^63
+  write_all(c.fd(), unhex("ffffffff"
+                          "8000000000000000"));  // -1 then 2^63
   CHECK_THROWS_AS(d.recv_bytes(), mpp::DecodeError);
   auto [e, f] = socket_pair();
   write_all(e.fd(), unhex("fffffffb"));  // -5
   CHECK_THROWS_WITH(f.recv_bytes(), Catch::Contains("negative"));
   auto [g, h] = socket_pair();
-  write_all(g.fd(), unhex("ffffffff" "0000000000000003" "616263"));  // the long form, small
+  write_all(g.fd(), unhex("ffffffff"
+                          "0000000000000003"
+                          "616263"));  // the long form, small
   CHECK(h.recv_bytes() == std::optional<std::string>("abc"));
-  write_all(g.fd(), unhex("00000005" "6162"));
+  write_all(g.fd(), unhex("00000005"
+                          "6162"));
   ::shutdown(g.fd(), SHUT_WR);
   CHECK_THROWS_AS(h.recv_bytes(), mpp::EOFError);
   auto [i, j] = socket_pair();
@@ -204,4 +222,64 @@ TEST_CASE("random and mutated byte streams: the frame reader returns or refuses,
     } catch (const mpp::EOFError&) {
     }
   }
+}
+
+TEST_CASE("the receive buffer grows with the bytes that arrived, not with the announced length") {
+  auto budget = std::make_shared<BufferBudget>(std::size_t{256} << 20);
+  auto [a, b] = socket_pair();
+  b.set_budget(budget);
+  // 60 MiB announced, 300 KiB sent: the buffer holds about what arrived.
+  std::thread writer(
+      [fd = a.fd()] { send_until_closed(fd, unhex("03c00000") + std::string(300 << 10, 'x')); });
+  CHECK_THROWS_AS(b.recv_bytes(kDefaultMaxFrame, deadline_after(std::chrono::milliseconds(1000))),
+                  mpp::TimeoutError);
+  ::shutdown(a.fd(), SHUT_RDWR);
+  writer.join();
+  CHECK(budget->in_use() <= (std::size_t{1} << 20));
+  CHECK(budget->in_use() >= (std::size_t{200} << 10));
+}
+
+TEST_CASE("a buffer budget refuses the frame that would pass it and is given back") {
+  auto budget = std::make_shared<BufferBudget>(std::size_t{4} << 20);
+  {
+    auto [a, b] = socket_pair();
+    b.set_budget(budget);
+    // A 3 MiB frame fits in the 4 MiB budget (beyond each connection's free first 64 KiB).
+    std::string big(3 << 20, 'y');
+    std::thread writer([fd = a.fd(), &big] { write_all(fd, unhex("00300000") + big); });
+    CHECK(b.recv_bytes() == std::optional<std::string>(big));
+    writer.join();
+    CHECK(budget->in_use() == 0);  // a large frame's buffer is handed over, not kept
+    // Small frames cost the budget nothing.
+    write_all(a.fd(), unhex("00000003") + "abc");
+    CHECK(b.recv_bytes() == std::optional<std::string>("abc"));
+    CHECK(budget->in_use() == 0);
+  }
+  auto [c, d] = socket_pair();
+  d.set_budget(budget);
+  // d holds 3 MiB of an unfinished 8 MiB frame; f's 2 MiB frame then finds too little left.
+  std::thread w1(
+      [fd = c.fd()] { send_until_closed(fd, unhex("00800000") + std::string(3 << 20, 'z')); });
+  CHECK_THROWS_AS(d.recv_bytes(kDefaultMaxFrame, deadline_after(std::chrono::milliseconds(2000))),
+                  mpp::TimeoutError);
+  ::shutdown(c.fd(), SHUT_RDWR);
+  w1.join();
+  std::size_t held = budget->in_use();
+  CHECK(held >= (std::size_t{3} << 20) - (64 << 10));
+  {
+    auto [e, f] = socket_pair();
+    f.set_budget(budget);
+    std::thread w2(
+        [fd = e.fd()] { send_until_closed(fd, unhex("00200000") + std::string(2 << 20, 'w')); });
+    try {
+      f.recv_bytes();
+      FAIL("a frame beyond the budget was accepted");
+    } catch (const mpp::OSError& err) {
+      CHECK(err.error_number() == ENOMEM);
+      CHECK_THAT(err.what(), Catch::Contains("budget"));
+    }
+    ::shutdown(f.fd(), SHUT_RDWR);
+    w2.join();
+  }
+  CHECK(budget->in_use() == held);  // f's part is given back with f
 }

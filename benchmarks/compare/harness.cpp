@@ -105,71 +105,109 @@ bool Plan::run() {
   const int warmup = config_.quick ? 0 : config_.warmup;
   const int reps = config_.quick ? 1 : config_.reps;
   bool all_correct = true;
-  for (std::size_t i = 0; i < tasks_.size(); ++i) {
-    Task& t = tasks_[i];
-    Case& c = cases_[t.case_index];
-    VariantResult r;
-    r.variant = t.variant;
-    auto head = [&] {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "[%2zu/%zu %s] ", i + 1, tasks_.size(),
-                    clock_text(seconds_since(start)).c_str());
-      return buf + c.workload + " " + c.name + " · " + t.variant;
-    };
-    if (!t.not_yet.empty()) {
-      r.status = Status::not_yet;
-      r.note = t.not_yet;
-      c.results.push_back(std::move(r));
-      continue;
+  // One slot per task, filled in task order; each case's variants then run interleaved.
+  std::vector<VariantResult> results(tasks_.size());
+  std::vector<std::vector<RunOut>> runs(tasks_.size());
+  std::vector<bool> live(tasks_.size(), false);
+  std::vector<bool> done_case(cases_.size(), false);
+  auto head = [&](std::size_t i) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "[%2zu/%zu %s] ", i + 1, tasks_.size(), clock_text(seconds_since(start)).c_str());
+    const Case& c = cases_[tasks_[i].case_index];
+    return buf + c.workload + " " + c.name + " · " + tasks_[i].variant;
+  };
+  auto fail = [&](std::size_t i, const std::string& note) {
+    if (results[i].status != Status::ok) return;
+    results[i].status = Status::failed;
+    results[i].note = note;
+    live[i] = false;
+    if (tasks_[i].teardown) {
+      try {
+        tasks_[i].teardown();
+      } catch (...) {
+      }
     }
-    std::vector<RunOut> runs;
-    try {
-      if (t.setup) {
-        progress(head() + " · setting up");
+  };
+  for (std::size_t first = 0; first < tasks_.size(); ++first) {
+    const std::size_t ci = tasks_[first].case_index;
+    if (done_case[ci]) continue;
+    done_case[ci] = true;
+    std::vector<std::size_t> group;  // the case's tasks, in the order they were added
+    for (std::size_t i = first; i < tasks_.size(); ++i)
+      if (tasks_[i].case_index == ci) group.push_back(i);
+    for (std::size_t i : group) {
+      Task& t = tasks_[i];
+      results[i].variant = t.variant;
+      if (!t.not_yet.empty()) {
+        results[i].status = Status::not_yet;
+        results[i].note = t.not_yet;
+        continue;
+      }
+      live[i] = true;
+      if (!t.setup || t.exclusive) continue;
+      progress(head(i) + " · setting up");
+      try {
         t.setup();
+      } catch (const std::exception& e) {
+        live[i] = false;
+        results[i].status = Status::failed;
+        results[i].note = e.what();
       }
-      if (t.batch) {
-        progress(head() + " · " + std::to_string(warmup) + " warm-up + " +
-                 std::to_string(reps) + " reps");
-        runs = t.batch(warmup, reps);
-      } else {
-        for (int k = 0; k < warmup + reps; ++k) {
-          progress(head() + (k < warmup ? " · warm-up"
-                                        : " · rep " + std::to_string(k - warmup + 1) + "/" +
-                                              std::to_string(reps)));
-          RunOut out = t.once();
-          if (k >= warmup || !out.correct) runs.push_back(std::move(out));
-        }
-      }
-      if (t.teardown) t.teardown();
-    } catch (const std::exception& e) {
-      if (t.teardown) {
+    }
+    // Warm-ups, then repetition 1 of every variant, then repetition 2, ...: drift on a shared
+    // machine (load, frequency, page cache) hits every variant alike.
+    for (int k = 0; k < warmup + reps; ++k) {
+      const std::string what = k < warmup ? " · warm-up"
+                                          : " · rep " + std::to_string(k - warmup + 1) + "/" + std::to_string(reps);
+      for (std::size_t i : group) {
+        if (!live[i]) continue;
+        Task& t = tasks_[i];
+        if (t.batch && k < warmup) continue;  // its warm-ups run with its first round
+        progress(head(i) + what);
         try {
-          t.teardown();
-        } catch (...) {
+          if (t.exclusive && t.setup) t.setup();
+          if (t.batch) {
+            // The Python side measures in its own process: one measured run per round.
+            for (RunOut& out : t.batch(k == warmup ? warmup : 0, 1)) runs[i].push_back(std::move(out));
+          } else {
+            RunOut out = t.once();
+            if (k >= warmup || !out.correct) runs[i].push_back(std::move(out));
+          }
+          if (t.exclusive && t.teardown) t.teardown();
+        } catch (const std::exception& e) {
+          fail(i, e.what());
         }
       }
-      r.status = Status::failed;
-      r.note = e.what();
     }
-    for (const RunOut& out : runs) {
-      if (!out.correct && r.status == Status::ok) {
-        r.status = Status::failed;
-        r.note = "wrong result: " + out.why;
+    for (std::size_t i : group) {
+      if (live[i] && tasks_[i].teardown && !tasks_[i].exclusive) {
+        try {
+          tasks_[i].teardown();
+        } catch (const std::exception& e) {
+          fail(i, e.what());
+        }
       }
+      VariantResult& r = results[i];
+      for (const RunOut& out : runs[i]) {
+        if (!out.correct && r.status == Status::ok) {
+          r.status = Status::failed;
+          r.note = "wrong result: " + out.why;
+        }
+      }
+      if (r.status == Status::ok) {
+        std::map<std::string, std::vector<double>> samples;
+        for (const RunOut& out : runs[i])
+          for (const auto& [key, v] : out.figures) samples[key].push_back(v);
+        for (auto& [key, v] : samples) r.figures[key] = summarize(std::move(v));
+      } else if (r.status == Status::failed) {
+        all_correct = false;
+        progress_done();
+        const Case& c = cases_[ci];
+        std::fprintf(stderr, "FAILED: %s %s · %s: %s\n", c.workload.c_str(), c.name.c_str(), tasks_[i].variant.c_str(),
+                     r.note.c_str());
+      }
+      cases_[ci].results.push_back(std::move(r));
     }
-    if (r.status == Status::ok) {
-      std::map<std::string, std::vector<double>> samples;
-      for (const RunOut& out : runs)
-        for (const auto& [k, v] : out.figures) samples[k].push_back(v);
-      for (auto& [k, v] : samples) r.figures[k] = summarize(std::move(v));
-    } else {
-      all_correct = false;
-      progress_done();
-      std::fprintf(stderr, "FAILED: %s %s · %s: %s\n", c.workload.c_str(), c.name.c_str(),
-                   t.variant.c_str(), r.note.c_str());
-    }
-    c.results.push_back(std::move(r));
   }
   progress_done();
   elapsed_ = seconds_since(start);

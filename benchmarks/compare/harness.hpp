@@ -90,6 +90,9 @@ struct Task {
   std::function<std::vector<RunOut>(int warmup, int reps)> batch;
   std::string not_yet;  // non-empty: the mpp feature is not there; shown as "n/a (not yet)"
   std::function<void()> setup, teardown;  // around all repetitions, not timed
+  // The setup holds memory that must not show in another variant's figures (a PSS): set up
+  // and torn down around each of this variant's runs instead of around all of them.
+  bool exclusive = false;
 };
 
 // The three kinds of task.
@@ -105,6 +108,9 @@ class Plan {
   std::size_t add_case(Case c);
   void add(Task t) { tasks_.push_back(std::move(t)); }
   // Runs every task with a progress line on stderr; returns false if any result was wrong.
+  // The variants of one case run interleaved: all set up, then warm-up rounds, then
+  // repetition 1 of every variant, repetition 2, ... (a batched task measures one run per
+  // round, its warm-ups with the first); then all torn down.
   bool run();
   const std::vector<Case>& cases() const { return cases_; }
   double elapsed() const { return elapsed_; }

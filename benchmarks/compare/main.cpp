@@ -1,4 +1,4 @@
-// mpp-compare: the comparison suite (issue #8, DESIGN.md "Benchmarks"). Runs every
+// mpp-compare: the comparison suite. Runs every
 // workload with mpp shared memory, isolated process memory (copies over pipes), Python's
 // multiprocessing and raw Boost.Interprocess in one run; prints a table of medians
 // [min–max] and ratios; writes <out>/bench.json, <out>/bench.md and <out>/bench.png.

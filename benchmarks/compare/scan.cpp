@@ -71,6 +71,7 @@ std::shared_ptr<std::unique_ptr<PrivateBuffer>> with_private_data(Task& t, std::
     fill((*buf)->p, bytes / sizeof(std::uint64_t));
   };
   t.teardown = [=] { buf->reset(); };
+  t.exclusive = true;
   return buf;
 }
 
@@ -149,6 +150,7 @@ void add_case(Plan& plan, std::size_t bytes, int workers) {
       fill((*array)->span().data(), n);
     };
     t.teardown = [=] { array->reset(); };
+    t.exclusive = true;
     t.once = [=] {
       const std::span<std::uint64_t> data = (*array)->span();
       return run_workers(workers, n, [=](int in, int out) {
@@ -223,6 +225,7 @@ void add_case(Plan& plan, std::size_t bytes, int workers) {
       region->reset();
       bip::shared_memory_object::remove(name.c_str());
     };
+    t.exclusive = true;
     t.once = [=] {
       return run_workers(workers, n, [=](int in, int out) {
         bip::shared_memory_object shm(bip::open_only, name.c_str(), bip::read_only);

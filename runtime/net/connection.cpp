@@ -17,8 +17,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cerrno>
 #include <cstring>
 
@@ -27,15 +27,22 @@
 namespace mpp::net {
 namespace {
 
-constexpr std::string_view kChallenge = "#CHALLENGE#";
-constexpr std::string_view kWelcome = "#WELCOME#";
-constexpr std::string_view kFailure = "#FAILURE#";
+// The first size of a receive buffer: one recv takes many small frames at once.
+constexpr std::size_t kInitialBuffer = 65536;
+// A buffer larger than this is given back once it is empty (after a large frame).
+constexpr std::size_t kKeptBuffer = std::size_t{1} << 20;
+
+// What a buffer of `size` bytes costs a BufferBudget: its first kInitialBuffer bytes are free
+// (bounded by the number of connections), so small requests are served whatever large frames
+// hold the budget.
+std::size_t charged(std::size_t size) { return size > kInitialBuffer ? size - kInitialBuffer : 0; }
 
 // Waits until `fd` is ready for `events` or the deadline passes (TimeoutError).
 void wait_ready(int fd, short events, Deadline deadline, const char* what) {
   if (!deadline) return;
   while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count();
     if (left <= 0) throw TimeoutError(std::string("timed out ") + what);
     pollfd p{fd, events, 0};
     int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1 << 30)));
@@ -76,19 +83,42 @@ Connection::Connection(Connection&& o) noexcept
     : fd_(std::exchange(o.fd_, -1)),
       buf_(std::move(o.buf_)),
       buf_pos_(std::exchange(o.buf_pos_, 0)),
-      buf_end_(std::exchange(o.buf_end_, 0)) {}
+      buf_end_(std::exchange(o.buf_end_, 0)),
+      budget_(std::move(o.budget_)) {}
 Connection& Connection::operator=(Connection&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);
+    if (budget_) budget_->give_back(charged(buf_.size()));
     fd_ = std::exchange(o.fd_, -1);
     buf_ = std::move(o.buf_);
     buf_pos_ = std::exchange(o.buf_pos_, 0);
     buf_end_ = std::exchange(o.buf_end_, 0);
+    budget_ = std::move(o.budget_);
   }
   return *this;
 }
 Connection::~Connection() {
   if (fd_ >= 0) ::close(fd_);
+  if (budget_) budget_->give_back(charged(buf_.size()));
+}
+
+void Connection::set_budget(std::shared_ptr<BufferBudget> budget) {
+  if (budget && !budget->try_take(charged(buf_.size())))
+    throw OSError(ENOMEM, "the receive buffers' memory budget is spent");
+  if (budget_) budget_->give_back(charged(buf_.size()));
+  budget_ = std::move(budget);
+}
+
+void Connection::resize_buffer(std::size_t size) {
+  if (budget_ && size > buf_.size() && !budget_->try_take(charged(size) - charged(buf_.size())))
+    throw OSError(ENOMEM, "a frame from " + peer_name() + " needs a " + std::to_string(size) +
+                              "-byte buffer, more than is left of the receive buffers' budget of " +
+                              std::to_string(budget_->limit()) + " bytes");
+  if (budget_ && size < buf_.size()) budget_->give_back(charged(buf_.size()) - charged(size));
+  if (size == 0)
+    std::string().swap(buf_);
+  else
+    buf_.resize(size);
 }
 
 void Connection::shutdown() noexcept {
@@ -100,7 +130,8 @@ void Connection::set_recv_timeout(std::chrono::milliseconds idle) {
     tv.tv_sec = static_cast<time_t>(idle.count() / 1000);
     tv.tv_usec = static_cast<suseconds_t>((idle.count() % 1000) * 1000);
   }
-  if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) throw_os_error(errno, "SO_RCVTIMEO");
+  if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+    throw_os_error(errno, "SO_RCVTIMEO");
 }
 
 void Connection::shutdown_read() noexcept {
@@ -132,7 +163,8 @@ Connection Connection::connect(const std::string& host, std::uint16_t port,
   boost::asio::io_context io;
   ip::tcp::resolver resolver(io);
   boost::system::error_code ec;
-  auto results = resolver.resolve(host, std::to_string(port), ip::resolver_base::numeric_service, ec);
+  auto results =
+      resolver.resolve(host, std::to_string(port), ip::resolver_base::numeric_service, ec);
   if (ec) throw OSError(EHOSTUNREACH, "cannot resolve " + where + ": " + ec.message());
   auto deadline = deadline_after(timeout);
   int last_errno = EHOSTUNREACH;
@@ -220,10 +252,15 @@ void Connection::fill(std::size_t need, Deadline deadline, bool frame_started) {
       buf_end_ -= buf_pos_;
       buf_pos_ = 0;
     }
-    if (buf_.size() < std::max<std::size_t>(need, 65536)) buf_.resize(std::max<std::size_t>(need, 65536));
+    // Grow only when full, doubling up to what the frame needs: memory follows the bytes
+    // that arrived, never a length the peer merely announced.
+    if (buf_end_ == buf_.size())
+      resize_buffer(
+          std::min(std::max(need, kInitialBuffer), std::max(kInitialBuffer, 2 * buf_.size())));
     // With a deadline, read first and poll only when nothing is there; without one, one
     // blocking recv (SO_RCVTIMEO, if set, ends it): one system call per frame either way.
-    ssize_t r = ::recv(fd_, buf_.data() + buf_end_, buf_.size() - buf_end_, deadline ? MSG_DONTWAIT : 0);
+    ssize_t r =
+        ::recv(fd_, buf_.data() + buf_end_, buf_.size() - buf_end_, deadline ? MSG_DONTWAIT : 0);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (!deadline) throw TimeoutError("no data within the connection's receive timeout");
       wait_ready(fd_, POLLIN, deadline, "waiting for a frame");
@@ -250,8 +287,9 @@ std::optional<std::string> Connection::recv_bytes(std::size_t max_length, Deadli
     throw;
   }
   auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(buf_[buf_pos_ + k]); };
-  std::int32_t n32 = static_cast<std::int32_t>((std::uint32_t{byte(0)} << 24) | (std::uint32_t{byte(1)} << 16) |
-                                               (std::uint32_t{byte(2)} << 8) | byte(3));
+  std::int32_t n32 =
+      static_cast<std::int32_t>((std::uint32_t{byte(0)} << 24) | (std::uint32_t{byte(1)} << 16) |
+                                (std::uint32_t{byte(2)} << 8) | byte(3));
   std::uint64_t n;
   std::size_t plen = 4;
   if (n32 == -1) {
@@ -270,11 +308,21 @@ std::optional<std::string> Connection::recv_bytes(std::size_t max_length, Deadli
   buf_pos_ += plen;
   auto len = static_cast<std::size_t>(n);
   fill(len, deadline, true);
-  std::string out = buf_.substr(buf_pos_, len);
+  std::string out;
+  if (len > kKeptBuffer && buf_pos_ == 0 && buf_end_ == len) {
+    // A large frame that fills the buffer is handed over, not copied.
+    if (budget_) budget_->give_back(charged(buf_.size()));
+    out = std::move(buf_);
+    out.resize(len);
+    buf_ = std::string();
+    buf_pos_ = buf_end_ = 0;
+    return out;
+  }
+  out = buf_.substr(buf_pos_, len);
   buf_pos_ += len;
   if (buf_pos_ == buf_end_) {
     buf_pos_ = buf_end_ = 0;
-    if (buf_.size() > (std::size_t{1} << 20)) std::string().swap(buf_);  // after a large frame
+    if (buf_.size() > kKeptBuffer) resize_buffer(0);  // after a large frame
   }
   return out;
 }
@@ -290,23 +338,42 @@ std::string hmac_digest(std::string_view name, std::string_view key, std::string
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
-void deliver_challenge(Connection& c, std::string_view authkey, Deadline deadline, bool allow_legacy) {
-  std::string message = "{sha256}" + random_bytes(40);
+std::string new_challenge() { return "{sha256}" + random_bytes(40); }
+
+bool verify_answer(std::string_view message, std::string_view answer, std::string_view authkey,
+                   bool allow_legacy) {
+  if (answer.size() == 16)
+    return allow_legacy && equal_ct(answer, hmac_digest("md5", authkey, message));
+  if (answer.size() <= 2 || answer[0] != '{') return false;
+  auto close = answer.find('}');
+  if (close == std::string_view::npos || close > 20) return false;
+  std::string name(answer.substr(1, close - 1));
+  return digest_by_python_name(name) &&
+         equal_ct(answer.substr(close + 1), hmac_digest(name, authkey, message));
+}
+
+std::string answer_for(std::string_view frame, std::string_view authkey) {
+  if (frame.substr(0, kChallenge.size()) != kChallenge)
+    throw AuthenticationError("protocol error: expected a #CHALLENGE# message");
+  std::string_view message = frame.substr(kChallenge.size());
+  if (message.size() == 20 || message.size() == 16) return hmac_digest("md5", authkey, message);
+  auto close = message.find('}');
+  if (message.size() < 20 || message[0] != '{' || close == std::string_view::npos || close > 20)
+    throw AuthenticationError("protocol error: malformed challenge");
+  std::string name(message.substr(1, close - 1));
+  if (!digest_by_python_name(name))
+    throw AuthenticationError("protocol error: the challenge asks for the unsupported digest '" +
+                              name + "'");
+  return "{" + name + "}" + hmac_digest(name, authkey, message);
+}
+
+void deliver_challenge(Connection& c, std::string_view authkey, Deadline deadline,
+                       bool allow_legacy) {
+  std::string message = new_challenge();
   c.send_bytes(std::string(kChallenge) + message, deadline);
   auto answer = c.recv_bytes(kHandshakeMaxFrame, deadline);
   if (!answer) throw AuthenticationError("the peer closed the connection during authentication");
-  bool ok = false;
-  if (answer->size() == 16) {
-    ok = allow_legacy && equal_ct(*answer, hmac_digest("md5", authkey, message));
-  } else if (answer->size() > 2 && (*answer)[0] == '{') {
-    auto close = answer->find('}');
-    if (close != std::string::npos && close <= 20) {
-      std::string name = answer->substr(1, close - 1);
-      if (digest_by_python_name(name))
-        ok = equal_ct(std::string_view(*answer).substr(close + 1), hmac_digest(name, authkey, message));
-    }
-  }
-  if (!ok) {
+  if (!verify_answer(message, *answer, authkey, allow_legacy)) {
     c.send_bytes(kFailure, deadline);
     throw AuthenticationError("digest received was wrong");
   }
@@ -316,22 +383,7 @@ void deliver_challenge(Connection& c, std::string_view authkey, Deadline deadlin
 void answer_challenge(Connection& c, std::string_view authkey, Deadline deadline) {
   auto frame = c.recv_bytes(kHandshakeMaxFrame, deadline);
   if (!frame) throw AuthenticationError("the peer closed the connection during authentication");
-  if (frame->substr(0, kChallenge.size()) != kChallenge)
-    throw AuthenticationError("protocol error: expected a #CHALLENGE# message");
-  std::string_view message = std::string_view(*frame).substr(kChallenge.size());
-  std::string answer;
-  if (message.size() == 20 || message.size() == 16) {
-    answer = hmac_digest("md5", authkey, message);
-  } else {
-    auto close = message.find('}');
-    if (message.size() < 20 || message[0] != '{' || close == std::string_view::npos || close > 20)
-      throw AuthenticationError("protocol error: malformed challenge");
-    std::string name(message.substr(1, close - 1));
-    if (!digest_by_python_name(name))
-      throw AuthenticationError("protocol error: the challenge asks for the unsupported digest '" + name + "'");
-    answer = "{" + name + "}" + hmac_digest(name, authkey, message);
-  }
-  c.send_bytes(answer, deadline);
+  c.send_bytes(answer_for(*frame, authkey), deadline);
   auto result = c.recv_bytes(kHandshakeMaxFrame, deadline);
   if (!result || *result != kWelcome) throw AuthenticationError("digest sent was rejected");
 }

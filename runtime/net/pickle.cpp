@@ -1,6 +1,6 @@
 // The safe pickle subset, written by hand: Boost has no pickle codec, and a general
 // unpickler (e.g. embedding Python's) is exactly what must not run on network input. The
-// reference is python-wire-protocol.md §8 and the captured vectors.
+// reference is the traffic CPython's managers send (tests/data/python-wire-vectors).
 #include "mpp/net/pickle.hpp"
 
 #include <array>
@@ -13,19 +13,44 @@ namespace mpp::net {
 namespace {
 
 // Exceptions the decoder turns into ExceptionValue and the encoder writes, by module.
-constexpr std::array<std::string_view, 34> kBuiltinExceptions = {
-    "ArithmeticError", "AssertionError",    "AttributeError",      "BaseException",
-    "BrokenPipeError", "BufferError",       "ConnectionError",     "ConnectionAbortedError",
-    "ConnectionRefusedError", "ConnectionResetError", "EOFError",  "Exception",
-    "FileExistsError", "FileNotFoundError", "FloatingPointError",  "IndexError",
-    "InterruptedError", "KeyError",         "LookupError",         "MemoryError",
-    "NameError",       "NotImplementedError", "OSError",           "OverflowError",
-    "PermissionError", "RecursionError",    "RuntimeError",        "StopIteration",
-    "TimeoutError",    "TypeError",         "UnicodeDecodeError",  "UnicodeEncodeError",
-    "ValueError",      "ZeroDivisionError"};
+constexpr std::array<std::string_view, 34> kBuiltinExceptions = {"ArithmeticError",
+                                                                 "AssertionError",
+                                                                 "AttributeError",
+                                                                 "BaseException",
+                                                                 "BrokenPipeError",
+                                                                 "BufferError",
+                                                                 "ConnectionError",
+                                                                 "ConnectionAbortedError",
+                                                                 "ConnectionRefusedError",
+                                                                 "ConnectionResetError",
+                                                                 "EOFError",
+                                                                 "Exception",
+                                                                 "FileExistsError",
+                                                                 "FileNotFoundError",
+                                                                 "FloatingPointError",
+                                                                 "IndexError",
+                                                                 "InterruptedError",
+                                                                 "KeyError",
+                                                                 "LookupError",
+                                                                 "MemoryError",
+                                                                 "NameError",
+                                                                 "NotImplementedError",
+                                                                 "OSError",
+                                                                 "OverflowError",
+                                                                 "PermissionError",
+                                                                 "RecursionError",
+                                                                 "RuntimeError",
+                                                                 "StopIteration",
+                                                                 "TimeoutError",
+                                                                 "TypeError",
+                                                                 "UnicodeDecodeError",
+                                                                 "UnicodeEncodeError",
+                                                                 "ValueError",
+                                                                 "ZeroDivisionError"};
 
 bool is_allowed_exception(std::string_view module, std::string_view name) {
-  if (module == "queue" || module == "_queue") return name == "Empty" || (module == "queue" && name == "Full");
+  if (module == "queue" || module == "_queue")
+    return name == "Empty" || (module == "queue" && name == "Full");
   if (module != "builtins") return false;
   for (auto n : kBuiltinExceptions)
     if (n == name) return true;
@@ -35,8 +60,24 @@ bool is_allowed_exception(std::string_view module, std::string_view name) {
 // ----- decoder ---------------------------------------------------------------------------
 
 enum class Kind : std::uint8_t {
-  none, boolean, integer, bigint, floating, str, bytes, bytearray, tuple, list, dict, set,
-  frozenset, global, exception, token_pending, token
+  none,
+  boolean,
+  integer,
+  bigint,
+  floating,
+  str,
+  bytes,
+  bytearray,
+  tuple,
+  list,
+  dict,
+  set,
+  frozenset,
+  global,
+  exception,
+  token_pending,
+  token,
+  slice
 };
 
 // Decoded objects live in an arena owned by the decoder and refer to each other by raw
@@ -46,9 +87,10 @@ struct Node {
   Kind kind = Kind::none;
   std::int64_t i = 0;
   double f = 0;
-  std::string s, s2;         // str/bytes payload; module and name of a global or exception
-  std::vector<Node*> items;  // tuple/list/set items; dict keys and values interleaved; exception args
-  Node* state = nullptr;     // exception __dict__, token state tuple
+  std::string s, s2;  // str/bytes payload; module and name of a global or exception
+  std::vector<Node*>
+      items;              // tuple/list/set items; dict keys and values interleaved; exception args
+  Node* state = nullptr;  // exception __dict__, token state tuple
 };
 
 bool valid_utf8(std::string_view s) {
@@ -76,7 +118,8 @@ bool valid_utf8(std::string_view s) {
       if ((cc & 0xc0) != 0x80) return false;
       cp = (cp << 6) | (cc & 0x3f);
     }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
       return false;
     i += len;
   }
@@ -93,7 +136,8 @@ class Decoder {
       std::size_t at = pos_;
       auto op = static_cast<unsigned char>(d_[pos_++]);
       if (op == '.') {
-        if (stack_.size() != 1 || !marks_.empty()) fail("STOP with " + std::to_string(stack_.size()) + " items on the stack");
+        if (stack_.size() != 1 || !marks_.empty())
+          fail("STOP with " + std::to_string(stack_.size()) + " items on the stack");
         if (pos_ != d_.size()) fail(std::to_string(d_.size() - pos_) + " bytes after STOP");
         std::size_t budget = 0;
         return convert(stack_.back(), 0, budget);
@@ -171,8 +215,10 @@ class Decoder {
     while (b.size() > 1) {
       auto last = static_cast<unsigned char>(b.back());
       auto prev = static_cast<unsigned char>(b[b.size() - 2]);
-      if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80))) b.pop_back();
-      else break;
+      if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80)))
+        b.pop_back();
+      else
+        break;
     }
     if (b.size() <= 8) {
       std::uint64_t u = 0;
@@ -193,11 +239,12 @@ class Decoder {
   Node* global(std::string module, std::string name) {
     bool ok = is_allowed_exception(module, name) ||
               (module == "multiprocessing.managers" && name == "Token") ||
-              (module == "builtins" && (name == "set" || name == "frozenset" || name == "bytearray"));
+              (module == "builtins" && (name == "set" || name == "frozenset" ||
+                                        name == "bytearray" || name == "list" || name == "slice"));
     if (!ok) {
       fail("the global " + module + "." + name +
            " is not allowed (only queue.Empty/Full, builtins exceptions, set, frozenset, "
-           "bytearray and multiprocessing.managers.Token are)");
+           "bytearray, list, slice and multiprocessing.managers.Token are)");
     }
     Node* n = make(Kind::global);
     n->s = std::move(module);
@@ -205,7 +252,8 @@ class Decoder {
     return n;
   }
   void check_depth() {
-    if (marks_.size() > lim_.max_depth) fail("more than " + std::to_string(lim_.max_depth) + " nested MARKs");
+    if (marks_.size() > lim_.max_depth)
+      fail("more than " + std::to_string(lim_.max_depth) + " nested MARKs");
   }
 
   void step(unsigned char op, std::size_t at) {
@@ -215,22 +263,38 @@ class Decoder {
         if (v < 2 || v > 5) fail("pickle protocol " + std::to_string(v) + " is not supported");
         break;
       }
-      case 0x95: le(8); break;  // FRAME: a read-ahead hint only
-      case '(': marks_.push_back(stack_.size()); check_depth(); break;
-      case 'N': push(make(Kind::none)); break;
-      case 0x88: case 0x89: {
+      case 0x95:
+        le(8);
+        break;  // FRAME: a read-ahead hint only
+      case '(':
+        marks_.push_back(stack_.size());
+        check_depth();
+        break;
+      case 'N':
+        push(make(Kind::none));
+        break;
+      case 0x88:
+      case 0x89: {
         Node* n = make(Kind::boolean);
         n->i = op == 0x88;
         push(n);
         break;
       }
-      case 'J': push(int_node(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4))))); break;
-      case 'K': push(int_node(static_cast<std::int64_t>(le(1)))); break;
-      case 'M': push(int_node(static_cast<std::int64_t>(le(2)))); break;
-      case 0x8a: case 0x8b: {
+      case 'J':
+        push(int_node(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)))));
+        break;
+      case 'K':
+        push(int_node(static_cast<std::int64_t>(le(1))));
+        break;
+      case 'M':
+        push(int_node(static_cast<std::int64_t>(le(2))));
+        break;
+      case 0x8a:
+      case 0x8b: {
         std::uint64_t n = op == 0x8a ? le(1) : le(4);
         if (op == 0x8b && (n & 0x80000000u)) fail("LONG4 with a negative length");
-        if (n > lim_.max_bigint_bytes) fail("an int of " + std::to_string(n) + " bytes, more than the limit");
+        if (n > lim_.max_bigint_bytes)
+          fail("an int of " + std::to_string(n) + " bytes, more than the limit");
         push(long_node(take(n)));
         break;
       }
@@ -242,23 +306,45 @@ class Decoder {
         push(n);
         break;
       }
-      case 0x8c: push(str_node(Kind::str, take(le(1)))); break;
-      case 'X': push(str_node(Kind::str, take(le(4)))); break;
-      case 0x8d: push(str_node(Kind::str, take(le(8)))); break;
-      case 'C': push(str_node(Kind::bytes, take(le(1)))); break;
-      case 'B': push(str_node(Kind::bytes, take(le(4)))); break;
-      case 0x8e: push(str_node(Kind::bytes, take(le(8)))); break;
-      case 0x96: push(str_node(Kind::bytearray, take(le(8)))); break;
-      case ')': push(tuple_of({})); break;
-      case 0x85: case 0x86: case 0x87: {
+      case 0x8c:
+        push(str_node(Kind::str, take(le(1))));
+        break;
+      case 'X':
+        push(str_node(Kind::str, take(le(4))));
+        break;
+      case 0x8d:
+        push(str_node(Kind::str, take(le(8))));
+        break;
+      case 'C':
+        push(str_node(Kind::bytes, take(le(1))));
+        break;
+      case 'B':
+        push(str_node(Kind::bytes, take(le(4))));
+        break;
+      case 0x8e:
+        push(str_node(Kind::bytes, take(le(8))));
+        break;
+      case 0x96:
+        push(str_node(Kind::bytearray, take(le(8))));
+        break;
+      case ')':
+        push(tuple_of({}));
+        break;
+      case 0x85:
+      case 0x86:
+      case 0x87: {
         std::size_t n = op - 0x84u;
         std::vector<Node*> items(n);
         for (std::size_t k = n; k-- > 0;) items[k] = pop();
         push(tuple_of(std::move(items)));
         break;
       }
-      case 't': push(tuple_of(pop_mark())); break;
-      case ']': push(make(Kind::list)); break;
+      case 't':
+        push(tuple_of(pop_mark()));
+        break;
+      case ']':
+        push(make(Kind::list));
+        break;
       case 'l': {
         Node* n = make(Kind::list);
         n->items = pop_mark();
@@ -279,7 +365,9 @@ class Decoder {
         l->items.insert(l->items.end(), items.begin(), items.end());
         break;
       }
-      case '}': push(make(Kind::dict)); break;
+      case '}':
+        push(make(Kind::dict));
+        break;
       case 'd': {
         auto items = pop_mark();
         if (items.size() % 2) fail("DICT with an odd number of items");
@@ -305,7 +393,9 @@ class Decoder {
         d->items.insert(d->items.end(), items.begin(), items.end());
         break;
       }
-      case 0x8f: push(make(Kind::set)); break;
+      case 0x8f:
+        push(make(Kind::set));
+        break;
       case 0x90: {
         auto items = pop_mark();
         Node* s = top();
@@ -319,16 +409,27 @@ class Decoder {
         push(n);
         break;
       }
-      case 0x94: memo_put(memo_.size()); break;
-      case 'q': memo_put(le(1)); break;
-      case 'r': memo_put(le(4)); break;
-      case 'h': memo_get(le(1)); break;
-      case 'j': memo_get(le(4)); break;
+      case 0x94:
+        memo_put(memo_.size());
+        break;
+      case 'q':
+        memo_put(le(1));
+        break;
+      case 'r':
+        memo_put(le(4));
+        break;
+      case 'h':
+        memo_get(le(1));
+        break;
+      case 'j':
+        memo_get(le(4));
+        break;
       case 'c': {
         auto line = [&] {
           auto rest = d_.substr(pos_);
           auto nl = rest.find('\n');
-          if (nl == std::string_view::npos || nl > 256) fail("GLOBAL without a short newline-terminated name");
+          if (nl == std::string_view::npos || nl > 256)
+            fail("GLOBAL without a short newline-terminated name");
           pos_ += nl + 1;
           return std::string(rest.substr(0, nl));
         };
@@ -340,21 +441,24 @@ class Decoder {
       case 0x93: {
         Node* name = pop();
         Node* module = pop();
-        if (name->kind != Kind::str || module->kind != Kind::str) fail("STACK_GLOBAL needs two str");
+        if (name->kind != Kind::str || module->kind != Kind::str)
+          fail("STACK_GLOBAL needs two str");
         push(global(module->s, name->s));
         break;
       }
       case 'R': {
         Node* args = pop();
         Node* fn = pop();
-        if (fn->kind != Kind::global || args->kind != Kind::tuple) fail("REDUCE needs an allowed global and a tuple");
+        if (fn->kind != Kind::global || args->kind != Kind::tuple)
+          fail("REDUCE needs an allowed global and a tuple");
         push(reduce(fn, args));
         break;
       }
       case 0x81: {
         Node* args = pop();
         Node* cls = pop();
-        if (cls->kind != Kind::global || cls->s2 != "Token" || args->kind != Kind::tuple || !args->items.empty())
+        if (cls->kind != Kind::global || cls->s2 != "Token" || args->kind != Kind::tuple ||
+            !args->items.empty())
           fail("NEWOBJ is only allowed for multiprocessing.managers.Token with no arguments");
         push(make(Kind::token_pending));
         break;
@@ -362,7 +466,8 @@ class Decoder {
       case 'b': {
         Node* state = pop();
         Node* obj = top();
-        if (obj->kind == Kind::token_pending && state->kind == Kind::tuple && state->items.size() == 3) {
+        if (obj->kind == Kind::token_pending && state->kind == Kind::tuple &&
+            state->items.size() == 3) {
           obj->kind = Kind::token;
           obj->state = state;
         } else if (obj->kind == Kind::exception && state->kind == Kind::dict && !obj->state) {
@@ -385,14 +490,37 @@ class Decoder {
     const auto& a = args->items;
     if (fn->s == "builtins" && (fn->s2 == "set" || fn->s2 == "frozenset")) {
       Node* n = make(fn->s2 == "set" ? Kind::set : Kind::frozenset);
-      if (a.size() == 1 && a[0]->kind == Kind::list) n->items = a[0]->items;
-      else if (!a.empty()) fail("builtins." + fn->s2 + " needs one list argument");
+      if (a.size() == 1 && a[0]->kind == Kind::list)
+        n->items = a[0]->items;
+      else if (!a.empty())
+        fail("builtins." + fn->s2 + " needs one list argument");
       return n;
     }
     if (fn->s == "builtins" && fn->s2 == "bytearray") {
       Node* n = make(Kind::bytearray);
-      if (a.size() == 1 && a[0]->kind == Kind::bytes) n->s = a[0]->s;
-      else if (!a.empty()) fail("builtins.bytearray needs one bytes argument");
+      if (a.size() == 1 && a[0]->kind == Kind::bytes)
+        n->s = a[0]->s;
+      else if (!a.empty())
+        fail("builtins.bytearray needs one bytes argument");
+      return n;
+    }
+    // CPython's managers send dict views (d.keys(), .values(), .items()) as list(<a list>).
+    if (fn->s == "builtins" && fn->s2 == "list") {
+      Node* n = make(Kind::list);
+      if (a.size() == 1 && a[0]->kind == Kind::list)
+        n->items = a[0]->items;
+      else if (!a.empty())
+        fail("builtins.list needs one list argument");
+      return n;
+    }
+    // A proxy's l[1:3] sends slice(1, 3, None).
+    if (fn->s == "builtins" && fn->s2 == "slice") {
+      if (a.empty() || a.size() > 3) fail("builtins.slice needs 1 to 3 arguments");
+      Node* n = make(Kind::slice);
+      for (const Node* b : a)
+        if (b->kind != Kind::integer && b->kind != Kind::none)
+          fail("a slice bound that is not an int or None");
+      n->items = a;
       return n;
     }
     if (fn->s2 == "Token") fail("REDUCE of a Token");
@@ -416,23 +544,37 @@ class Decoder {
       std::vector<std::pair<PyObject, PyObject>> out;
       out.reserve(items.size() / 2);
       for (std::size_t k = 0; k + 1 < items.size(); k += 2)
-        out.emplace_back(convert(items[k], depth + 1, budget), convert(items[k + 1], depth + 1, budget));
+        out.emplace_back(convert(items[k], depth + 1, budget),
+                         convert(items[k + 1], depth + 1, budget));
       return out;
     };
     switch (n->kind) {
-      case Kind::none: return PyObject();
-      case Kind::boolean: return PyObject(n->i != 0);
-      case Kind::integer: return PyObject(n->i);
-      case Kind::bigint: return PyObject(BigInt{n->s});
-      case Kind::floating: return PyObject(n->f);
-      case Kind::str: return PyObject(n->s);
-      case Kind::bytes: return PyObject(Bytes{n->s});
-      case Kind::bytearray: return PyObject(ByteArray{n->s});
-      case Kind::tuple: return PyObject(Tuple{seq(n->items)});
-      case Kind::list: return PyObject(List{seq(n->items)});
-      case Kind::dict: return PyObject(Dict{pairs(n->items)});
-      case Kind::set: return PyObject(Set{seq(n->items), false});
-      case Kind::frozenset: return PyObject(Set{seq(n->items), true});
+      case Kind::none:
+        return PyObject();
+      case Kind::boolean:
+        return PyObject(n->i != 0);
+      case Kind::integer:
+        return PyObject(n->i);
+      case Kind::bigint:
+        return PyObject(BigInt{n->s});
+      case Kind::floating:
+        return PyObject(n->f);
+      case Kind::str:
+        return PyObject(n->s);
+      case Kind::bytes:
+        return PyObject(Bytes{n->s});
+      case Kind::bytearray:
+        return PyObject(ByteArray{n->s});
+      case Kind::tuple:
+        return PyObject(Tuple{seq(n->items)});
+      case Kind::list:
+        return PyObject(List{seq(n->items)});
+      case Kind::dict:
+        return PyObject(Dict{pairs(n->items)});
+      case Kind::set:
+        return PyObject(Set{seq(n->items), false});
+      case Kind::frozenset:
+        return PyObject(Set{seq(n->items), true});
       case Kind::exception: {
         ExceptionValue e{n->s, n->s2, seq(n->items), {}};
         if (n->state) e.state = pairs(n->state->items);
@@ -441,14 +583,15 @@ class Decoder {
       case Kind::token: {
         const auto& st = n->state->items;
         Token t;
-        if (st[0]->kind != Kind::str || st[2]->kind != Kind::str) fail("a Token whose typeid or id is not a str");
+        if (st[0]->kind != Kind::str || st[2]->kind != Kind::str)
+          fail("a Token whose typeid or id is not a str");
         t.typeid_ = st[0]->s;
         t.id = st[2]->s;
         const Node* addr = st[1];
         if (addr->kind == Kind::str) {
           t.host = addr->s;
-        } else if (addr->kind == Kind::tuple && addr->items.size() == 2 && addr->items[0]->kind == Kind::str &&
-                   addr->items[1]->kind == Kind::integer) {
+        } else if (addr->kind == Kind::tuple && addr->items.size() == 2 &&
+                   addr->items[0]->kind == Kind::str && addr->items[1]->kind == Kind::integer) {
           t.host = addr->items[0]->s;
           t.port = addr->items[1]->i;
         } else {
@@ -456,8 +599,27 @@ class Decoder {
         }
         return PyObject(std::move(t));
       }
-      case Kind::global: fail("a bare class reference " + n->s + "." + n->s2 + " is not a value");
-      case Kind::token_pending: fail("a Token without its state");
+      case Kind::slice: {
+        // slice(stop), slice(start, stop) or slice(start, stop, step), as Python's slice().
+        auto bound = [](const Node* b) -> std::optional<std::int64_t> {
+          if (b->kind == Kind::none) return std::nullopt;
+          return b->i;
+        };
+        const auto& a = n->items;
+        Slice sl;
+        if (a.size() == 1) {
+          sl.stop = bound(a[0]);
+        } else {
+          sl.start = bound(a[0]);
+          sl.stop = bound(a[1]);
+          if (a.size() == 3) sl.step = bound(a[2]);
+        }
+        return PyObject(sl);
+      }
+      case Kind::global:
+        fail("a bare class reference " + n->s + "." + n->s2 + " is not a value");
+      case Kind::token_pending:
+        fail("a Token without its state");
     }
     fail("corrupt decoder state");
   }
@@ -539,8 +701,10 @@ class Encoder {
       while (b.size() > 1) {
         auto last = static_cast<unsigned char>(b.back());
         auto prev = static_cast<unsigned char>(b[b.size() - 2]);
-        if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80))) b.pop_back();
-        else break;
+        if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80)))
+          b.pop_back();
+        else
+          break;
       }
       long1(b);
     }
@@ -614,6 +778,17 @@ class Encoder {
       emit(Dict{e.state}, depth);
       u8('b');
     }
+  }
+  void emit(const Slice& sl, int) {
+    global("builtins", "slice");
+    for (const auto* b : {&sl.start, &sl.stop, &sl.step}) {
+      if (*b)
+        emit(**b, 0);
+      else
+        u8('N');
+    }
+    u8(0x87);
+    u8('R');
   }
   void emit(const Token& t, int) {
     global("multiprocessing.managers", "Token");

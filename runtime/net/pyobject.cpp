@@ -74,6 +74,8 @@ int cmp(const PyObject& a, const PyObject& b) {
           if (int c = cmp_scalar(x.name, y.name)) return c;
           if (int c = cmp_seq(x.args, y.args)) return c;
           return cmp_pairs(x.state, y.state);
+        } else if constexpr (std::is_same_v<T, Slice>) {
+          return cmp_scalar(std::tie(x.start, x.stop, x.step), std::tie(y.start, y.stop, y.step));
         } else {
           return cmp_scalar(std::tie(x.typeid_, x.host, x.port, x.id),
                             std::tie(y.typeid_, y.host, y.port, y.id));
@@ -152,7 +154,7 @@ std::string float_repr(double d) {
 
 char quote_for(std::string_view s) {
   return (s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos) ? '"'
-                                                                                          : '\'';
+                                                                                           : '\'';
 }
 
 void escape_byte(std::string& out, unsigned char c) {
@@ -166,9 +168,15 @@ void escape_byte(std::string& out, unsigned char c) {
 // and \n \r \t. Returns false, appending nothing, for any other byte.
 bool append_shared_escape(std::string& out, unsigned char c, char q) {
   switch (c) {
-    case '\n': out += "\\n"; return true;
-    case '\r': out += "\\r"; return true;
-    case '\t': out += "\\t"; return true;
+    case '\n':
+      out += "\\n";
+      return true;
+    case '\r':
+      out += "\\r";
+      return true;
+    case '\t':
+      out += "\\t";
+      return true;
     default:
       if (c != '\\' && c != static_cast<unsigned char>(q)) return false;
       out.push_back('\\');
@@ -240,19 +248,34 @@ std::string PyObject::type_name() const {
   return std::visit(
       [](const auto& x) -> std::string {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, None>) return "NoneType";
-        else if constexpr (std::is_same_v<T, bool>) return "bool";
-        else if constexpr (std::is_same_v<T, std::int64_t> || std::is_same_v<T, BigInt>) return "int";
-        else if constexpr (std::is_same_v<T, double>) return "float";
-        else if constexpr (std::is_same_v<T, std::string>) return "str";
-        else if constexpr (std::is_same_v<T, Bytes>) return "bytes";
-        else if constexpr (std::is_same_v<T, ByteArray>) return "bytearray";
-        else if constexpr (std::is_same_v<T, Tuple>) return "tuple";
-        else if constexpr (std::is_same_v<T, List>) return "list";
-        else if constexpr (std::is_same_v<T, Dict>) return "dict";
-        else if constexpr (std::is_same_v<T, Set>) return x.frozen ? "frozenset" : "set";
-        else if constexpr (std::is_same_v<T, ExceptionValue>) return x.name;
-        else return "Token";
+        if constexpr (std::is_same_v<T, None>)
+          return "NoneType";
+        else if constexpr (std::is_same_v<T, bool>)
+          return "bool";
+        else if constexpr (std::is_same_v<T, std::int64_t> || std::is_same_v<T, BigInt>)
+          return "int";
+        else if constexpr (std::is_same_v<T, double>)
+          return "float";
+        else if constexpr (std::is_same_v<T, std::string>)
+          return "str";
+        else if constexpr (std::is_same_v<T, Bytes>)
+          return "bytes";
+        else if constexpr (std::is_same_v<T, ByteArray>)
+          return "bytearray";
+        else if constexpr (std::is_same_v<T, Tuple>)
+          return "tuple";
+        else if constexpr (std::is_same_v<T, List>)
+          return "list";
+        else if constexpr (std::is_same_v<T, Dict>)
+          return "dict";
+        else if constexpr (std::is_same_v<T, Set>)
+          return x.frozen ? "frozenset" : "set";
+        else if constexpr (std::is_same_v<T, ExceptionValue>)
+          return x.name;
+        else if constexpr (std::is_same_v<T, Slice>)
+          return "slice";
+        else
+          return "Token";
       },
       v_);
 }
@@ -289,9 +312,15 @@ std::string repr(const PyObject& v) {
           return x.frozen ? "frozenset(" + inner + ")" : inner;
         } else if constexpr (std::is_same_v<T, ExceptionValue>) {
           return x.name + "(" + join(x.args) + ")";
+        } else if constexpr (std::is_same_v<T, Slice>) {
+          auto bound = [](const std::optional<std::int64_t>& b) {
+            return b ? std::to_string(*b) : std::string("None");
+          };
+          return "slice(" + bound(x.start) + ", " + bound(x.stop) + ", " + bound(x.step) + ")";
         } else {
-          std::string addr = x.port < 0 ? str_repr(x.host)
-                                        : "(" + str_repr(x.host) + ", " + std::to_string(x.port) + ")";
+          std::string addr = x.port < 0
+                                 ? str_repr(x.host)
+                                 : "(" + str_repr(x.host) + ", " + std::to_string(x.port) + ")";
           return "Token(typeid=" + str_repr(x.typeid_) + ", address=" + addr +
                  ", id=" + str_repr(x.id) + ")";
         }
@@ -307,7 +336,8 @@ PyObject dict_key(const PyObject& v) {
           return std::int64_t{x ? 1 : 0};
         } else if constexpr (std::is_same_v<T, double>) {
           // Integral floats inside std::int64_t are that int (-0.0 is 0).
-          if (std::isfinite(x) && x == std::trunc(x) && x >= -0x1p63 && x < 0x1p63) return static_cast<std::int64_t>(x);
+          if (std::isfinite(x) && x == std::trunc(x) && x >= -0x1p63 && x < 0x1p63)
+            return static_cast<std::int64_t>(x);
           return v;
         } else if constexpr (std::is_same_v<T, Tuple> || std::is_same_v<T, List>) {
           T out;
@@ -333,9 +363,34 @@ PyObject dict_key(const PyObject& v) {
       v.variant());
 }
 
+std::vector<std::size_t> Slice::indices(std::size_t length) const {
+  // CPython's PySlice_Unpack + PySlice_AdjustIndices, in 64-bit arithmetic.
+  std::int64_t n = static_cast<std::int64_t>(length);
+  std::int64_t st = step.value_or(1);
+  if (st == 0) throw ValueError("slice step cannot be zero");
+  auto adjust = [&](const std::optional<std::int64_t>& b, std::int64_t dflt) {
+    if (!b) return dflt;
+    std::int64_t v = *b;
+    if (v < 0) {
+      v += n;
+      if (v < 0) v = st < 0 ? -1 : 0;
+    } else if (v >= n) {
+      v = st < 0 ? n - 1 : n;
+    }
+    return v;
+  };
+  std::int64_t lo = adjust(start, st < 0 ? n - 1 : 0);
+  std::int64_t hi = adjust(stop, st < 0 ? -1 : n);
+  std::vector<std::size_t> out;
+  for (std::int64_t i = lo; st > 0 ? i < hi : i > hi; i += st)
+    out.push_back(static_cast<std::size_t>(i));
+  return out;
+}
+
 bool py_equal(const PyObject& a, const PyObject& b) {
   auto plain = [](const PyObject& v) {
-    return !(v.is<bool>() || v.is<double>() || v.is<Tuple>() || v.is<List>() || v.is<Set>() || v.is<Dict>());
+    return !(v.is<bool>() || v.is<double>() || v.is<Tuple>() || v.is<List>() || v.is<Set>() ||
+             v.is<Dict>());
   };
   if (plain(a) && plain(b)) return a == b;
   if (a.is<double>() && b.is<double>()) return a.get<double>() == b.get<double>();  // nan != nan

@@ -1,15 +1,20 @@
 // mpp::net::Connection: one stream socket speaking the framing of Python's
-// multiprocessing.connection (python-wire-protocol.md §1), and the HMAC authentication
+// multiprocessing.connection, and the HMAC authentication
 // handshake of Python 3.11 and of 3.12+ (§2), in both roles.
 //
 // Frames are a 4-byte big-endian signed length, or -1 and an 8-byte big-endian length for
 // frames over 2 GiB, then the payload. A frame announced longer than the receiver's limit
-// is refused before any memory is allocated for it, and the connection is then unusable.
+// is refused before any memory is allocated for it, and the connection is then unusable. A
+// frame within the limit is not allocated at its announced size either: the receive buffer
+// grows (doubling) as its bytes arrive, so a peer that announces a large frame and sends
+// nothing costs 64 KiB, and a BufferBudget can bound what many connections hold together.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +36,35 @@ Deadline deadline_after(std::chrono::milliseconds d);
 // The frame size refused during the handshake (Python's own limit) and, by default, after it.
 inline constexpr std::size_t kHandshakeMaxFrame = 256;
 inline constexpr std::size_t kDefaultMaxFrame = std::size_t{64} << 20;
+
+// The handshake's fixed messages, as multiprocessing.connection spells them.
+inline constexpr std::string_view kChallenge = "#CHALLENGE#";
+inline constexpr std::string_view kWelcome = "#WELCOME#";
+inline constexpr std::string_view kFailure = "#FAILURE#";
+
+// Receive-buffer memory shared by many connections (a server's total), counted in bytes of
+// buffer capacity beyond each connection's first 64 KiB (which every connection may hold, so
+// that small requests never wait for large ones). Thread-safe.
+class BufferBudget {
+ public:
+  explicit BufferBudget(std::size_t limit) : limit_(limit) {}
+  // Takes `n` bytes of the budget; returns false, taking nothing, if that would pass the limit.
+  bool try_take(std::size_t n) noexcept {
+    std::size_t used = used_.load(std::memory_order_relaxed);
+    do {
+      if (n > limit_ - used) return false;
+    } while (!used_.compare_exchange_weak(used, used + n, std::memory_order_relaxed));
+    return true;
+  }
+  // Returns `n` bytes taken before.
+  void give_back(std::size_t n) noexcept { used_.fetch_sub(n, std::memory_order_relaxed); }
+  std::size_t in_use() const noexcept { return used_.load(std::memory_order_relaxed); }
+  std::size_t limit() const noexcept { return limit_; }
+
+ private:
+  const std::size_t limit_;
+  std::atomic<std::size_t> used_{0};
+};
 
 class Connection {
  public:
@@ -54,7 +88,9 @@ class Connection {
   // Receives one frame. Returns nullopt when the peer closed cleanly before a frame began.
   // Throws DecodeError for a frame longer than `max_length` or a negative length other than
   // -1 (nothing is allocated for it), EOFError when the peer closes inside a frame,
-  // TimeoutError past `deadline`, OSError for a socket error.
+  // TimeoutError past `deadline`, OSError for a socket error, and OSError(ENOMEM) when the
+  // buffer would have to grow past what the budget (set_budget) has left; after any of
+  // these the connection is out of step and must be closed.
   std::optional<std::string> recv_bytes(std::size_t max_length = kDefaultMaxFrame,
                                         Deadline deadline = std::nullopt);
 
@@ -69,12 +105,17 @@ class Connection {
   // (SO_RCVTIMEO: no poll per frame); 0 waits for ever.
   void set_recv_timeout(std::chrono::milliseconds idle);
 
+  // Charges this connection's receive buffer, now and as it grows, to `budget` (released as
+  // it shrinks and by the destructor). Call before the first receive.
+  void set_budget(std::shared_ptr<BufferBudget> budget);
+
   // "host:port" of the peer, for log lines.
   std::string peer_name() const;
   int fd() const noexcept { return fd_; }
 
  private:
   void fill(std::size_t need, Deadline deadline, bool frame_started);
+  void resize_buffer(std::size_t size);
 
   int fd_ = -1;
   // Received bytes not consumed yet are buf_[buf_pos_, buf_end_); the rest of buf_ is room,
@@ -82,6 +123,7 @@ class Connection {
   std::string buf_;
   std::size_t buf_pos_ = 0;
   std::size_t buf_end_ = 0;
+  std::shared_ptr<BufferBudget> budget_;  // charged buf_.size() bytes, if set
 };
 
 // The server's side of the handshake (Python: multiprocessing.connection.deliver_challenge):
@@ -97,6 +139,16 @@ void deliver_challenge(Connection& c, std::string_view authkey, Deadline deadlin
 // when the challenge is malformed or names an unknown digest, or when the peer answers
 // #FAILURE# ("digest sent was rejected").
 void answer_challenge(Connection& c, std::string_view authkey, Deadline deadline = std::nullopt);
+
+// The pieces of both handshakes, for a server that runs them without blocking a thread:
+// a fresh challenge message (`{sha256}` + 40 CSPRNG bytes; the frame is kChallenge + it);
+// whether `answer` is a right digest of `message` (constant-time; a 16-byte HMAC-MD5 only
+// if `allow_legacy`); and the answer to a challenge frame a peer sent (AuthenticationError
+// if it is malformed or names an unknown digest).
+std::string new_challenge();
+bool verify_answer(std::string_view message, std::string_view answer, std::string_view authkey,
+                   bool allow_legacy);
+std::string answer_for(std::string_view challenge_frame, std::string_view authkey);
 
 // HMAC of `message` under `key` with the digest Python calls `name` (md5, sha256, sha384,
 // sha3_256, sha3_384). Throws ValueError for another name.

@@ -27,6 +27,20 @@ class PythonException : public RemoteError {
   ExceptionValue value_;
 };
 
+// A reply whose value could not be decoded (outside the pickle subset: a datetime, a user
+// class). When the value was an item taken from a queue it is not lost: data() holds the raw
+// pickle bytes, the reply frame as the server pickled it, ('#RETURN', item), so Python's
+// pickle.loads(data())[1] is the item. (Python: pickle.UnpicklingError.)
+class UnpicklingError : public DecodeError {
+ public:
+  UnpicklingError(const std::string& what, std::string data)
+      : DecodeError(what), data_(std::move(data)) {}
+  const std::string& data() const noexcept { return data_; }
+
+ private:
+  std::string data_;
+};
+
 // The exception value to send for the exception `e` a served method threw (see above).
 ExceptionValue to_exception_value(const std::exception_ptr& e);
 

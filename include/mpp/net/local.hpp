@@ -92,8 +92,9 @@ class InProcessDict {
 
  private:
   mutable std::mutex mu_;
-  std::list<std::pair<PyObject, PyObject>> order_;                            // insertion order
-  std::map<PyObject, std::list<std::pair<PyObject, PyObject>>::iterator> index_;  // dict_key -> pair
+  std::list<std::pair<PyObject, PyObject>> order_;  // insertion order
+  std::map<PyObject, std::list<std::pair<PyObject, PyObject>>::iterator>
+      index_;  // dict_key -> pair
   void set_locked(const PyObject& key, PyObject value);
 };
 

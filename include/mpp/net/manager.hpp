@@ -1,11 +1,12 @@
 // mpp::net::BaseManager: Python's multiprocessing.managers.BaseManager over TCP, wire
-// compatible with Python 3.7-3.13 (python-wire-protocol.md), so C++ and Python processes can
+// compatible with Python 3.7-3.13, so C++ and Python processes can
 // serve and use the same queues, dicts, lists and values.
 //
 // Serving side:                               Client side:
 //   BaseManager m({"127.0.0.1", 5000}, "abc");   BaseManager m({"127.0.0.1", 5000}, "abc");
 //   m.register_("get_task_queue", queue);        m.connect();
-//   m.start();          // forks the server      auto task = m.queue<std::int64_t>("get_task_queue");
+//   m.start();          // forks the server      auto task =
+//   m.queue<std::int64_t>("get_task_queue");
 //   ...                                          auto n = task.get(std::chrono::seconds(1));
 //   m.shutdown();
 //
@@ -41,14 +42,26 @@ struct Address {
 struct ManagerOptions {
   // Largest frame accepted after the handshake (during it, 256 bytes as in Python).
   std::size_t max_frame = kDefaultMaxFrame;
-  // Deadline for connecting and for the whole handshake, and for the single request of a
-  // manager-level connection (create, incref, ...).
+  // Client side: deadline for connecting and for the whole handshake. Both sides: deadline
+  // for the single request of a manager-level connection (create, incref, ...).
   std::chrono::milliseconds handshake_timeout{10000};
+  // Server side: how long a peer has to complete the handshake (3 round trips) after it
+  // connected; it is then closed. Short, so that idle or slow strangers leave quickly.
+  std::chrono::milliseconds auth_timeout{3000};
+  // Server side: connections still in the handshake, all driven by the one accepting thread
+  // (no thread each). When one more arrives, the oldest is closed: a stranger cannot keep a
+  // legitimate client out by opening connections, only slow it by one handshake.
+  std::size_t max_unauthenticated = 256;
   // How long the server keeps a proxy connection that sends no request; 0 = for ever.
   // Python clients never reconnect, so keep it longer than any worker's pause.
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};
-  // Connections served at once; more are closed at accept (and logged).
+  // Authenticated connections served at once (a thread each); one more is closed once its
+  // handshake succeeds (and logged).
   std::size_t max_connections = 512;
+  // Server side: receive-buffer memory of all connections together. A buffer grows only as
+  // a frame's bytes arrive; a frame that would need more than is left is refused and its
+  // connection closed (logged), the others go on.
+  std::size_t max_buffer_memory = std::size_t{256} << 20;
   // Accept the raw 16-byte HMAC-MD5 answer of Python 3.11 and older clients.
   bool allow_legacy_auth = true;
   // Where the server logs rejected and failed connections; default: a line on stderr.
@@ -77,7 +90,7 @@ class BaseManager {
   // Registers an mpp shared-memory object (Queue, JoinableQueue, Dict, List, Value) under
   // `typeid_`: the server serves a handle on it, so local processes and remote peers share it.
   template <class Object>
-    requires requires(const Object& o) { servable(o); }
+  requires requires(const Object& o) { servable(o); }
   void register_(const std::string& typeid_, const Object& object) {
     register_(typeid_, servable(object));
   }
@@ -86,7 +99,8 @@ class BaseManager {
   // Throws OSError (EADDRINUSE...). serve_forever() and start() call it.
   Address listen();
   // Serves in this thread until shutdown() (from another thread or by a client's 'shutdown'
-  // request). Each connection is served by a thread of its own.
+  // request). This thread accepts and runs every handshake; each authenticated connection
+  // is then served by a thread of its own.
   void serve_forever();
   // Python: start(). Forks a server process that serves the registered objects (the child's
   // copies) and returns when it listens. Fork before starting threads of your own. The child
@@ -106,13 +120,21 @@ class BaseManager {
   // (Python: manager.<typeid>()). Throws RemoteError when the server has no such typeid.
   BaseProxy proxy(const std::string& typeid_);
   template <class T = PyObject>
-  RemoteQueue<T> queue(const std::string& typeid_) { return RemoteQueue<T>(proxy(typeid_)); }
+  RemoteQueue<T> queue(const std::string& typeid_) {
+    return RemoteQueue<T>(proxy(typeid_));
+  }
   template <class K = PyObject, class V = PyObject>
-  RemoteDict<K, V> dict(const std::string& typeid_) { return RemoteDict<K, V>(proxy(typeid_)); }
+  RemoteDict<K, V> dict(const std::string& typeid_) {
+    return RemoteDict<K, V>(proxy(typeid_));
+  }
   template <class T = PyObject>
-  RemoteList<T> list(const std::string& typeid_) { return RemoteList<T>(proxy(typeid_)); }
+  RemoteList<T> list(const std::string& typeid_) {
+    return RemoteList<T>(proxy(typeid_));
+  }
   template <class T = PyObject>
-  RemoteValue<T> value(const std::string& typeid_) { return RemoteValue<T>(proxy(typeid_)); }
+  RemoteValue<T> value(const std::string& typeid_) {
+    return RemoteValue<T>(proxy(typeid_));
+  }
 
   // The address (after listen(), with the actual port) and options.
   const Address& address() const noexcept { return address_; }

@@ -40,7 +40,8 @@ Connection open_connection(const ClientConfig& c);
 // Sends `request` on `conn` and returns the #RETURN value. Raises the #ERROR exception
 // (exceptions.hpp), RemoteError for #TRACEBACK and #UNSERIALIZABLE, DecodeError for a reply
 // outside the pickle subset (the connection stays usable).
-PyObject roundtrip(Connection& conn, const PyObject& request, std::size_t max_frame, Deadline deadline);
+PyObject roundtrip(Connection& conn, const PyObject& request, std::size_t max_frame,
+                   Deadline deadline);
 
 // One manager-level request (ident None) on a connection of its own, as Python's client does.
 PyObject manager_request(const ClientConfig& c, const std::string& method, Tuple args);
@@ -49,8 +50,8 @@ PyObject manager_request(const ClientConfig& c, const std::string& method, Tuple
 
 class BaseProxy {
  public:
-  BaseProxy(std::shared_ptr<const detail::ClientConfig> config, std::string typeid_, std::string ident,
-            std::vector<std::string> exposed);
+  BaseProxy(std::shared_ptr<const detail::ClientConfig> config, std::string typeid_,
+            std::string ident, std::vector<std::string> exposed);
   BaseProxy(BaseProxy&&) noexcept;
   BaseProxy& operator=(BaseProxy&&) noexcept;
   // Gives the reference back to the server (best effort: a server that has gone is ignored).
@@ -93,12 +94,17 @@ class RemoteQueue {
   explicit RemoteQueue(BaseProxy p) : p_(std::move(p)) {}
   // put(item, block=True, timeout): throws Full if a bounded queue stays full past `timeout`.
   void put(const T& item, Timeout timeout = std::nullopt) {
-    p_.call_method("put", Tuple{{to_py(item)}}, detail::timeout_kwds(timeout), detail::call_deadline(timeout));
+    p_.call_method("put", Tuple{{to_py(item)}}, detail::timeout_kwds(timeout),
+                   detail::call_deadline(timeout));
   }
   void put_nowait(const T& item) { p_.call_method("put_nowait", Tuple{{to_py(item)}}); }
-  // get(block=True, timeout): throws Empty when nothing arrives within `timeout`.
+  // get(block=True, timeout): throws Empty when nothing arrives within `timeout`. An item
+  // outside the pickle subset was taken all the same: UnpicklingError (a DecodeError) then
+  // carries the reply's raw pickle in data(). An item that is not a T throws TypeMismatch
+  // naming it (use RemoteQueue<PyObject> for a queue of mixed types).
   T get(Timeout timeout = std::nullopt) {
-    return from_py<T>(p_.call_method("get", {}, detail::timeout_kwds(timeout), detail::call_deadline(timeout)));
+    return from_py<T>(
+        p_.call_method("get", {}, detail::timeout_kwds(timeout), detail::call_deadline(timeout)));
   }
   T get_nowait() { return from_py<T>(p_.call_method("get_nowait")); }
   std::size_t qsize() { return from_py<std::size_t>(p_.call_method("qsize")); }
@@ -118,7 +124,9 @@ class RemoteDict {
  public:
   explicit RemoteDict(BaseProxy p) : p_(std::move(p)) {}
   // d[key]; throws KeyError when absent.
-  V operator[](const K& key) { return from_py<V>(p_.call_method("__getitem__", Tuple{{to_py(key)}})); }
+  V operator[](const K& key) {
+    return from_py<V>(p_.call_method("__getitem__", Tuple{{to_py(key)}}));
+  }
   // d.get(key): nullopt when absent.
   std::optional<V> get(const K& key) {
     PyObject v = p_.call_method("__contains__", Tuple{{to_py(key)}});
@@ -126,18 +134,24 @@ class RemoteDict {
     return (*this)[key];
   }
   // d[key] = value.
-  void set(const K& key, const V& value) { p_.call_method("__setitem__", Tuple{{to_py(key), to_py(value)}}); }
+  void set(const K& key, const V& value) {
+    p_.call_method("__setitem__", Tuple{{to_py(key), to_py(value)}});
+  }
   // del d[key]; throws KeyError when absent.
   void erase(const K& key) { p_.call_method("__delitem__", Tuple{{to_py(key)}}); }
   V pop(const K& key) { return from_py<V>(p_.call_method("pop", Tuple{{to_py(key)}})); }
   V setdefault(const K& key, const V& dflt) {
     return from_py<V>(p_.call_method("setdefault", Tuple{{to_py(key), to_py(dflt)}}));
   }
-  bool contains(const K& key) { return from_py<bool>(p_.call_method("__contains__", Tuple{{to_py(key)}})); }
+  bool contains(const K& key) {
+    return from_py<bool>(p_.call_method("__contains__", Tuple{{to_py(key)}}));
+  }
   std::size_t size() { return from_py<std::size_t>(p_.call_method("__len__")); }
   std::vector<K> keys() { return from_py<std::vector<K>>(p_.call_method("keys")); }
   std::vector<V> values() { return from_py<std::vector<V>>(p_.call_method("values")); }
-  std::vector<std::pair<K, V>> items() { return from_py<std::vector<std::pair<K, V>>>(p_.call_method("items")); }
+  std::vector<std::pair<K, V>> items() {
+    return from_py<std::vector<std::pair<K, V>>>(p_.call_method("items"));
+  }
   void update(const std::map<K, V>& other) { p_.call_method("update", Tuple{{to_py(other)}}); }
   void clear() { p_.call_method("clear"); }
   // A copy of the whole dict.
@@ -162,9 +176,15 @@ class RemoteList {
   T pop(std::int64_t i = -1) { return from_py<T>(p_.call_method("pop", Tuple{{i}})); }
   // Throws PythonException (ValueError) when absent, as Python does.
   void remove(const T& v) { p_.call_method("remove", Tuple{{to_py(v)}}); }
-  std::size_t index(const T& v) { return from_py<std::size_t>(p_.call_method("index", Tuple{{to_py(v)}})); }
-  std::size_t count(const T& v) { return from_py<std::size_t>(p_.call_method("count", Tuple{{to_py(v)}})); }
-  bool contains(const T& v) { return from_py<bool>(p_.call_method("__contains__", Tuple{{to_py(v)}})); }
+  std::size_t index(const T& v) {
+    return from_py<std::size_t>(p_.call_method("index", Tuple{{to_py(v)}}));
+  }
+  std::size_t count(const T& v) {
+    return from_py<std::size_t>(p_.call_method("count", Tuple{{to_py(v)}}));
+  }
+  bool contains(const T& v) {
+    return from_py<bool>(p_.call_method("__contains__", Tuple{{to_py(v)}}));
+  }
   std::size_t size() { return from_py<std::size_t>(p_.call_method("__len__")); }
   void reverse() { p_.call_method("reverse"); }
   // A copy of the whole list.

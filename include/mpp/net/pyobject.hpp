@@ -15,6 +15,7 @@
 //   set, frozenset    Set
 //   an exception      ExceptionValue              (inert data: module, name, args)
 //   manager Token     Token
+//   slice             Slice (int or None bounds)
 //
 // Any other C++ type travels as Bytes holding the one codec's encoding of it
 // (detail/codec.hpp), so C++ peers exchange user types and Python peers see bytes.
@@ -107,19 +108,28 @@ struct Token {
   friend bool operator==(const Token&, const Token&) = default;
 };
 
+// A slice (what a Python proxy's l[1:3] sends as the index): each bound an int or None.
+struct Slice {
+  std::optional<std::int64_t> start, stop, step;
+  friend bool operator==(const Slice&, const Slice&) = default;
+  // The positions it selects in a sequence of `length` items, as Python's slice.indices()
+  // and range() give them. Throws mpp::ValueError for a step of 0.
+  std::vector<std::size_t> indices(std::size_t length) const;
+};
+
 // One Python value of the safe subset. Copyable, comparable with ==, printable with repr().
 class PyObject {
  public:
   using Variant = std::variant<None, bool, std::int64_t, BigInt, double, std::string, Bytes,
-                               ByteArray, Tuple, List, Dict, Set, ExceptionValue, Token>;
+                               ByteArray, Tuple, List, Dict, Set, ExceptionValue, Token, Slice>;
 
   PyObject() = default;
   PyObject(None) {}
   PyObject(std::nullopt_t) {}
   PyObject(bool b) : v_(b) {}
   template <class I>
-    requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, char>)
-  PyObject(I i);
+  requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, char>)
+      PyObject(I i);
   PyObject(double d) : v_(d) {}
   PyObject(const char* s) : v_(std::string(s)) {}
   PyObject(std::string_view s) : v_(std::string(s)) {}
@@ -133,6 +143,7 @@ class PyObject {
   PyObject(Set s) : v_(std::move(s)) {}
   PyObject(ExceptionValue e) : v_(std::move(e)) {}
   PyObject(Token t) : v_(std::move(t)) {}
+  PyObject(Slice s) : v_(std::move(s)) {}
 
   const Variant& variant() const noexcept { return v_; }
   Variant& variant() noexcept { return v_; }
@@ -222,8 +233,8 @@ inline constexpr bool is_alternative =
 }  // namespace detail
 
 template <class I>
-  requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, char>)
-PyObject::PyObject(I i) {
+requires(std::is_integral_v<I> && !std::is_same_v<I, bool> &&
+         !std::is_same_v<I, char>) PyObject::PyObject(I i) {
   if constexpr (std::is_unsigned_v<I> && sizeof(I) >= sizeof(std::int64_t)) {
     if (i > static_cast<std::uint64_t>(INT64_MAX)) {
       std::string le;
@@ -324,9 +335,12 @@ T from_py(const PyObject& v) {
     return from_py<typename D::value_type>(v);
   } else if constexpr (detail::IsVector<D>::value) {
     const std::vector<PyObject>* items = nullptr;
-    if (v.is<List>()) items = &v.get<List>().items;
-    else if (v.is<Tuple>()) items = &v.get<Tuple>().items;
-    else detail::throw_mismatch(mpp::detail::type_name<D>(), v);
+    if (v.is<List>())
+      items = &v.get<List>().items;
+    else if (v.is<Tuple>())
+      items = &v.get<Tuple>().items;
+    else
+      detail::throw_mismatch(mpp::detail::type_name<D>(), v);
     D out;
     out.reserve(items->size());
     for (const auto& x : *items) out.push_back(from_py<typename D::value_type>(x));
@@ -338,15 +352,21 @@ T from_py(const PyObject& v) {
     return out;
   } else if constexpr (detail::IsTupleLike<D>::value) {
     const std::vector<PyObject>* items = nullptr;
-    if (v.is<Tuple>()) items = &v.get<Tuple>().items;
-    else if (v.is<List>()) items = &v.get<List>().items;
-    else detail::throw_mismatch(mpp::detail::type_name<D>(), v);
-    if (items->size() != std::tuple_size_v<D>) detail::throw_mismatch(mpp::detail::type_name<D>(), v);
+    if (v.is<Tuple>())
+      items = &v.get<Tuple>().items;
+    else if (v.is<List>())
+      items = &v.get<List>().items;
+    else
+      detail::throw_mismatch(mpp::detail::type_name<D>(), v);
+    if (items->size() != std::tuple_size_v<D>)
+      detail::throw_mismatch(mpp::detail::type_name<D>(), v);
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return D(from_py<std::tuple_element_t<I, D>>((*items)[I])...);
-    }(std::make_index_sequence<std::tuple_size_v<D>>());
+    }
+    (std::make_index_sequence<std::tuple_size_v<D>>());
   } else {
-    if (!v.is<Bytes>()) detail::throw_mismatch(mpp::detail::type_name<D>() + " (as codec bytes)", v);
+    if (!v.is<Bytes>())
+      detail::throw_mismatch(mpp::detail::type_name<D>() + " (as codec bytes)", v);
     return mpp::detail::decode<D>(mpp::detail::as_bytes(v.get<Bytes>().data));
   }
 }

@@ -56,7 +56,8 @@ class Servable {
   virtual PyObject call(const std::string& method, const Tuple& args, const Dict& kwds) = 0;
   // As call(), but returns nullopt instead of waiting when the call would block (an empty
   // queue's get), having changed nothing; the server then runs call() where waiting is fine.
-  virtual std::optional<PyObject> try_call(const std::string& method, const Tuple& args, const Dict& kwds) {
+  virtual std::optional<PyObject> try_call(const std::string& method, const Tuple& args,
+                                           const Dict& kwds) {
     return call(method, args, kwds);
   }
   // The whole value, for a peer's _getvalue() ('#GETVALUE'); nullopt when it has none to
@@ -109,8 +110,10 @@ std::optional<T> as_element(const PyObject& v) {
 // A dict key as K: Python-equal keys (1, 1.0, True) give the same K.
 template <class K>
 std::optional<K> as_key(const PyObject& k) {
-  if constexpr (std::is_same_v<K, PyObject>) return k;  // InProcessDict compares with dict_key itself
-  else return as_element<K>(dict_key(k));
+  if constexpr (std::is_same_v<K, PyObject>)
+    return k;  // InProcessDict compares with dict_key itself
+  else
+    return as_element<K>(dict_key(k));
 }
 
 // Runs op(slice), a wait with a timeout that throws Expired when it gives up, in slices of at
@@ -154,20 +157,25 @@ class ServedQueue final : public Servable {
   explicit ServedQueue(A&&... args) : q_(std::forward<A>(args)...) {}
   Q& object() noexcept { return q_; }
 
-  const std::vector<std::string>& exposed() const override { return detail::queue_methods(kJoinable); }
-  PyObject call(const std::string& m, const Tuple& a, const Dict& k) override { return *dispatch(m, a, k, true); }
+  const std::vector<std::string>& exposed() const override {
+    return detail::queue_methods(kJoinable);
+  }
+  PyObject call(const std::string& m, const Tuple& a, const Dict& k) override {
+    return *dispatch(m, a, k, true);
+  }
   std::optional<PyObject> try_call(const std::string& m, const Tuple& a, const Dict& k) override {
     return dispatch(m, a, k, false);
   }
   void interrupt() override { stop_ = true; }
 
  private:
-  static constexpr bool kJoinable = requires(Q& q) {
+  static constexpr bool kJoinable = requires(Q & q) {
     q.task_done();
     q.join();
   };
 
-  std::optional<PyObject> dispatch(const std::string& m, const Tuple& a, const Dict& k, bool may_block) {
+  std::optional<PyObject> dispatch(const std::string& m, const Tuple& a, const Dict& k,
+                                   bool may_block) {
     if (m == "put" || m == "put_nowait") {
       auto item = from_py<value_type>(detail::required(a, k, 0, "item", m));
       if (m == "put_nowait" || !detail::flag(a, k, 1, "block", true)) {
@@ -196,7 +204,8 @@ class ServedQueue final : public Servable {
           return std::nullopt;
         }
       }
-      return to_py(detail::in_slices<Empty>(timeout, stop_, [&](auto slice) { return q_.get(slice); }));
+      return to_py(
+          detail::in_slices<Empty>(timeout, stop_, [&](auto slice) { return q_.get(slice); }));
     }
     if (m == "qsize") return PyObject(q_.qsize());
     if (m == "empty") return PyObject(q_.empty());
@@ -208,7 +217,8 @@ class ServedQueue final : public Servable {
       }
       if (m == "join") {
         if (!may_block) return std::nullopt;
-        detail::in_slices<TimeoutError>(std::nullopt, stop_, [&](auto slice) { return q_.join(slice), 0; });
+        detail::in_slices<TimeoutError>(std::nullopt, stop_,
+                                        [&](auto slice) { return q_.join(slice), 0; });
         return PyObject();
       }
     }
@@ -246,7 +256,8 @@ class ServedDict final : public Servable {
       d_.set(store_key(key()), from_py<V>(detail::required(a, k, 1, "value", m)));
       return {};
     }
-    if (m == "setdefault") return to_py(d_.setdefault(store_key(key()), from_py<V>(dflt() ? *dflt() : PyObject())));
+    if (m == "setdefault")
+      return to_py(d_.setdefault(store_key(key()), from_py<V>(dflt() ? *dflt() : PyObject())));
     if (m == "__contains__") {
       auto kk = detail::as_key<K>(key());
       return kk && d_.contains(*kk);
@@ -277,7 +288,8 @@ class ServedDict final : public Servable {
     }
     if (m == "update") {
       std::vector<std::pair<K, V>> pairs;
-      for (auto& [kk, vv] : detail::update_pairs(a, k)) pairs.emplace_back(store_key(kk), from_py<V>(vv));
+      for (auto& [kk, vv] : detail::update_pairs(a, k))
+        pairs.emplace_back(store_key(kk), from_py<V>(vv));
       d_.update(pairs);
       return {};
     }
@@ -286,8 +298,10 @@ class ServedDict final : public Servable {
 
  private:
   static K store_key(const PyObject& key) {
-    if constexpr (std::is_same_v<K, PyObject>) return key;
-    else return from_py<K>(dict_key(key));
+    if constexpr (std::is_same_v<K, PyObject>)
+      return key;
+    else
+      return from_py<K>(dict_key(key));
   }
   template <class Pairs>
   static PyObject as_dict(const Pairs& items) {
@@ -329,13 +343,31 @@ class ServedList final : public Servable {
   explicit ServedList(A&&... args) : l_(std::forward<A>(args)...) {}
   L& object() noexcept { return l_; }
 
-  const std::vector<std::string>& exposed() const override { return detail::list_methods(kSortable); }
+  const std::vector<std::string>& exposed() const override {
+    return detail::list_methods(kSortable);
+  }
   std::optional<PyObject> value() const override { return to_py(l_.to_vector()); }
 
   PyObject call(const std::string& m, const Tuple& a, const Dict& k) override {
-    auto arg = [&](std::size_t i, std::string_view name) -> const PyObject& { return detail::required(a, k, i, name, m); };
-    auto index = [&] { return detail::index_arg(arg(0, "index")); };
-    if (m == "__getitem__") return to_py(l_.get(index()));
+    auto arg = [&](std::size_t i, std::string_view name) -> const PyObject& {
+      return detail::required(a, k, i, name, m);
+    };
+    auto index = [&] {
+      if (arg(0, "index").template is<Slice>())
+        detail::raise("TypeError",
+                      "mpp's served lists take a slice only in l[i:j] reads, not in " + m);
+      return detail::index_arg(arg(0, "index"));
+    };
+    if (m == "__getitem__") {
+      if (const PyObject& i = arg(0, "index"); i.is<Slice>()) {
+        // One snapshot, so the slice is of one state of the list.
+        std::vector<T> all = l_.to_vector();
+        List out;
+        for (std::size_t k : i.get<Slice>().indices(all.size())) out.items.push_back(to_py(all[k]));
+        return out;
+      }
+      return to_py(l_.get(index()));
+    }
     if (m == "__setitem__") {
       l_.set(index(), from_py<T>(arg(1, "value")));
       return {};
@@ -390,7 +422,7 @@ class ServedList final : public Servable {
   }
 
  private:
-  static constexpr bool kSortable = requires(L& l) {
+  static constexpr bool kSortable = requires(L & l) {
     l.reverse();
     l.sort(true);
   };
@@ -431,16 +463,24 @@ using LocalValue = ServedValue<InProcessValue>;
 // A Servable for an mpp object: the served object is a handle on the same shared-memory
 // object, so local processes and remote peers use it at once.
 template <class T>
-std::shared_ptr<Servable> servable(const Queue<T>& q) { return std::make_shared<ServedQueue<Queue<T>>>(q); }
+std::shared_ptr<Servable> servable(const Queue<T>& q) {
+  return std::make_shared<ServedQueue<Queue<T>>>(q);
+}
 template <class T>
 std::shared_ptr<Servable> servable(const JoinableQueue<T>& q) {
   return std::make_shared<ServedQueue<JoinableQueue<T>>>(q);
 }
 template <class K, class V>
-std::shared_ptr<Servable> servable(const mpp::Dict<K, V>& d) { return std::make_shared<ServedDict<mpp::Dict<K, V>>>(d); }
+std::shared_ptr<Servable> servable(const mpp::Dict<K, V>& d) {
+  return std::make_shared<ServedDict<mpp::Dict<K, V>>>(d);
+}
 template <class T>
-std::shared_ptr<Servable> servable(const mpp::List<T>& l) { return std::make_shared<ServedList<mpp::List<T>>>(l); }
+std::shared_ptr<Servable> servable(const mpp::List<T>& l) {
+  return std::make_shared<ServedList<mpp::List<T>>>(l);
+}
 template <class T>
-std::shared_ptr<Servable> servable(const Value<T>& v) { return std::make_shared<ServedValue<Value<T>>>(v); }
+std::shared_ptr<Servable> servable(const Value<T>& v) {
+  return std::make_shared<ServedValue<Value<T>>>(v);
+}
 
 }  // namespace mpp::net
