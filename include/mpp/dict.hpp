@@ -5,9 +5,15 @@
 //   d.modify("a", [](int& v) { v += 1; });     // atomic read-modify-write of one key
 //   { auto r = d.read(); std::string_view s = r.view(k); }  // zero copy while r lives
 //
-// Keys and values go through the one codec (detail/codec.hpp): trivially copyable types
-// inline, std::string as characters, other types with serialize() as archives. Keys are
-// equal when their encodings are equal (mind padding bytes in trivially copyable keys).
+// Keys and values go through the one codec (detail/codec.hpp), under the rules of
+// mpp/serialization.hpp: trivially copyable types inline, std::string as characters,
+// standard containers and vocabulary types of sendable elements (std::vector, std::map,
+// std::optional, std::tuple, ...) in mpp's own compact encoding, a Manager object's handle
+// as a reference, and a type of yours with a Boost.Serialization serialize() as an archive
+// (include <mpp/archive.hpp> where such a type is stored or read). Keys are equal when
+// their encodings are equal (mind padding bytes in trivially copyable keys; do not use
+// std::unordered_map or std::unordered_set keys, whose equal values may encode
+// differently).
 // Iteration order is insertion order, as in Python.
 //
 // Concurrency: writers are exclusive; get, at and contains read a version-validated

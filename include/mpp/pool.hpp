@@ -14,9 +14,12 @@
 // values as arguments instead. A capture by reference or a pointer refers to the *worker's*
 // memory, which is the parent's as it was when the pool was constructed.
 //
-// Arguments and results go through the codec (detail/codec.hpp): any trivially copyable
-// type, std::string, or a type with a Boost.Serialization serialize(). C strings are sent
-// as std::string.
+// Arguments and results go through the one codec (detail/codec.hpp), under the rules of
+// mpp/serialization.hpp: any trivially copyable type, std::string, standard containers and
+// vocabulary types of sendable elements (std::vector, std::map, std::optional, std::tuple,
+// ...), a Manager object's handle, or a type of yours with a Boost.Serialization
+// serialize() (include <mpp/archive.hpp> where such a type is sent or received). C strings
+// are sent as std::string.
 //
 // Errors: an exception thrown by a task comes back as RemoteError (its type name and
 // what()), from get() and to the error_callback; the pool stays usable. A worker that dies

@@ -3,8 +3,11 @@
 // children forked after a standalone queue was made, or any process that attached to the
 // Manager segment holding a named one (Manager::queue).
 //
-// Values go through the one codec (detail/codec.hpp): any trivially copyable type,
-// std::string, or a type with a Boost.Serialization serialize(). The queue is a ring of
+// Values go through the one codec (detail/codec.hpp), under the rules of
+// mpp/serialization.hpp: any trivially copyable type, std::string, standard containers and
+// vocabulary types of sendable elements (std::vector, std::map, std::optional, std::tuple,
+// ...), a Manager object's handle, or a type of yours with a Boost.Serialization
+// serialize() (include <mpp/archive.hpp> where such a type is put or got). The queue is a ring of
 // fixed slots claimed without locks (one compare-and-swap per put and per get); an encoded
 // item of up to 104 bytes is copied into its slot, a larger one into a block of the
 // segment's heap, so one item may be as large as the segment's free memory. An "unbounded"
@@ -18,16 +21,19 @@
 // After a crash (contract): a producer or consumer SIGKILLed at any instruction inside put
 // or get leaves the queue valid and usable by everyone else. Each item is delivered whole
 // or not at all, and never twice: a producer killed before its publishing store leaves no
-// item (its claimed slot is skipped by the next consumer that finds its pid gone); a
-// consumer owns the item from the compare-and-swap that claims it, so one killed inside get
-// (or inside get_view's callback) takes the item to its grave, and its slot is freed by the
-// next producer or consumer that finds its pid gone. Such a repair happens only after a
+// item (its claimed slot is skipped by the next consumer that finds it dead); a consumer
+// owns the item from the compare-and-swap that claims it, so one killed inside get (or
+// inside get_view's callback) takes the item to its grave, and its slot is freed by the
+// next producer or consumer that finds it dead. A claim records the claimer's pid and the
+// low 14 bits of its start time (detail/process_identity.hpp); its holder is dead when that
+// pid names no process, a zombie, or a process that started at another time, so a dead
+// process's pid reused by a new process does not keep its claim alive (unless the new one
+// started at the same tick modulo 2^14, 164 s at 100 Hz). Such a repair happens only after a
 // caller has waited on the dead claim for a whole spin, so it costs the others a pause, not
 // a hang. The one thing a crash can still cost is a leaked heap block (a large item killed
 // in a window of a few instructions), never a corrupt queue. A consumer killed between
 // get() and task_done() leaves join() waiting, as in Python; a producer killed inside put()
-// is not counted as a put. (A dead process's pid reused by a new process before the repair
-// would keep its claim alive until that process exits.)
+// is not counted as a put.
 #pragma once
 
 #include <chrono>
