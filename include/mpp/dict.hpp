@@ -55,11 +55,14 @@
 
 namespace mpp {
 
+// Python's manager.dict(), in a shared-memory segment (see the top of this file). A cheap,
+// copyable handle; made by Manager::dict.
 template <class K, class V>
 class Dict {
   static_assert(alignof(V) <= 16 && alignof(K) <= 16, "mpp stores values 16-byte aligned");
 
  public:
+  // The key and value types, as std::map names them.
   using key_type = K;
   using mapped_type = V;
   // What the methods take as a key: std::string_view for std::string keys (so a word cut
@@ -137,6 +140,8 @@ class Dict {
     return v ? std::move(*v) : default_value;
   }
 
+  // Python's `k in d`. Reads like get: a version-validated snapshot, no write to shared
+  // memory unless writers keep interfering.
   bool contains(key_arg key) const {
     auto k = encode_key(key);
     bool found = false;
@@ -234,6 +239,8 @@ class Dict {
   Ref operator[](key_arg key) { return Ref(*this, key); }
   V operator[](key_arg key) const { return at(key); }
 
+  // len(d), and whether it is 0: the count at one moment, which other processes may change
+  // right after.
   std::size_t size() const { return static_cast<std::size_t>(core_.size()); }
   bool empty() const { return size() == 0; }
   // Empties the dict: all or nothing, also when the caller is killed midway.
@@ -295,6 +302,7 @@ class Dict {
   // own handle, so it stays valid even if the Dict it came from is gone.
   class ReadGuard {
    public:
+    // Whether `key` is in the dict, as it stands under this guard's lock.
     bool contains(key_arg key) const { return find(key) != nullptr; }
     // The value of `key`, borrowed from shared memory. Throws KeyError if absent.
     detail::View<V> view(key_arg key) const {
@@ -314,6 +322,9 @@ class Dict {
     Dict d_;  // declared first: outlives the lock
     detail::SharedGuard g_;
   };
+  // Takes the dict's shared lock and returns it as a ReadGuard: writers wait while it lives,
+  // and views it hands out stay valid until it goes. A reader killed while holding it does
+  // not block the writers for ever (the lock is the segment's crash-safe shared lock).
   ReadGuard read() const { return ReadGuard(*this); }
 
   // Walks the whole structure (taking the exclusive lock) and returns what is wrong with it,

@@ -39,11 +39,14 @@
 
 namespace mpp {
 
+// Python's multiprocessing.Manager(): one shared-memory segment and the named objects in it
+// (see the top of this file). A cheap, copyable handle on the segment.
 class Manager {
  public:
   // Initial size of a Manager made without one (it grows from there).
   static constexpr std::size_t default_bytes = 256 << 10;
 
+  // How a named or anonymous segment is made (each field says what it sets).
   struct Options {
     unsigned mode = 0600;              // permissions, set whatever the umask
     bool persist = false;              // keep the segment after the creator is done with it
@@ -80,9 +83,12 @@ class Manager {
   // Wraps a segment some other component made (an anonymous one, for example).
   explicit Manager(std::shared_ptr<detail::Segment> segment) : seg_(std::move(segment)) {}
 
-  const std::string& name() const noexcept { return seg_->name(); }  // empty: anonymous
-  std::size_t size() const noexcept { return seg_->size(); }          // bytes now
-  std::size_t max_size() const noexcept { return seg_->max_size(); }  // the most it grows to
+  // The segment's name (as given to the constructor or attach); empty for an anonymous one.
+  const std::string& name() const noexcept { return seg_->name(); }
+  // The segment's size in bytes now; it grows as objects need room.
+  std::size_t size() const noexcept { return seg_->size(); }
+  // The most the segment may grow to, in bytes (Options::max_bytes, or what 0 resolved to).
+  std::size_t max_size() const noexcept { return seg_->max_size(); }
   // Bytes the segment's heap can still hand out, counting the room left to grow.
   std::size_t free_bytes() const { return seg_->free_bytes(); }
   // Whether this process created the segment (and will remove it).

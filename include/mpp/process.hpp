@@ -82,7 +82,11 @@ struct BoundProcessTarget final : ProcessTarget {
 // parent_process()).
 class ProcessInfo {
  public:
+  // A record of these three facts; it looks nothing up (current_process() and
+  // parent_process() fill it in).
   ProcessInfo(std::string name, pid_t pid, bool daemon) : name_(std::move(name)), pid_(pid), daemon_(daemon) {}
+  // The process's name ("MainProcess" for the main one, as in Python), its pid, and whether
+  // it was started as a daemon; the values when the record was made.
   const std::string& name() const noexcept { return name_; }
   pid_t pid() const noexcept { return pid_; }
   bool daemon() const noexcept { return daemon_; }
@@ -93,6 +97,8 @@ class ProcessInfo {
   bool daemon_;
 };
 
+// Python's multiprocessing.Process: a child process, forked by start(), that runs a target
+// or an overridden run() (see the top of this file).
 class Process {
  public:
   // A process with no target: run() does nothing unless a subclass overrides it.

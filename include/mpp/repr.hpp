@@ -153,6 +153,8 @@ std::string repr(const Value<T>& v) {
   return repr(v.value());
 }
 
+// Writes repr(d), repr(l), repr(a) or repr(v) to `os` (a std::ostream, or anything that
+// takes a std::string with <<), so `std::cout << d` prints what Python's print(d) would.
 template <class Os, class K, class V>
 Os& operator<<(Os& os, const Dict<K, V>& d) {
   os << repr(d);

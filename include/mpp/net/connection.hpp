@@ -23,6 +23,7 @@
 
 namespace mpp::net {
 
+// The clock of every deadline and timeout of mpp::net (monotonic).
 using Clock = std::chrono::steady_clock;
 // A point after which a blocking read or write gives up; nullopt waits for ever.
 using Deadline = std::optional<Clock::time_point>;
@@ -47,6 +48,7 @@ inline constexpr std::string_view kFailure = "#FAILURE#";
 // that small requests never wait for large ones). Thread-safe.
 class BufferBudget {
  public:
+  // A budget of `limit` bytes, none taken yet.
   explicit BufferBudget(std::size_t limit) : limit_(limit) {}
   // Takes `n` bytes of the budget; returns false, taking nothing, if that would pass the limit.
   bool try_take(std::size_t n) noexcept {
@@ -66,6 +68,9 @@ class BufferBudget {
   std::atomic<std::size_t> used_{0};
 };
 
+// One connected stream socket, framed as multiprocessing.connection frames (see the top of
+// this file). Movable, not copyable; one thread at a time sends or receives on it (shutdown
+// and shutdown_read may be called from any thread).
 class Connection {
  public:
   // Takes ownership of a connected stream socket `fd` (closed by the destructor).

@@ -20,7 +20,10 @@ namespace mpp::net {
 // name, message() the repr of its arguments.
 class PythonException : public RemoteError {
  public:
+  // Wraps `value`: type_name() is value.name, message() the repr of value.args.
   explicit PythonException(ExceptionValue value);
+  // The exception as the peer sent it (module, class name, args, instance __dict__); a
+  // server re-sends exactly this value when it passes the exception on.
   const ExceptionValue& value() const noexcept { return value_; }
 
  private:
@@ -33,8 +36,10 @@ class PythonException : public RemoteError {
 // pickle.loads(data())[1] is the item. (Python: pickle.UnpicklingError.)
 class UnpicklingError : public DecodeError {
  public:
+  // `what` says why the decoder refused the reply; `data` is the reply frame, undecoded.
   UnpicklingError(const std::string& what, std::string data)
       : DecodeError(what), data_(std::move(data)) {}
+  // The reply frame exactly as received: a pickle of ('#RETURN', item).
   const std::string& data() const noexcept { return data_; }
 
  private:

@@ -42,40 +42,43 @@ namespace mpp::net {
 
 class PyObject;
 
+// Python None.
 using None = std::monostate;
 
 // Python bytes (distinct from str, which is std::string).
 struct Bytes {
-  std::string data;
+  std::string data;  // the bytes, any values
   friend bool operator==(const Bytes&, const Bytes&) = default;
 };
 
 // Python bytearray.
 struct ByteArray {
-  std::string data;
+  std::string data;  // the bytes, any values
   friend bool operator==(const ByteArray&, const ByteArray&) = default;
 };
 
 // A Python int outside std::int64_t: its minimal little-endian two's complement bytes,
 // as pickle's LONG1/LONG4 carry them. Never holds a value that fits in std::int64_t.
 struct BigInt {
-  std::string le_bytes;
+  std::string le_bytes;  // least significant byte first; the last byte's top bit is the sign
   friend bool operator==(const BigInt&, const BigInt&) = default;
 };
 
+// A Python tuple: requests, replies and a call's arguments travel as tuples.
 struct Tuple {
-  std::vector<PyObject> items;
+  std::vector<PyObject> items;  // in order
   friend bool operator==(const Tuple&, const Tuple&);
 };
 
+// A Python list (also what a dict view, d.keys(), decodes to).
 struct List {
-  std::vector<PyObject> items;
+  std::vector<PyObject> items;  // in order
   friend bool operator==(const List&, const List&);
 };
 
 // A dict as its (key, value) pairs in insertion order; keys can be any hashable value.
 struct Dict {
-  std::vector<std::pair<PyObject, PyObject>> items;
+  std::vector<std::pair<PyObject, PyObject>> items;  // (key, value), in insertion order
   // The value for `key`, or nullptr.
   const PyObject* find(const PyObject& key) const;
   friend bool operator==(const Dict&, const Dict&);
@@ -83,33 +86,34 @@ struct Dict {
 
 // A set or frozenset, in the order the peer sent it.
 struct Set {
-  std::vector<PyObject> items;
-  bool frozen = false;
+  std::vector<PyObject> items;  // as the peer sent them
+  bool frozen = false;          // a frozenset
   friend bool operator==(const Set&, const Set&);
 };
 
 // An exception instance as data: `module.name(*args)` (e.g. queue.Empty(), builtins.KeyError('k')).
 // `state` holds the instance __dict__ when the peer sent one (a Dict), else None.
 struct ExceptionValue {
-  std::string module;
-  std::string name;
-  std::vector<PyObject> args;
-  std::vector<std::pair<PyObject, PyObject>> state;
+  std::string module;                                // "builtins", "queue"
+  std::string name;                                  // the class name, "KeyError"
+  std::vector<PyObject> args;                        // the instance's args
+  std::vector<std::pair<PyObject, PyObject>> state;  // its __dict__ items, or empty
   friend bool operator==(const ExceptionValue&, const ExceptionValue&);
 };
 
 // multiprocessing.managers.Token(typeid, address, id). The address is (host, port) for TCP;
 // for an AF_UNIX manager `port` is -1 and `host` holds the socket path.
 struct Token {
-  std::string typeid_;
-  std::string host;
-  std::int64_t port = -1;
-  std::string id;
+  std::string typeid_;     // the registered type's name ("Queue")
+  std::string host;        // the manager's host, or an AF_UNIX socket path
+  std::int64_t port = -1;  // the manager's port; -1 for AF_UNIX
+  std::string id;          // the served object's id string (a request's ident)
   friend bool operator==(const Token&, const Token&) = default;
 };
 
 // A slice (what a Python proxy's l[1:3] sends as the index): each bound an int or None.
 struct Slice {
+  // The bounds as sent: nullopt for None, as in Python's slice(start, stop, step).
   std::optional<std::int64_t> start, stop, step;
   friend bool operator==(const Slice&, const Slice&) = default;
   // The positions it selects in a sequence of `length` items, as Python's slice.indices()
@@ -120,17 +124,25 @@ struct Slice {
 // One Python value of the safe subset. Copyable, comparable with ==, printable with repr().
 class PyObject {
  public:
+  // The alternatives, one per Python type of the subset (see the top of this file).
   using Variant = std::variant<None, bool, std::int64_t, BigInt, double, std::string, Bytes,
                                ByteArray, Tuple, List, Dict, Set, ExceptionValue, Token, Slice>;
 
+  // None (also from std::nullopt, so an empty optional converts to None).
   PyObject() = default;
   PyObject(None) {}
   PyObject(std::nullopt_t) {}
+  // A bool, never an int.
   PyObject(bool b) : v_(b) {}
+  // An int: std::int64_t, or a BigInt for an unsigned value above INT64_MAX. (char is not an
+  // integer here: a character is text.)
   template <class I>
   requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, char>)
       PyObject(I i);
+  // A float.
   PyObject(double d) : v_(d) {}
+  // A str, holding a copy of the characters; they should be UTF-8 (neither this nor the
+  // encoder checks, and a Python peer cannot unpickle a str that is not).
   PyObject(const char* s) : v_(std::string(s)) {}
   PyObject(std::string_view s) : v_(std::string(s)) {}
   PyObject(std::string s) : v_(std::move(s)) {}
@@ -145,9 +157,11 @@ class PyObject {
   PyObject(Token t) : v_(std::move(t)) {}
   PyObject(Slice s) : v_(std::move(s)) {}
 
+  // The value as the std::variant it is, for std::visit.
   const Variant& variant() const noexcept { return v_; }
   Variant& variant() noexcept { return v_; }
 
+  // Whether it holds the alternative T (None, bool, std::int64_t, std::string, Tuple, ...).
   template <class T>
   bool is() const noexcept {
     return std::holds_alternative<T>(v_);
@@ -188,6 +202,11 @@ PyObject py_tuple(A&&... a);
 
 // ----- conversions between C++ values and PyObject ------------------------------------
 
+// The PyObject for a C++ value, by the table at the top of this file: integers (BigInt above
+// INT64_MAX), floats, bool, strings, std::optional (None when empty), std::vector (a list),
+// maps (a dict), std::tuple/pair (a tuple); a PyObject or an alternative is kept as it is;
+// any other type becomes Bytes holding the codec's encoding, and throws what its encoding
+// throws.
 template <class T>
 PyObject to_py(const T& value);
 
