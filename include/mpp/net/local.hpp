@@ -29,7 +29,9 @@ namespace mpp::net {
 // Python's queue.Queue(maxsize) (0: unbounded), with task_done()/join().
 class InProcessQueue {
  public:
+  // A timeout in seconds, as Python's get(timeout=1.5) gives it.
   using Seconds = std::chrono::duration<double>;
+  // An empty queue holding at most `maxsize` items (0: no limit).
   explicit InProcessQueue(std::size_t maxsize = 0) : maxsize_(maxsize) {}
 
   // Waits for room as long as needed / at most `timeout` (then throws Full); put_nowait
@@ -68,6 +70,7 @@ class InProcessQueue {
 // Python's dict, keeping insertion order. Keys are compared as Python does (see dict_key).
 class InProcessDict {
  public:
+  // Keys and values are any PyObject, as in Python; Pairs is (key, value) in order.
   using key_type = PyObject;
   using mapped_type = PyObject;
   using Pairs = std::vector<std::pair<PyObject, PyObject>>;
@@ -101,8 +104,10 @@ class InProcessDict {
 // Python's list. Indexes are Python's (negative from the end; IndexError out of range).
 class InProcessList {
  public:
+  // Elements are any PyObject.
   using value_type = PyObject;
 
+  // l[i] and l[i] = v; throw IndexError when i is out of range.
   PyObject get(long long i) const;
   void set(long long i, PyObject v);
   // Before index i; i past either end clamps.
@@ -130,7 +135,9 @@ class InProcessList {
 // One value with value()/set_value(), as mpp::Value (Python: managers' Value).
 class InProcessValue {
  public:
+  // Holds `initial` (None by default).
   explicit InProcessValue(PyObject initial = {}) : v_(std::move(initial)) {}
+  // A copy of the value / replaces it, each under the object's mutex.
   PyObject value() const;
   void set_value(PyObject v);
 

@@ -150,11 +150,15 @@ auto in_slices(Timeout timeout, const std::atomic<bool>& stop, Op op) {
 template <class Q>
 class ServedQueue final : public Servable {
  public:
+  // The served object's type, and the C++ type of its items.
   using Object = Q;
   using value_type = std::remove_cvref_t<decltype(std::declval<Q&>().get_nowait())>;
   // Constructs the object from `args` (a handle: a copy of an mpp::Queue shares the queue).
   template <class... A>
   explicit ServedQueue(A&&... args) : q_(std::forward<A>(args)...) {}
+  // The served object itself, for the serving process's own C++ code. Peers' calls may run
+  // at the same time on their connections' threads: no lock is added around the object's
+  // own methods.
   Q& object() noexcept { return q_; }
 
   const std::vector<std::string>& exposed() const override {
@@ -233,11 +237,16 @@ class ServedQueue final : public Servable {
 template <class D>
 class ServedDict final : public Servable {
  public:
+  // The served object's type, and the C++ types of its keys and values.
   using Object = D;
   using K = typename D::key_type;
   using V = typename D::mapped_type;
+  // Constructs the object from `args` (a handle: a copy of an mpp::Dict shares the dict).
   template <class... A>
   explicit ServedDict(A&&... args) : d_(std::forward<A>(args)...) {}
+  // The served object itself, for the serving process's own C++ code. Peers' calls may run
+  // at the same time on their connections' threads: no lock is added around the object's
+  // own methods.
   D& object() noexcept { return d_; }
 
   const std::vector<std::string>& exposed() const override { return detail::dict_methods(); }
@@ -337,10 +346,15 @@ class ServedDict final : public Servable {
 template <class L>
 class ServedList final : public Servable {
  public:
+  // The served object's type, and the C++ type of its elements.
   using Object = L;
   using T = typename L::value_type;
+  // Constructs the object from `args` (a handle: a copy of an mpp::List shares the list).
   template <class... A>
   explicit ServedList(A&&... args) : l_(std::forward<A>(args)...) {}
+  // The served object itself, for the serving process's own C++ code. Peers' calls may run
+  // at the same time on their connections' threads: no lock is added around the object's
+  // own methods.
   L& object() noexcept { return l_; }
 
   const std::vector<std::string>& exposed() const override {
@@ -433,10 +447,15 @@ class ServedList final : public Servable {
 template <class V>
 class ServedValue final : public Servable {
  public:
+  // The served object's type, and the C++ type of its value.
   using Object = V;
   using T = std::remove_cvref_t<decltype(std::declval<const V&>().value())>;
+  // Constructs the object from `args` (a handle: a copy of an mpp::Value shares the value).
   template <class... A>
   explicit ServedValue(A&&... args) : v_(std::forward<A>(args)...) {}
+  // The served object itself, for the serving process's own C++ code. Peers' calls may run
+  // at the same time on their connections' threads: no lock is added around the object's
+  // own methods.
   V& object() noexcept { return v_; }
 
   const std::vector<std::string>& exposed() const override { return detail::value_methods(); }
