@@ -35,10 +35,12 @@ namespace mpp::net {
 
 // Where a manager listens or connects. Port 0 when serving picks a free port (see address()).
 struct Address {
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 0;
+  std::string host = "127.0.0.1";  // a name or an address; loopback by default
+  std::uint16_t port = 0;          // 0: any free port (serving side only)
 };
 
+// A manager's limits and logging, server side and client side (each field says which).
+// The defaults suit a LAN; the server's limits are what Python's server lacks.
 struct ManagerOptions {
   // Largest frame accepted after the handshake (during it, 256 bytes as in Python).
   std::size_t max_frame = kDefaultMaxFrame;
@@ -72,6 +74,9 @@ namespace detail {
 struct ServerState;
 }
 
+// Python's multiprocessing.managers.BaseManager: serves registered objects over TCP in the
+// wire protocol of Python's managers (start() or serve_forever()), or connects to such a
+// server, Python's or mpp's, and hands out proxies of its objects. Not copyable.
 class BaseManager {
  public:
   // A manager for `address` with `authkey` (the HMAC key; use 32+ random bytes outside tests).

@@ -38,8 +38,9 @@ struct ClientConfig {
 Connection open_connection(const ClientConfig& c);
 
 // Sends `request` on `conn` and returns the #RETURN value. Raises the #ERROR exception
-// (exceptions.hpp), RemoteError for #TRACEBACK and #UNSERIALIZABLE, DecodeError for a reply
-// outside the pickle subset (the connection stays usable).
+// (exceptions.hpp), RemoteError for #TRACEBACK and #UNSERIALIZABLE, UnpicklingError (a
+// DecodeError holding the raw reply) for a reply outside the pickle subset (the connection
+// stays usable).
 PyObject roundtrip(Connection& conn, const PyObject& request, std::size_t max_frame,
                    Deadline deadline);
 
@@ -48,10 +49,17 @@ PyObject manager_request(const ClientConfig& c, const std::string& method, Tuple
 
 }  // namespace detail
 
+// A reference to one object on a manager's server, and the connection its calls use (see
+// the top of this file). Movable, not copyable: it owns one server-side reference.
 class BaseProxy {
  public:
+  // Takes over a reference the server already counted (what `create` returned: the
+  // object's `ident` and `exposed` methods, registered as `typeid_`). Connects nothing yet:
+  // the first call opens the proxy's connection. Obtain proxies from BaseManager.
   BaseProxy(std::shared_ptr<const detail::ClientConfig> config, std::string typeid_,
             std::string ident, std::vector<std::string> exposed);
+  // Moves the reference and the connection; the moved-from proxy holds nothing and gives
+  // nothing back. Assignment first gives back the reference this proxy held.
   BaseProxy(BaseProxy&&) noexcept;
   BaseProxy& operator=(BaseProxy&&) noexcept;
   // Gives the reference back to the server (best effort: a server that has gone is ignored).
@@ -65,6 +73,8 @@ class BaseProxy {
   // Python: _getvalue. A copy of the referent's value (dicts, lists, values).
   PyObject get_value();
 
+  // The name the object's type was registered under, its id string on the server, and the
+  // methods the server lets a peer call on it (Python: _token.typeid, _token.id, _exposed_).
   const std::string& typeid_() const;
   const std::string& ident() const;
   const std::vector<std::string>& exposed() const;
@@ -91,6 +101,7 @@ inline Dict timeout_kwds(const Timeout& t) {
 template <class T = PyObject>
 class RemoteQueue {
  public:
+  // Wraps `p`, a proxy of a queue (BaseManager::queue makes one).
   explicit RemoteQueue(BaseProxy p) : p_(std::move(p)) {}
   // put(item, block=True, timeout): throws Full if a bounded queue stays full past `timeout`.
   void put(const T& item, Timeout timeout = std::nullopt) {
@@ -122,6 +133,7 @@ class RemoteQueue {
 template <class K = PyObject, class V = PyObject>
 class RemoteDict {
  public:
+  // Wraps `p`, a proxy of a dict (BaseManager::dict makes one).
   explicit RemoteDict(BaseProxy p) : p_(std::move(p)) {}
   // d[key]; throws KeyError when absent.
   V operator[](const K& key) {
@@ -166,13 +178,17 @@ class RemoteDict {
 template <class T = PyObject>
 class RemoteList {
  public:
+  // Wraps `p`, a proxy of a list (BaseManager::list makes one).
   explicit RemoteList(BaseProxy p) : p_(std::move(p)) {}
+  // l[i], l[i] = v, del l[i]: throw IndexError when i is out of range.
   T operator[](std::int64_t i) { return from_py<T>(p_.call_method("__getitem__", Tuple{{i}})); }
   void set(std::int64_t i, const T& v) { p_.call_method("__setitem__", Tuple{{i, to_py(v)}}); }
   void erase(std::int64_t i) { p_.call_method("__delitem__", Tuple{{i}}); }
+  // l.append(v), l.extend(v), and l.insert(i, v) (before index i, as Python's list.insert).
   void append(const T& v) { p_.call_method("append", Tuple{{to_py(v)}}); }
   void extend(const std::vector<T>& v) { p_.call_method("extend", Tuple{{to_py(v)}}); }
   void insert(std::int64_t i, const T& v) { p_.call_method("insert", Tuple{{i, to_py(v)}}); }
+  // Removes and returns l[i] (the last by default); throws IndexError when out of range.
   T pop(std::int64_t i = -1) { return from_py<T>(p_.call_method("pop", Tuple{{i}})); }
   // Throws PythonException (ValueError) when absent, as Python does.
   void remove(const T& v) { p_.call_method("remove", Tuple{{to_py(v)}}); }
@@ -199,9 +215,12 @@ class RemoteList {
 template <class T = PyObject>
 class RemoteValue {
  public:
+  // Wraps `p`, a proxy of a value (BaseManager::value makes one).
   explicit RemoteValue(BaseProxy p) : p_(std::move(p)) {}
+  // The value now / replaces it. get throws TypeMismatch when the value is not a T.
   T get() { return from_py<T>(p_.call_method("get")); }
   void set(const T& v) { p_.call_method("set", Tuple{{to_py(v)}}); }
+  // The untyped proxy underneath (call_method for any exposed method).
   BaseProxy& proxy() noexcept { return p_; }
 
  private:
