@@ -3,6 +3,8 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 namespace mpp::detail {
 namespace {
@@ -20,15 +22,37 @@ SegmentCache& cache() {
   return *c;
 }
 
+constexpr std::string_view kAnonymous = "anonymous:";
+
+// An anonymous segment has no name to attach by; its creator's pid and creation time name it
+// among the segments a process inherited.
+std::string anonymous_key(const SegmentHeader& h) {
+  return std::string(kAnonymous) + std::to_string(h.creator_pid) + ":" +
+         std::to_string(h.creation_time_ns);
+}
+
 }  // namespace
 
+void remember_anonymous_manager(const std::shared_ptr<Segment>& segment) {
+  SegmentCache& c = cache();
+  std::lock_guard lock(c.m);
+  std::erase_if(c.by_name, [](const auto& kv) { return kv.second.expired(); });
+  c.by_name[anonymous_key(segment->header())] = segment;
+}
+
 HandleRef make_handle_ref(const Segment& seg, const void* state, ObjectKind kind, const char* what) {
-  if (seg.name().empty()) {
-    throw ValueError(std::string("cannot send this ") + what +
-                     ": it was made without a Manager, in memory only processes forked after it "
-                     "share; pass it to the Process instead, or make it with a Manager");
-  }
   auto& h = const_cast<Segment&>(seg).header();
+  std::string segment_ref = seg.name();
+  if (segment_ref.empty()) {
+    segment_ref = anonymous_key(h);
+    SegmentCache& c = cache();
+    std::lock_guard lock(c.m);
+    if (!c.by_name.count(segment_ref)) {
+      throw ValueError(std::string("cannot send this ") + what +
+                       ": it was made without a Manager, in memory only processes forked after "
+                       "it share; pass it to the Process instead, or make it with a Manager");
+    }
+  }
   const auto* base = reinterpret_cast<const char*>(&h);
   const auto offset = static_cast<std::uint64_t>(static_cast<const char*>(state) - base);
   const auto* dir = reinterpret_cast<const DirectoryEntry*>(base + h.directory_offset);
@@ -36,7 +60,7 @@ HandleRef make_handle_ref(const Segment& seg, const void* state, ObjectKind kind
     const DirectoryEntry& e = dir[i];
     if (e.state.load(std::memory_order_acquire) != static_cast<std::uint32_t>(EntryState::published)) continue;
     if (e.object_offset != offset || e.kind != kind) continue;
-    HandleRef r{seg.name(), std::string(e.name, ::strnlen(e.name, sizeof e.name)),
+    HandleRef r{segment_ref, std::string(e.name, ::strnlen(e.name, sizeof e.name)),
                 static_cast<std::uint32_t>(kind),
                 std::string(e.key_type, ::strnlen(e.key_type, sizeof e.key_type)),
                 std::string(e.value_type, ::strnlen(e.value_type, sizeof e.value_type))};
@@ -59,6 +83,13 @@ Manager reopen_segment(const HandleRef& ref, ObjectKind expected) {
     if (it != c.by_name.end()) {
       if (auto seg = it->second.lock()) return Manager(std::move(seg));
     }
+  }
+  if (ref.segment.rfind(kAnonymous, 0) == 0) {
+    throw ValueError("cannot receive the " + std::string(kind_name(expected)) + " '" + ref.object +
+                     "': it lives in an anonymous Manager (" + ref.segment.substr(kAnonymous.size()) +
+                     ": creator pid and creation time) that this process does not share; only "
+                     "processes forked after that Manager was made do. Give the Manager a name "
+                     "to send its objects to any process");
   }
   Manager m = Manager::attach(ref.segment);
   std::lock_guard lock(c.m);

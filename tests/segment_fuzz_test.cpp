@@ -101,11 +101,16 @@ Seed make_seed() {
     s.allocator.push_back({h.directory_offset,
                            h.directory_offset + h.directory_capacity * sizeof(mpp::detail::DirectoryEntry)});
     for (std::uint64_t b = heap->first_block; b < s.hot;) {
-      const auto* bh = seg.at<mpp::detail::BlockHeader>(b);
-      const std::uint32_t c = bh->tag & 0xffffu;
-      REQUIRE((bh->tag & 0xffff0000u) == mpp::detail::BLOCK_MAGIC);
-      s.allocator.push_back({b, b + mpp::detail::BLOCK_HEADER_BYTES});
-      b += mpp::detail::heap_class_bytes(c);
+      const std::uint64_t word = seg.at<mpp::detail::BlockHeader>(b)->word.load();
+      REQUIRE((word & mpp::detail::TAG_MASK) == mpp::detail::BLOCK_TAG);
+      const std::uint64_t size = word & mpp::detail::SIZE_MASK;
+      REQUIRE(size >= mpp::detail::BLOCK_HEADER_BYTES);
+      // A free block's list links live in its first user bytes: allocator state too.
+      const bool free = (word & mpp::detail::STATE_MASK) ==
+                        static_cast<std::uint64_t>(mpp::detail::BlockState::free);
+      s.allocator.push_back({b, b + mpp::detail::BLOCK_HEADER_BYTES +
+                                    (free ? sizeof(mpp::detail::FreeLinks) : 0)});
+      b += size;
     }
     for (std::uint32_t i = 0; i < h.directory_capacity; ++i) {
       const auto& e = *seg.at<mpp::detail::DirectoryEntry>(h.directory_offset + i * sizeof(mpp::detail::DirectoryEntry));

@@ -32,19 +32,27 @@ namespace mpp::detail {
 
 // What travels for one handle.
 struct HandleRef {
-  std::string segment;  // the segment's name in /dev/shm
+  std::string segment;  // the segment's name in /dev/shm, or "anonymous:<pid>:<ns>" for the
+                        // memfd of an anonymous Manager (its creator and creation time)
   std::string object;   // the object's name in its directory
   std::uint32_t kind = 0;
   std::string key_type, value_type;  // type fingerprints, for a clear message on mismatch
 };
 
+// Records the segment of an anonymous Manager, so that its objects' handles can travel to
+// the processes that share it: this one and those forked after it (which inherit this
+// record with the mapping). Called by Manager's anonymous constructors.
+void remember_anonymous_manager(const std::shared_ptr<Segment>& segment);
+
 // The reference to the object whose state is at `state` in `seg`. Throws ValueError when
-// the segment is anonymous or the object has no directory entry.
+// the segment is anonymous and not a Manager's (a standalone object's), or the object has no
+// directory entry.
 HandleRef make_handle_ref(const Segment& seg, const void* state, ObjectKind kind,
                           const char* what);
 
 // A Manager over the segment named in `ref`: this process's mapping of it when it has one,
-// else a new attachment. Throws as Manager::attach.
+// else a new attachment. Throws as Manager::attach, and ValueError for an anonymous
+// Manager's segment that this process does not share (it was not forked after it was made).
 Manager reopen_segment(const HandleRef& ref, ObjectKind expected);
 
 void save_handle_ref(std::string& out, const HandleRef& ref);
