@@ -152,9 +152,12 @@ QueueCore QueueCore::named(std::shared_ptr<Segment> segment, std::string_view na
                            const std::string& value_type) {
   if (ring_bytes == 0) {
     // A queue in a Manager shares the segment with other objects: a modest ring, since
-    // large messages go to the heap anyway.
-    ring_bytes = std::bit_floor(
-        std::clamp<std::size_t>(segment->free_bytes() / 16, 4096, std::size_t{1} << 20));
+    // large messages go to the heap anyway. The ring's slots bound how many messages wait, so
+    // a segment that can grow is sized by what it may grow to (up to 16 MiB counts), not by
+    // its small start: an unbounded queue of a default Manager holds thousands of messages.
+    const std::size_t room = std::max(segment->free_bytes(),
+                                      std::min(segment->max_size(), std::size_t{16} << 20));
+    ring_bytes = std::bit_floor(std::clamp<std::size_t>(room / 16, 4096, std::size_t{1} << 20));
   }
   if (ring_bytes < 1024 || ring_bytes > (std::size_t{1} << 31) || !std::has_single_bit(ring_bytes)) {
     throw ValueError("a queue's ring must be a power of two between 1 KiB and 2 GiB, not " +

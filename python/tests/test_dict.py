@@ -135,10 +135,10 @@ def test_same_name_other_types_is_type_mismatch(manager):
     assert b[b"k"] == 1
 
 
-def test_same_name_is_same_object(manager):
-    manager.dict("d", key=str, value=int)["a"] = 1
-    assert manager.dict("d", key=str, value=int)["a"] == 1
-    again = mpp.Manager.attach(manager.name)
+def test_same_name_is_same_object(named):
+    named.dict("d", key=str, value=int)["a"] = 1
+    assert named.dict("d", key=str, value=int)["a"] == 1
+    again = mpp.Manager.attach(named.name)
     assert again.dict("d", key=str, value=int)["a"] == 1 and not again.is_creator
 
 
@@ -175,16 +175,16 @@ def _spawn_worker(d, lst, q, v, i):
         v.value += 1
 
 
-def test_handles_pickle_for_spawn_children(manager):
+def test_handles_pickle_for_spawn_children(named):
     """Handles pickle as names: spawn children attach to the segment and open the same objects."""
     import pickle
-    d = manager.dict("d", key=int, value=int)
-    lst = manager.list("l", item=int)
-    q = manager.joinable_queue("q", item=int, maxsize=10)
-    v = manager.value("v", int, 0)
+    d = named.dict("d", key=int, value=int)
+    lst = named.list("l", item=int)
+    q = named.joinable_queue("q", item=int, maxsize=10)
+    v = named.value("v", int, 0)
     again = pickle.loads(pickle.dumps(d))
     again[7] = 49
-    assert d[7] == 49 and pickle.loads(pickle.dumps(manager)).name == manager.name
+    assert d[7] == 49 and pickle.loads(pickle.dumps(named)).name == named.name
     assert type(pickle.loads(pickle.dumps(q))) is mpp.JoinableQueue
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_spawn_worker, args=(d, lst, q, v, i)) for i in range(2)]
@@ -196,7 +196,7 @@ def test_handles_pickle_for_spawn_children(manager):
     assert d[0] == 0 and d[1] == 1 and sorted(lst) == [0, 1] and sorted([q.get(), q.get()]) == [0, 1]
     assert v.value == 2
     with pytest.raises(TypeError):
-        pickle.dumps(manager.lock())
+        pickle.dumps(named.lock())
     # spawn started multiprocessing's resource tracker, a child of this process: stop it
     from multiprocessing import resource_tracker
     resource_tracker._resource_tracker._stop()
