@@ -131,3 +131,14 @@ TEST_CASE("a dict churned with values of 1 B to 64 KiB reuses its freed space fo
   CHECK(most != nullptr);
   seg->deallocate(most);
 }
+
+TEST_CASE("a default Manager's unbounded queue holds thousands of messages with no consumer") {
+  // The ring bounds how many messages wait; a growing segment starts small, so a ring sized
+  // by its start would make an unbounded queue block after a few dozen puts.
+  mpp::Manager m;
+  auto q = m.queue<std::string>("q");
+  for (int i = 0; i < 5000; ++i) q.put_nowait("message " + std::to_string(i));
+  CHECK(q.qsize() == 5000);
+  for (int i = 0; i < 5000; ++i) REQUIRE(q.get_nowait() == "message " + std::to_string(i));
+  CHECK(q.empty());
+}
