@@ -288,10 +288,12 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
   QueueState& s = *st_;
   const std::uint64_t n = s.slot_count;
   const bool large = payload.size() > QueueSlot::kInlineBytes;
-  if (large && payload.size() > seg_->size()) {
+  // A growing segment makes room up to its maximum: only a message past that can never fit.
+  if (large && payload.size() > seg_->max_size()) {
     throw SegmentFull("a message of " + std::to_string(payload.size()) +
-                      " bytes can never fit in a queue whose segment has " +
-                      std::to_string(seg_->size()) + " bytes; make the queue with a larger capacity");
+                      " bytes can never fit in a queue whose segment may hold at most " +
+                      std::to_string(seg_->max_size()) +
+                      " bytes; make the queue with a larger capacity");
   }
   // A large payload's block is allocated before a slot is claimed (a producer must never
   // wait for memory while holding a claim that consumers wait on), and handed to the slot

@@ -141,4 +141,8 @@ TEST_CASE("a default Manager's unbounded queue holds thousands of messages with 
   CHECK(q.qsize() == 5000);
   for (int i = 0; i < 5000; ++i) REQUIRE(q.get_nowait() == "message " + std::to_string(i));
   CHECK(q.empty());
+  // A message larger than the segment is now: the segment grows to hold it.
+  const std::string big(m.size() + (8 << 20), 'x');
+  q.put(big);
+  CHECK(q.get() == big);
 }
