@@ -26,7 +26,9 @@ COLORS = {}
 def color(variant):
     """The same colour for a variant in every panel."""
     if variant not in COLORS:
-        palette = list(plt.get_cmap("tab10").colors) + [(0.0, 0.0, 0.0), (0.6, 0.6, 0.0)]
+        # More colours than variants, so no two variants of a panel share one.
+        palette = (list(plt.get_cmap("tab10").colors) + [(0.0, 0.0, 0.0), (0.6, 0.6, 0.0)] +
+                   list(plt.get_cmap("Dark2").colors) + list(plt.get_cmap("Set1").colors))
         i = ORDER.index(variant) if variant in ORDER else len(ORDER) + len(COLORS)
         COLORS[variant] = palette[i % len(palette)]
     return COLORS[variant]
