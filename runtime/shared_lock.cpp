@@ -14,10 +14,6 @@
 namespace mpp::detail {
 namespace {
 
-std::atomic<pid_t> g_pid{0};
-
-void refresh_pid() noexcept { g_pid.store(getpid(), std::memory_order_relaxed); }
-
 // Shared locks this thread holds, to refuse a writer lock that would wait for itself. The
 // total comes first, so a thread that reads nothing (the common writer) checks one word.
 constexpr int kTracked = 8;
@@ -171,16 +167,7 @@ bool lock_mutex(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
 
 }  // namespace
 
-pid_t current_pid() noexcept {
-  pid_t p = g_pid.load(std::memory_order_relaxed);
-  if (p == 0) {
-    static const int registered = pthread_atfork(nullptr, nullptr, refresh_pid);
-    (void)registered;
-    refresh_pid();
-    p = g_pid.load(std::memory_order_relaxed);
-  }
-  return p;
-}
+pid_t current_pid() noexcept { return self_pid(); }
 
 bool lock_exclusive(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
   if (reading(&r)) {

@@ -27,20 +27,22 @@ def test_lock_between_processes(manager):
     lock = manager.lock()
     counter = manager.value("c", int, 0)
     r, w = os.pipe()
+    go_r, go_w = os.pipe()
 
     def hold():
         with lock:
             os.write(w, b"1")
-            time.sleep(0.3)
+            os.read(go_r, 1)  # held until the parent has seen it held
 
     pid = fork(hold)
     os.read(r, 1)
     assert lock.acquire(timeout=0.05) is False
+    os.write(go_w, b"1")
     assert lock.acquire(timeout=30) is True
     lock.release()
     wait_ok(pid)
-    os.close(r)
-    os.close(w)
+    for fd in (r, w, go_r, go_w):
+        os.close(fd)
 
     def add():
         for _ in range(500):

@@ -35,7 +35,8 @@
 
 namespace mpp::detail {
 
-// This process's pid, cached (getpid() is a system call) and refreshed in forked children.
+// This process's pid: self_pid() of process_identity.hpp, the one cache of it (getpid() is a
+// system call), refreshed in forked children.
 pid_t current_pid() noexcept;
 
 // Lives in shared memory beside an ObjectHeader. Layout documented for mpp-inspect: slot[i]
