@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "mpp/detail/shm_bounds.hpp"
+#include "mpp/detail/spin.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::detail {
@@ -36,6 +37,12 @@ SharedGuard ListCore::read() const {
 
 ExclusiveGuard ListCore::write() const {
   return ExclusiveGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
+}
+
+// A writer holds the list: give it a moment (its critical sections are a few hundred ns)
+// before the next optimistic try.
+void ListCore::optimistic_pause() noexcept {
+  for (int i = 0; i < 64; ++i) cpu_relax();
 }
 
 ListArray* ListCore::array() const {

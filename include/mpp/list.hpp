@@ -72,10 +72,28 @@ class List {
   }
   void extend(std::initializer_list<T> values) { extend<std::initializer_list<T>>(values); }
 
-  // The element at index i (negative: from the end). Throws IndexError.
+  // The element at index i (negative: from the end). Throws IndexError. Like size, index,
+  // count and contains, it reads without writing shared memory (a version-validated
+  // snapshot) unless writers keep interfering; then it takes the shared lock.
   T get(long long i) const {
-    auto g = core_.read();
-    return detail::decode<T>(core_.item_locked(resolve(i))->bytes());
+    detail::CopiedBytes<copy_inline> copy;
+    long long n = 0;
+    bool in_range = false;
+    core_.read_snapshot([&](const detail::ListCore::Snapshot& s) {
+      n = static_cast<long long>(s.size());
+      const long long j = i < 0 ? i + n : i;
+      if (!(in_range = j >= 0 && j < n)) return true;
+      detail::ByteView b;
+      if (!s.item(static_cast<std::uint64_t>(j), b)) return false;
+      copy.assign(b);
+      return true;
+    });
+    if (!in_range) throw out_of_range(i, n, "index");
+    if constexpr (detail::encoding_of<T> == detail::Encoding::string) {
+      return copy.take_string();
+    } else {
+      return detail::decode<T>(copy.bytes());
+    }
   }
   T operator[](long long i) const { return get(i); }
 
@@ -117,26 +135,63 @@ class List {
   // Python's l.index(v, start=0): position of the first element equal to v. Throws ValueError.
   std::size_t index(const T& v, std::size_t start = 0) const {
     auto e = detail::encode(v);
-    auto g = core_.read();
-    auto i = find(e.bytes(), start);
-    if (!i) throw ValueError("List.index(x): x not in list");
-    return static_cast<std::size_t>(*i);
+    std::optional<std::uint64_t> at;
+    core_.read_snapshot([&](const detail::ListCore::Snapshot& s) {
+      at.reset();
+      detail::ByteView b;
+      for (std::uint64_t i = start; i < s.size(); ++i) {
+        if (!s.item(i, b)) return false;
+        if (equal(b, e.bytes())) {
+          at = i;
+          break;
+        }
+      }
+      return true;
+    });
+    if (!at) throw ValueError("List.index(x): x not in list");
+    return static_cast<std::size_t>(*at);
   }
 
   // Python's l.count(v).
   std::size_t count(const T& v) const {
     auto e = detail::encode(v);
-    auto g = core_.read();
     std::size_t c = 0;
-    const auto n = core_.size_locked();
-    for (std::uint64_t i = 0; i < n; ++i) c += equal(core_.item_locked(i)->bytes(), e.bytes());
+    core_.read_snapshot([&](const detail::ListCore::Snapshot& s) {
+      c = 0;
+      detail::ByteView b;
+      for (std::uint64_t i = 0; i < s.size(); ++i) {
+        if (!s.item(i, b)) return false;
+        c += equal(b, e.bytes());
+      }
+      return true;
+    });
     return c;
+  }
+
+  // Python's `v in l`.
+  bool contains(const T& v) const {
+    auto e = detail::encode(v);
+    bool found = false;
+    core_.read_snapshot([&](const detail::ListCore::Snapshot& s) {
+      found = false;
+      detail::ByteView b;
+      for (std::uint64_t i = 0; i < s.size() && !found; ++i) {
+        if (!s.item(i, b)) return false;
+        found = equal(b, e.bytes());
+      }
+      return true;
+    });
+    return found;
   }
 
   // The number of elements (Python: len(l)); empty() when it is 0.
   std::size_t size() const {
-    auto g = core_.read();
-    return static_cast<std::size_t>(core_.size_locked());
+    std::uint64_t n = 0;
+    core_.read_snapshot([&](const detail::ListCore::Snapshot& s) {
+      n = s.size();
+      return true;
+    });
+    return static_cast<std::size_t>(n);
   }
   bool empty() const { return size() == 0; }
   // Removes every element (Python: l.clear()).
@@ -198,12 +253,16 @@ class List {
   std::uint64_t resolve(long long i, const char* what = "index") const {
     const auto n = static_cast<long long>(core_.size_locked());
     const long long j = i < 0 ? i + n : i;
-    if (j < 0 || j >= n) {
-      throw IndexError(std::string("list ") + what + " out of range: " + std::to_string(i) +
-                       " in a list of " + std::to_string(n));
-    }
+    if (j < 0 || j >= n) throw out_of_range(i, n, what);
     return static_cast<std::uint64_t>(j);
   }
+  static IndexError out_of_range(long long i, long long n, const char* what) {
+    return IndexError(std::string("list ") + what + " out of range: " + std::to_string(i) +
+                      " in a list of " + std::to_string(n));
+  }
+  // What an optimistic get copies without allocating: a trivial T, or 16 bytes.
+  static constexpr std::size_t copy_inline =
+      detail::encoding_of<T> == detail::Encoding::trivial && sizeof(T) > 16 ? sizeof(T) : 16;
   static bool equal(std::span<const std::byte> a, std::span<const std::byte> b) {
     return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
   }

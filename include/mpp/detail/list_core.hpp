@@ -13,9 +13,14 @@
 //   - a clear publishes size 0 with one store, then frees the items; the record (the size
 //     before) lets recovery free the rest: all or nothing.
 //   - everything else (count, bytes) is derived and recomputed on recovery.
+// Readers: element reads, the size and searches (index, count, contains) read optimistically,
+// validated by the shared lock's version word (shared_lock.hpp), and write nothing shared;
+// views, iteration and to_vector take the shared lock. docs/design/list-reads.md has the
+// reasons.
 #pragma once
 
 #include <atomic>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +35,8 @@
 #include "mpp/detail/shared_lock.hpp"
 
 namespace mpp::detail {
+
+using ByteView = std::span<const std::byte>;
 
 inline constexpr std::uint32_t LIST_ITEM_TAG = 0x11577EE5u;
 inline constexpr std::uint64_t LIST_ARRAY_TAG = 0x4c49535441525259ULL;  // "LISTARRY"
@@ -63,6 +70,35 @@ struct ListState {
   std::uint32_t reserved = 0;
 };
 
+// Bytes copied out of shared memory by a read pass and decoded only after the pass was
+// validated (they may be torn before). Up to `Small` bytes stay inline: a read of a
+// fixed-size value allocates nothing. A longer copy is a std::string whose size the pass
+// has bounded by the heap.
+template <std::size_t Small = 16>
+class CopiedBytes {
+ public:
+  void assign(ByteView b) {
+    len_ = b.size();
+    if (len_ <= Small) {
+      if (len_ != 0) std::memcpy(small_, b.data(), len_);
+    } else {
+      big_.assign(reinterpret_cast<const char*>(b.data()), len_);
+    }
+  }
+  ByteView bytes() const noexcept {
+    return len_ <= Small ? ByteView(small_, len_) : ByteView(reinterpret_cast<const std::byte*>(big_.data()), len_);
+  }
+  // The copy as a string, moved out when it is one already.
+  std::string take_string() {
+    return len_ <= Small ? std::string(reinterpret_cast<const char*>(small_), len_) : std::move(big_);
+  }
+
+ private:
+  alignas(16) std::byte small_[Small];
+  std::size_t len_ = 0;
+  std::string big_;
+};
+
 class ListCore {
  public:
   ListCore(std::shared_ptr<Segment> seg, ListState* st) : seg_(std::move(seg)), st_(st) {}
@@ -70,6 +106,69 @@ class ListCore {
 
   SharedGuard read() const;
   ExclusiveGuard write() const;
+
+  // What one pass of a read sees: the size and each element's bytes. Every offset is
+  // checked against the heap before it is followed and every length read once and checked
+  // before anything is compared or copied, so a torn (or corrupt) list never makes a pass
+  // read outside the heap. In an optimistic pass what it yields may be torn: it means
+  // something only once the version validated.
+  class Snapshot {
+   public:
+    std::uint64_t size() const noexcept { return n_; }
+    // The bytes of element i (i < size()); false when its offset or length is implausible.
+    bool item(std::uint64_t i, ByteView& out) const noexcept {
+      const std::uint64_t off = a_->items[i].load(std::memory_order_acquire);
+      if (off < lo_ || off % 16 != 0 || off > hi_ || hi_ - off < sizeof(ListItem)) return bad(i);
+      auto* it = reinterpret_cast<ListItem*>(base_ + off);
+      const std::uint32_t tag = std::atomic_ref<std::uint32_t>(it->tag).load(std::memory_order_relaxed);
+      const std::uint32_t len = std::atomic_ref<std::uint32_t>(it->len).load(std::memory_order_relaxed);
+      if (tag != LIST_ITEM_TAG || hi_ - off - sizeof(ListItem) < len) return bad(i);
+      out = ByteView(it->data(), len);
+      return true;
+    }
+    std::uint64_t bad_index() const noexcept { return bad_; }
+
+   private:
+    friend class ListCore;
+    bool bad(std::uint64_t i) const noexcept {
+      bad_ = i;
+      return false;
+    }
+    std::byte* base_ = nullptr;
+    std::uint64_t lo_ = 0, hi_ = 0;
+    ListArray* a_ = nullptr;
+    std::uint64_t n_ = 0;
+    mutable std::uint64_t bad_ = 0;
+  };
+
+  // Runs `pass(const Snapshot&) -> bool` on a version-validated reading of the list that
+  // writes nothing shared (a reader killed in it leaves nothing to recover), retried a few
+  // times, and under the shared lock when writers keep interfering. `pass` may run several
+  // times, on torn data that is then thrown away: it must only copy bytes out, not throw,
+  // and return false when Snapshot::item said an element was implausible. The last run is
+  // on consistent data. Throws SegmentError naming the list when it is corrupt.
+  template <class F>
+  void read_snapshot(F&& pass) const {
+    for (int t = 0; t < kOptimisticTries; ++t) {
+      const std::uint32_t v = read_begin(st_->readers);
+      if ((v & 1) != 0) {
+        optimistic_pause();
+        continue;
+      }
+      Snapshot s;
+      if (!peek(s) || !pass(static_cast<const Snapshot&>(s))) continue;  // torn, or corrupt: the locked pass says
+      if (read_valid(st_->readers, v)) return;
+    }
+    auto g = read();
+    Snapshot s;
+    if (!peek(s)) {
+      array();  // throws what is wrong
+      corrupt("its array does not fit the heap");
+    }
+    if (!pass(static_cast<const Snapshot&>(s))) {
+      corrupt("element " + std::to_string(s.bad_index()) + " is not a list item");
+    }
+  }
 
   // Either lock held. Every offset read from the segment is checked before it is followed:
   // a corrupt list throws SegmentError naming it, never crashes.
@@ -91,6 +190,27 @@ class ListCore {
   Segment& segment() const noexcept { return *seg_; }
 
  private:
+  static constexpr int kOptimisticTries = 4;
+  static void optimistic_pause() noexcept;
+  // Fills `s` from the list's array without throwing: false when the array's offset, tag,
+  // capacity or size is implausible (torn or corrupt).
+  bool peek(Snapshot& s) const noexcept {
+    const auto* h = seg_->at<SegmentHeader>(0);
+    s.base_ = static_cast<std::byte*>(seg_->at(0));
+    s.lo_ = h->heap_offset;
+    s.hi_ = s.lo_ + h->heap_size.load(std::memory_order_relaxed);
+    const std::uint64_t off = st_->array.load(std::memory_order_acquire);
+    if (off == 0) return true;  // never used: empty
+    if (off < s.lo_ || off % 16 != 0 || off > s.hi_ || s.hi_ - off < ListArray::bytes_for(0)) return false;
+    auto* a = reinterpret_cast<ListArray*>(s.base_ + off);
+    const std::uint64_t tag = std::atomic_ref<std::uint64_t>(a->tag).load(std::memory_order_relaxed);
+    const std::uint64_t cap = std::atomic_ref<std::uint64_t>(a->capacity).load(std::memory_order_relaxed);
+    const std::uint64_t n = a->size.load(std::memory_order_acquire);
+    if (tag != LIST_ARRAY_TAG || cap > (s.hi_ - off - ListArray::bytes_for(0)) / 8 || n > cap) return false;
+    s.a_ = a;
+    s.n_ = n;
+    return true;
+  }
   ListArray* array() const;  // checked (SegmentError when corrupt); nullptr while never used
   [[noreturn]] void corrupt(std::string_view what) const;
   ListItem* build(std::span<const std::byte> v, bool pending);
