@@ -277,3 +277,123 @@ BENCHMARK_TEMPLATE(BM_StdUnorderedMapSet, long, true);
 BENCHMARK_TEMPLATE(BM_StdUnorderedMapGet, std::string, true);
 BENCHMARK_TEMPLATE(BM_StdUnorderedMapSet, std::string, true);
 BENCHMARK_MAIN();
+
+// ---- List: get by index ------------------------------------------------------------------
+// mpp::List<V>::get against a Boost.Interprocess vector behind one interprocess_mutex (the
+// shared-memory list one would write by hand) and a std::vector behind a std::mutex (private
+// memory), kKeys elements, reading index i % kKeys. "rival": 0 alone, 1 with a forked
+// process setting elements for the whole measurement (a writer), 2 with one getting them (a
+// second reader); `total_ops` counts both.
+
+#include <boost/interprocess/containers/vector.hpp>
+
+namespace {
+
+template <class V>
+mpp::List<V> filled_list(const std::string& name) {
+  auto l = manager().list<V>(name);
+  l.clear();
+  for (int i = 0; i < kKeys; ++i) l.append(make_value<V>(i));
+  return l;
+}
+
+template <class V>
+void BM_MppListGet(benchmark::State& state) {
+  auto l = filled_list<V>("list-get-" + std::to_string(sizeof(V)));
+  const V v = make_value<V>(7);
+  std::unique_ptr<Rival> rival;
+  if (state.range(0) == 1) rival = std::make_unique<Rival>([l, v](long i) mutable { l.set(i % kKeys, v); });
+  if (state.range(0) == 2) rival = std::make_unique<Rival>([l](long i) { benchmark::DoNotOptimize(l.get(i % kKeys)); });
+  long i = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) benchmark::DoNotOptimize(l.get(i++ % kKeys));
+  report(state, t0, rival ? rival->stop() : 0);
+}
+
+template <class V>
+using BoostVector = bip::vector<BoostValue<V>, bip::allocator<BoostValue<V>, BoostSegment::segment_manager>>;
+
+// One segment per value type, made on first use and removed at exit.
+template <class V>
+struct BoostList {
+  std::string name = "mpp-list-bench-" + std::to_string(getpid()) + "-" + std::to_string(sizeof(V));
+  std::unique_ptr<BoostSegment> seg;
+  BoostVector<V>* vec = nullptr;
+  bip::interprocess_mutex* mutex = nullptr;
+
+  BoostList() {
+    bip::shared_memory_object::remove(name.c_str());
+    seg = std::make_unique<BoostSegment>(bip::create_only, name.c_str(), std::size_t{64} << 20);
+    vec = seg->construct<BoostVector<V>>("vec")(seg->get_segment_manager());
+    mutex = seg->construct<bip::interprocess_mutex>("lock")();
+    for (int i = 0; i < kKeys; ++i) {
+      if constexpr (std::is_same_v<V, std::string>) {
+        const V s = make_value<V>(i);
+        vec->emplace_back(s.data(), s.size(), seg->get_segment_manager());
+      } else {
+        vec->push_back(make_value<V>(i));
+      }
+    }
+  }
+  ~BoostList() {
+    seg.reset();
+    bip::shared_memory_object::remove(name.c_str());
+  }
+  // A copy out, as mpp's get returns one.
+  V get(long i) {
+    bip::scoped_lock<bip::interprocess_mutex> lock(*mutex);
+    const auto& v = (*vec)[static_cast<std::size_t>(i)];
+    if constexpr (std::is_same_v<V, std::string>) {
+      return std::string(v.data(), v.size());
+    } else {
+      return v;
+    }
+  }
+  void set(long i, const V& v) {
+    bip::scoped_lock<bip::interprocess_mutex> lock(*mutex);
+    auto& x = (*vec)[static_cast<std::size_t>(i)];
+    if constexpr (std::is_same_v<V, std::string>) {
+      x.assign(v.data(), v.size());
+    } else {
+      x = v;
+    }
+  }
+};
+
+template <class V>
+void BM_BoostVectorGet(benchmark::State& state) {
+  static BoostList<V> l;
+  const V v = make_value<V>(7);
+  std::unique_ptr<Rival> rival;
+  if (state.range(0) == 1) rival = std::make_unique<Rival>([v](long i) { l.set(i % kKeys, v); });
+  if (state.range(0) == 2) rival = std::make_unique<Rival>([](long i) { benchmark::DoNotOptimize(l.get(i % kKeys)); });
+  long i = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) benchmark::DoNotOptimize(l.get(i++ % kKeys));
+  report(state, t0, rival ? rival->stop() : 0);
+}
+
+template <class V>
+void BM_StdVectorMutexGet(benchmark::State& state) {
+  std::vector<V> vec;
+  std::mutex mu;
+  for (int i = 0; i < kKeys; ++i) vec.push_back(make_value<V>(i));
+  long i = 0;
+  for (auto _ : state) {
+    V v;
+    {
+      std::lock_guard g(mu);
+      v = vec[static_cast<std::size_t>(i++ % kKeys)];
+    }
+    benchmark::DoNotOptimize(v);
+  }
+}
+
+}  // namespace
+
+BENCHMARK_TEMPLATE(BM_MppListGet, long)->Arg(0)->Arg(1)->Arg(2)->ArgName("rival");
+BENCHMARK_TEMPLATE(BM_MppListGet, std::string)->Arg(0)->Arg(1)->Arg(2)->ArgName("rival");
+BENCHMARK_TEMPLATE(BM_BoostVectorGet, long)->Arg(0)->Arg(1)->Arg(2)->ArgName("rival");
+BENCHMARK_TEMPLATE(BM_BoostVectorGet, std::string)->Arg(0)->Arg(1)->Arg(2)->ArgName("rival");
+BENCHMARK_TEMPLATE(BM_StdVectorMutexGet, long);
+BENCHMARK_TEMPLATE(BM_StdVectorMutexGet, std::string);

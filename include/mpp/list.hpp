@@ -76,23 +76,39 @@ class List {
   // count and contains, it reads without writing shared memory (a version-validated
   // snapshot) unless writers keep interfering; then it takes the shared lock.
   T get(long long i) const {
-    detail::CopiedBytes<copy_inline> copy;
     long long n = 0;
     bool in_range = false;
-    core_.read_snapshot([&](const detail::ListCore::Snapshot& s) {
-      n = static_cast<long long>(s.size());
-      const long long j = i < 0 ? i + n : i;
-      if (!(in_range = j >= 0 && j < n)) return true;
-      detail::ByteView b;
-      if (!s.item(static_cast<std::uint64_t>(j), b)) return false;
-      copy.assign(b);
-      return true;
-    });
-    if (!in_range) throw out_of_range(i, n, "index");
-    if constexpr (detail::encoding_of<T> == detail::Encoding::string) {
-      return copy.take_string();
+    auto read = [&](auto&& copy) {
+      core_.read_snapshot([&](const detail::ListCore::Snapshot& s) {
+        n = static_cast<long long>(s.size());
+        const long long j = i < 0 ? i + n : i;
+        if (!(in_range = j >= 0 && j < n)) return true;
+        detail::ByteView b;
+        if (!s.item(static_cast<std::uint64_t>(j), b)) return false;
+        copy(b);
+        return true;
+      });
+      if (!in_range) throw out_of_range(i, n, "index");
+    };
+    if constexpr (detail::encoding_of<T> == detail::Encoding::trivial) {
+      // A fixed-size copy (a few moves, no memcpy call); an element of another size is
+      // decoded again under the lock, where the codec says what is wrong with it.
+      T v;
+      bool fits = false;
+      read([&](detail::ByteView b) {
+        if ((fits = b.size() == sizeof(T))) std::memcpy(static_cast<void*>(&v), b.data(), sizeof(T));
+      });
+      if (fits) return v;
+      auto g = core_.read();
+      return detail::decode<T>(core_.item_locked(resolve(i))->bytes());
     } else {
-      return detail::decode<T>(copy.bytes());
+      detail::CopiedBytes copy;
+      read([&](detail::ByteView b) { copy.assign(b); });
+      if constexpr (detail::encoding_of<T> == detail::Encoding::string) {
+        return copy.take_string();
+      } else {
+        return detail::decode<T>(copy.bytes());
+      }
     }
   }
   T operator[](long long i) const { return get(i); }
@@ -260,9 +276,6 @@ class List {
     return IndexError(std::string("list ") + what + " out of range: " + std::to_string(i) +
                       " in a list of " + std::to_string(n));
   }
-  // What an optimistic get copies without allocating: a trivial T, or 16 bytes.
-  static constexpr std::size_t copy_inline =
-      detail::encoding_of<T> == detail::Encoding::trivial && sizeof(T) > 16 ? sizeof(T) : 16;
   static bool equal(std::span<const std::byte> a, std::span<const std::byte> b) {
     return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
   }

@@ -71,30 +71,29 @@ struct ListState {
 };
 
 // Bytes copied out of shared memory by a read pass and decoded only after the pass was
-// validated (they may be torn before). Up to `Small` bytes stay inline: a read of a
-// fixed-size value allocates nothing. A longer copy is a std::string whose size the pass
-// has bounded by the heap.
-template <std::size_t Small = 16>
+// validated (they may be torn before). Up to 16 bytes stay inline; a longer copy is a
+// std::string whose size the pass has bounded by the heap.
 class CopiedBytes {
  public:
   void assign(ByteView b) {
     len_ = b.size();
-    if (len_ <= Small) {
+    if (len_ <= kSmall) {
       if (len_ != 0) std::memcpy(small_, b.data(), len_);
     } else {
       big_.assign(reinterpret_cast<const char*>(b.data()), len_);
     }
   }
   ByteView bytes() const noexcept {
-    return len_ <= Small ? ByteView(small_, len_) : ByteView(reinterpret_cast<const std::byte*>(big_.data()), len_);
+    return len_ <= kSmall ? ByteView(small_, len_) : ByteView(reinterpret_cast<const std::byte*>(big_.data()), len_);
   }
   // The copy as a string, moved out when it is one already.
   std::string take_string() {
-    return len_ <= Small ? std::string(reinterpret_cast<const char*>(small_), len_) : std::move(big_);
+    return len_ <= kSmall ? std::string(reinterpret_cast<const char*>(small_), len_) : std::move(big_);
   }
 
  private:
-  alignas(16) std::byte small_[Small];
+  static constexpr std::size_t kSmall = 16;
+  alignas(16) std::byte small_[kSmall];
   std::size_t len_ = 0;
   std::string big_;
 };
