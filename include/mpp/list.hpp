@@ -7,12 +7,17 @@
 // ones count from the end; an index out of range is an IndexError.
 //
 // Concurrency: readers share, writers are exclusive; every method is one atomic step.
+// get, [], size, empty, index, count and contains write nothing to shared memory: they read
+// a version-validated snapshot and take the shared lock only when writers keep changing the
+// list under them; read(), for_each and to_vector hold the shared lock.
 // A handle is a cheap value (it holds the segment), valid in forked children.
 //
 // After a crash: a process killed at any instruction while it holds the lock blocks nobody;
 // the next user recovers the lock, finishes or drops the one change that was in progress
 // and the list is valid: each element the dead process was adding is fully there or not at
-// all. SegmentFull from any method leaves the list exactly as it was, and usable.
+// all. A process killed inside get, size, index, count or contains leaves nothing behind;
+// one killed holding read() or inside for_each or to_vector leaves a reader slot that the
+// next writer finds dead and clears. SegmentFull from any method leaves the list exactly as it was, and usable.
 #pragma once
 
 #include <memory>
