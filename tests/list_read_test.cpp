@@ -74,8 +74,10 @@ void write_all(int fd, const void* p, std::size_t n) {
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr int kKillRounds = 150;  // a fork costs ~20 ms under ASan
+constexpr int kReads = 30000;     // and a read ~50 times as much
 #else
 constexpr int kKillRounds = 400;
+constexpr int kReads = 300000;
 #endif
 
 TEST_CASE("readers never see a torn or uncommitted List element while writers are SIGKILLed mid-change") {
@@ -272,7 +274,7 @@ TEST_CASE("processes read a List while others set, insert, append and pop: every
   for (int k = 0; k < 2; ++k) {
     readers.push_back(std::make_unique<mpp::test::Child>([&, k](int) {
       std::mt19937 r(50 + k);
-      for (int t = 0; t < 300000; ++t) {
+      for (int t = 0; t < kReads; ++t) {
         const long i = static_cast<long>(r() % kFixed);
         const long v = l.get(i);
         if (v / kStride != i) throw std::runtime_error("element " + std::to_string(i) + " read as " + std::to_string(v));
