@@ -45,17 +45,14 @@ void ListCore::optimistic_pause() noexcept {
   for (int i = 0; i < 64; ++i) cpu_relax();
 }
 
-ListArray* ListCore::array() const {
+// What peek() found implausible, as an error naming it.
+void ListCore::corrupt_array() const {
   const std::uint64_t off = st_->array.load(std::memory_order_acquire);
-  if (off == 0) return nullptr;
   if (!in_heap(*seg_, off, ListArray::bytes_for(0))) corrupt("its array offset points outside the heap");
   auto* a = seg_->at<ListArray>(off);
   if (a->tag != LIST_ARRAY_TAG) corrupt("its array has a wrong tag");
-  if (a->capacity > (std::uint64_t{1} << 56) || !in_heap(*seg_, off, ListArray::bytes_for(a->capacity))) {
-    corrupt("its array's capacity does not fit the heap");
-  }
   if (a->size.load(std::memory_order_acquire) > a->capacity) corrupt("its size exceeds its capacity");
-  return a;
+  corrupt("its array's capacity does not fit the heap");
 }
 
 void ListCore::corrupt(std::string_view what) const { throw_corrupt(*seg_, st_, "list", what); }
@@ -66,11 +63,13 @@ std::uint64_t ListCore::size_locked() const {
 }
 
 ListItem* ListCore::item_locked(std::uint64_t i) const {
-  ListArray* a = array();
-  if (!a || i >= a->size.load(std::memory_order_acquire)) corrupt("an index is past its end");
-  const std::uint64_t off = a->items[i].load(std::memory_order_relaxed);
-  if (!plausible_item(*seg_, off)) corrupt("element " + std::to_string(i) + " is not a list item");
-  return seg_->at<ListItem>(off);
+  Snapshot s;
+  if (!peek(s)) corrupt_array();
+  if (i >= s.size()) corrupt("an index is past its end");
+  std::uint32_t len;
+  ListItem* it = s.item_if_plausible(i, len);
+  if (!it) corrupt("element " + std::to_string(i) + " is not a list item");
+  return it;
 }
 
 ListItem* ListCore::build(std::span<const std::byte> v, bool pending) {

@@ -116,14 +116,22 @@ class ListCore {
     std::uint64_t size() const noexcept { return n_; }
     // The bytes of element i (i < size()); false when its offset or length is implausible.
     bool item(std::uint64_t i, ByteView& out) const noexcept {
-      const std::uint64_t off = a_->items[i].load(std::memory_order_acquire);
-      if (off < lo_ || off % 16 != 0 || off > hi_ || hi_ - off < sizeof(ListItem)) return bad(i);
-      auto* it = reinterpret_cast<ListItem*>(base_ + off);
-      const std::uint32_t tag = std::atomic_ref<std::uint32_t>(it->tag).load(std::memory_order_relaxed);
-      const std::uint32_t len = std::atomic_ref<std::uint32_t>(it->len).load(std::memory_order_relaxed);
-      if (tag != LIST_ITEM_TAG || hi_ - off - sizeof(ListItem) < len) return bad(i);
+      std::uint32_t len;
+      ListItem* it = item_if_plausible(i, len);
+      if (!it) return bad(i);
       out = ByteView(it->data(), len);
       return true;
+    }
+    // Element i (i < size()) when its offset, tag and length `len` (read once) fit the
+    // heap, else nullptr.
+    ListItem* item_if_plausible(std::uint64_t i, std::uint32_t& len) const noexcept {
+      const std::uint64_t off = a_->items[i].load(std::memory_order_acquire);
+      if (off < lo_ || off % 16 != 0 || off > hi_ || hi_ - off < sizeof(ListItem)) return nullptr;
+      auto* it = reinterpret_cast<ListItem*>(base_ + off);
+      const std::uint32_t tag = std::atomic_ref<std::uint32_t>(it->tag).load(std::memory_order_relaxed);
+      len = std::atomic_ref<std::uint32_t>(it->len).load(std::memory_order_relaxed);
+      if (tag != LIST_ITEM_TAG || hi_ - off - sizeof(ListItem) < len) return nullptr;
+      return it;
     }
     std::uint64_t bad_index() const noexcept { return bad_; }
 
@@ -160,10 +168,7 @@ class ListCore {
     }
     auto g = read();
     Snapshot s;
-    if (!peek(s)) {
-      array();  // throws what is wrong
-      corrupt("its array does not fit the heap");
-    }
+    if (!peek(s)) corrupt_array();
     if (!pass(static_cast<const Snapshot&>(s))) {
       corrupt("element " + std::to_string(s.bad_index()) + " is not a list item");
     }
@@ -210,7 +215,14 @@ class ListCore {
     s.n_ = n;
     return true;
   }
-  ListArray* array() const;  // checked (SegmentError when corrupt); nullptr while never used
+  // The array, checked as an optimistic reader checks it (SegmentError naming what is
+  // wrong when corrupt); nullptr while never used.
+  ListArray* array() const {
+    Snapshot s;
+    if (!peek(s)) corrupt_array();
+    return s.a_;
+  }
+  [[noreturn]] void corrupt_array() const;
   [[noreturn]] void corrupt(std::string_view what) const;
   ListItem* build(std::span<const std::byte> v, bool pending);
   void reserve(std::uint64_t need);  // grows by copy-on-write if needed
