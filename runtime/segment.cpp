@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -428,6 +429,11 @@ struct HeapCorrupt {
   std::string what;
 };
 
+// Out of line: the checks on the heap's hot paths stay a few inlined compares.
+[[noreturn, gnu::cold, gnu::noinline]] void heap_corrupt(const char* what, std::uint64_t value) {
+  throw HeapCorrupt{std::string(what) + " (" + std::to_string(value) + ")"};
+}
+
 class Heap {
  public:
   explicit Heap(const Segment::Impl& im) : im_(im), heap_(im.heap()) {
@@ -450,7 +456,7 @@ class Heap {
   std::uint64_t top() const {
     const std::uint64_t t = heap_.top.load(std::memory_order_relaxed);
     if (t < heap_.first_block || t > im_.size() || t % 16 != 0) {
-      throw HeapCorrupt{"the heap's top (" + std::to_string(t) + ") is outside the heap"};
+      heap_corrupt("the heap's top is outside the heap", t);
     }
     return t;
   }
@@ -468,7 +474,7 @@ class Heap {
   // The size of the sound block at `off` (HeapCorrupt if it is not one).
   std::uint64_t block_size(std::uint64_t off) const {
     if (!sound(off, top())) {
-      throw HeapCorrupt{"the block at offset " + std::to_string(off) + " has a corrupt header"};
+      heap_corrupt("a block has a corrupt header, at offset", off);
     }
     return size_of(word_at(off));
   }
@@ -484,7 +490,7 @@ class Heap {
     const std::uint32_t c = first_nonempty(class_for(n));
     if (c >= HEAP_CLASSES) return 0;
     const std::uint64_t off = heap_.free_head[c].load(std::memory_order_relaxed);
-    if (off == 0) throw HeapCorrupt{"free list " + std::to_string(c) + " is marked non-empty but is empty"};
+    if (off == 0) heap_corrupt("a free list is marked non-empty but is empty, class", c);
     check_listed(off, c);
     std::uint64_t size = size_of(word_at(off));
     unlink(off, size);
@@ -521,11 +527,11 @@ class Heap {
     return top;
   }
 
-  // Frees the allocated block at `off`: merges it with free neighbours, and gives it back
-  // to never-used space if it ends at `top`.
+  // Frees the allocated block at `off` (a live_block()): merges it with free neighbours,
+  // and gives it back to never-used space if it ends at `top`.
   void release(std::uint64_t off) {
-    std::uint64_t size = block_size(off);
     const std::uint64_t top = this->top();
+    std::uint64_t size = size_of(word_at(off));
     const std::uint64_t next = off + size;
     if (next < top) (void)block_size(next);  // checked before anything changes
     at_crash_point("heap:before-release");
@@ -603,6 +609,14 @@ class Heap {
  private:
   static constexpr std::uint64_t kMinSplit = 64;  // smaller remainders stay in the block
 
+  // heap_class_bytes(c) for every class, and past the last one a bound no block reaches.
+  static constexpr auto kClassBytes = [] {
+    std::array<std::uint64_t, HEAP_CLASSES + 1> t{};
+    for (std::uint32_t c = 0; c < HEAP_CLASSES; ++c) t[c] = heap_class_bytes(c);
+    t[HEAP_CLASSES] = ~std::uint64_t{0};
+    return t;
+  }();
+
   // The chain from first_block must be headers of known state whose sizes land exactly on
   // `top`.
   std::string chain_problem(std::uint64_t top) const {
@@ -642,9 +656,9 @@ class Heap {
   // `off` is 0 or a sound free block listed in class `c`: what a list link may hold.
   void check_listed(std::uint64_t off, std::uint32_t c) const {
     if (off == 0) return;
-    if (!sound(off, top()) || !is_free(word_at(off)) || floor_class(size_of(word_at(off))) != c) {
-      throw HeapCorrupt{"free list " + std::to_string(c) + " links offset " + std::to_string(off) +
-                        ", which is not a free block of its class"};
+    if (!sound(off, top()) || !is_free(word_at(off)) || size_of(word_at(off)) < kClassBytes[c] ||
+        size_of(word_at(off)) >= kClassBytes[c + 1]) {
+      heap_corrupt("a free-list link is not a free block of its class, at offset", off);
     }
   }
 
