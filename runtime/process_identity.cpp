@@ -88,7 +88,10 @@ bool identity_alive(std::uint64_t word) noexcept {
   std::uint64_t tick_half = word >> 32;
   if (pid <= 0) return false;
   if (kill(pid, 0) != 0 && errno != EPERM) return false;
-  if (tick_half == 0) return true;
+  // A zero tick half is written only by a process that could not read its own start time
+  // (no /proc): if this one can, no live mpp process wrote it (kernel threads, whose pids a
+  // damaged word can name, are no readers).
+  if (tick_half == 0) return self_start_ticks() == 0;
   std::uint64_t now = process_start_ticks(pid);
   if (now == 0) return kill(pid, 0) == 0 || errno == EPERM;
   return (now & 0xffffffffULL) == tick_half;

@@ -12,6 +12,7 @@
 #include <new>
 #include <utility>
 
+#include "mpp/detail/crash_step.hpp"
 #include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/shared_lock.hpp"
 #include "mpp/detail/shm_bounds.hpp"
@@ -47,6 +48,17 @@ std::uint64_t self_owner() noexcept {
 }
 
 constexpr std::size_t kStateBytes = (sizeof(QueueState) + 63) & ~std::size_t{63};
+
+// QueueState::skipped: the count of skipped positions above a "pending" field, the index + 1
+// of the slot whose skip was counted last while that slot's state may still say "not counted"
+// (0: none). See repair().
+constexpr unsigned kPendingBits = 25;  // slot indexes are below 2^24
+constexpr std::uint64_t kPendingMask = (std::uint64_t{1} << kPendingBits) - 1;
+constexpr std::uint64_t skip_count(std::uint64_t w) { return w >> kPendingBits; }
+// A slot state of a skip being counted (lap + 2 or lap + 3, owned by its repairer).
+constexpr bool skip_in_progress(std::uint64_t st, std::uint64_t n) {
+  return owner_of(st) != 0 && seq_of(st) % n >= 2 && seq_of(st) % n <= 3;
+}
 
 inline void crash_point(QueueCrashPoint where) {
   if (queue_crash_hook) [[unlikely]] queue_crash_hook(where);
@@ -129,7 +141,7 @@ std::size_t QueueCore::default_ring_bytes(std::size_t segment_bytes) {
 QueueCore::QueueCore(std::shared_ptr<Segment> seg, QueueState* st) : seg_(std::move(seg)), st_(st) {
   // The immutable layout is checked once, here; every later slot index is masked into it.
   const std::uint64_t n = st->slot_count;
-  if (!std::has_single_bit(n) || n < 2 || n * sizeof(QueueSlot) != st->ring_bytes ||
+  if (!std::has_single_bit(n) || n < 4 || n * sizeof(QueueSlot) != st->ring_bytes ||
       !in_heap(*seg_, st->ring_offset, st->ring_bytes, alignof(QueueSlot))) {
     throw_corrupt(*seg_, st, "queue", "its ring (offset " + std::to_string(st->ring_offset) + ", " +
                                           std::to_string(st->ring_bytes) + " bytes, " +
@@ -190,7 +202,9 @@ QueueCore QueueCore::standalone(ObjectKind kind, std::size_t maxsize, std::size_
 // producer of `free_seq`'s position. The block is detached first and freed last: killed in
 // between, it leaks; it is never freed twice.
 void QueueCore::release(QueueSlot& sl, std::uint64_t free_seq) const {
+  crash_step();
   std::uint64_t block = sl.block.exchange(0, std::memory_order_acq_rel);
+  crash_step();
   sl.state.store(make_state(free_seq, 0), std::memory_order_release);
   crash_point(QueueCrashPoint::get_released);
   if (block != 0) recycle_block(block);
@@ -264,24 +278,94 @@ bool QueueCore::drop_spares() const noexcept {
   return any;
 }
 
-// A claim in our way belongs to `state`'s pid. If that process is gone, finish its work
-// for it: a producer's message is skipped (it was never put: lost, never torn), a
-// consumer's message was taken (lost with it), and the slot is freed. Returns whether the
-// slot changed.
-bool QueueCore::repair(QueueSlot& sl, std::uint64_t st) const {
+// A claim in our way belongs to `state`'s owner (the slot serves `pos`'s lap or the one
+// before). If that process is gone, finish its work for it: a producer's message is skipped
+// (it was never put: lost, never torn), a consumer's message was taken (lost with it), and
+// the slot is freed. Returns whether the slot changed.
+//
+// A skip is counted exactly once, whoever dies where: the slot goes through two states of
+// its lap that no live claim uses, lap + 2 "skipped, not yet counted" and lap + 3 "counted",
+// and the count is raised by one compare-and-swap of `skipped` that also records the slot
+// as pending; the pending mark is cleared only once the slot says "counted". A repairer that
+// meets lap + 2 with the slot pending knows the count was raised (its predecessor died
+// between the two stores). Tail is moved past the position before the count is raised, so
+// puts (tail - skips) never counts a skip of a position tail has not counted.
+bool QueueCore::repair(QueueSlot& sl, std::uint64_t st, std::uint64_t pos) const {
   if (owner_of(st) == 0 || !owner_gone(owner_of(st))) return false;
   const std::uint64_t seq = seq_of(st);
   const std::uint64_t n = st_->slot_count;
-  const bool writer = seq % n == 0;  // lap bases are multiples of n; a read claim is base + 1
-  // Take the claim over (a reading claim of ours), so no one else repairs it too.
-  if (!sl.state.compare_exchange_strong(st, make_state(writer ? seq + 1 : seq, self_owner()),
-                                        std::memory_order_acq_rel)) {
+  const std::uint64_t phase = seq % n;  // lap bases are multiples of n
+  const std::uint64_t lap = seq - phase;
+  const std::uint64_t index = pos & (n - 1);
+  const std::uint64_t me = self_owner();
+  if (phase == 1 || phase > 3) {  // a consumer's claim (or no state a live claim has)
+    crash_step();
+    if (!sl.state.compare_exchange_strong(st, make_state(seq, me), std::memory_order_acq_rel)) return true;
+    crash_point(QueueCrashPoint::repair_taken);
+    release(sl, lap + n);
     return true;
   }
+  // A producer's claim, or a skip a dead repairer left: taken over, keeping its phase.
+  const std::uint64_t taken = phase == 0 ? lap + 2 : seq;
+  crash_step();
+  if (!sl.state.compare_exchange_strong(st, make_state(taken, me), std::memory_order_acq_rel)) return true;
   crash_point(QueueCrashPoint::repair_taken);
-  if (writer) st_->skipped.fetch_add(1, std::memory_order_relaxed);
-  release(sl, (writer ? seq : seq - 1) + n);
+  if (taken == lap + 2) {
+    const std::uint64_t base = pos - index;
+    const std::uint64_t position = base + static_cast<std::uint64_t>(seq_diff(lap, base)) + index;
+    if (std::uint64_t t = st_->tail.load(std::memory_order_acquire); t == position) {
+      crash_step();
+      st_->tail.compare_exchange_strong(t, position + 1, std::memory_order_acq_rel);
+    }
+    count_skip(index);
+    crash_step();
+    sl.state.store(make_state(lap + 3, me), std::memory_order_release);  // counted
+  }
+  clear_pending(index);
+  release(sl, lap + n);
   return true;
+}
+
+// Raises the skip count for slot `index` unless the pending mark says it was raised already.
+void QueueCore::count_skip(std::uint64_t index) const {
+  std::uint64_t w = st_->skipped.load(std::memory_order_acquire);
+  for (;;) {
+    const std::uint64_t pending = w & kPendingMask;
+    if (pending == index + 1) return;  // counted by a repairer of this slot that died
+    if (pending != 0) {
+      // Another slot's counted skip whose repairer has not yet marked the slot: mark it for
+      // it (the slot is in that skip's lap until its pending mark is cleared), then clear.
+      QueueSlot& other = slots_[(pending - 1) & (st_->slot_count - 1)];
+      std::uint64_t os = other.state.load(std::memory_order_acquire);
+      if (seq_of(os) % st_->slot_count == 2 && owner_of(os) != 0) {
+        crash_step();
+        other.state.compare_exchange_strong(os, make_state(seq_of(os) + 1, owner_of(os)),
+                                            std::memory_order_acq_rel);
+      }
+      crash_step();
+      st_->skipped.compare_exchange_strong(w, w & ~kPendingMask, std::memory_order_acq_rel);
+      w = st_->skipped.load(std::memory_order_acquire);
+      continue;
+    }
+    crash_step();
+    if (st_->skipped.compare_exchange_weak(w, (skip_count(w) + 1) << kPendingBits | (index + 1),
+                                           std::memory_order_acq_rel)) {
+      return;
+    }
+  }
+}
+
+// Clears the pending mark if it is slot `index`'s (whose state says "counted" by now).
+void QueueCore::clear_pending(std::uint64_t index) const {
+  std::uint64_t w = st_->skipped.load(std::memory_order_acquire);
+  if ((w & kPendingMask) == index + 1) {
+    crash_step();
+    st_->skipped.compare_exchange_strong(w, w & ~kPendingMask, std::memory_order_acq_rel);
+  }
+}
+
+std::uint64_t QueueCore::skipped() const noexcept {
+  return skip_count(st_->skipped.load(std::memory_order_acquire));
 }
 
 void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline) {
@@ -334,13 +418,15 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
       if (d < 0) {
         // The slot still holds (or is being read from, or written with) the message of the
         // previous lap: the ring is full.
-        if (repairing && repair(sl, st)) continue;
+        if (repairing && repair(sl, st, pos)) continue;
         seen_head = s.head.load(std::memory_order_acquire);
         seen_slot = &sl.state;
         seen_state = st;
         return false;
       }
       if (d > 0 || owner_of(st) != 0) {
+        // A skip a dead repairer left half counted: finished now (else join would wait).
+        if (skip_in_progress(st, n) && repair(sl, st, pos)) continue;
         // Claimed for `pos` already: help move tail past it (its producer may be slow or dead).
         // Never more than a ring ahead of head (read after tail, so a valid queue always
         // passes): a corrupt ring would otherwise lead tail on forever.
@@ -350,6 +436,7 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
                         "its tail " + std::to_string(pos) + " is more than a ring ahead of its head " +
                             std::to_string(h));
         }
+        crash_step();
         s.tail.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
         continue;
       }
@@ -374,23 +461,30 @@ void QueueCore::put(ByteView payload, std::optional<Clock::time_point> deadline)
         }
         continue;
       }
+      crash_step();
       if (!sl.state.compare_exchange_strong(st, make_state(base, self_owner()),
                                             std::memory_order_acq_rel)) {
         continue;
       }
       crash_point(QueueCrashPoint::put_claimed);
+      crash_step();
       s.tail.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
+      crash_step();
       sl.size = payload.size();
       if (large) {
         // From here the slot owns the block: whoever frees the slot frees it.
+        crash_step();
         sl.block.store(seg_->offset_of(block), std::memory_order_relaxed);
         QueueBlock* b = std::exchange(block, nullptr);
         crash_point(QueueCrashPoint::put_filling);
+        crash_step();
         std::memcpy(b + 1, payload.data(), payload.size());
       } else {
         crash_point(QueueCrashPoint::put_filling);
+        crash_step();
         if (!payload.empty()) std::memcpy(sl.payload, payload.data(), payload.size());
       }
+      crash_step();
       sl.state.store(make_state(base + 1, 0), std::memory_order_release);  // publishes
       if ((pos & 63u) == 0) s.header.count.store(qsize(), std::memory_order_relaxed);
       return true;
@@ -430,13 +524,14 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
       if (d < 0) {
         // Nothing published at `pos` yet: empty, or its producer is still writing (or died
         // writing), or a consumer of the previous lap still reads the slot.
-        if (repairing && repair(sl, st)) continue;
+        if (repairing && repair(sl, st, pos)) continue;
         seen_tail = s.tail.load(std::memory_order_acquire);
         seen_slot = &sl.state;
         seen_state = st;
         return false;
       }
       if (d > 0 || owner_of(st) != 0) {
+        if (skip_in_progress(st, n) && repair(sl, st, pos)) continue;
         // Taken already: help move head past it. Never past tail + 1 (the most a dead
         // producer's skipped claim leaves; tail is read after head, so a valid queue always
         // passes): a corrupt ring would otherwise lead head on forever.
@@ -445,14 +540,17 @@ void QueueCore::get(Consume consume, void* ctx, std::optional<Clock::time_point>
           throw_corrupt(*seg_, st_, "queue",
                         "its head " + std::to_string(pos) + " is past its tail " + std::to_string(t));
         }
+        crash_step();
         s.head.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
         continue;
       }
+      crash_step();
       if (!sl.state.compare_exchange_strong(st, make_state(base + 1, self_owner()),
                                             std::memory_order_acq_rel)) {
         continue;
       }
       crash_point(QueueCrashPoint::get_claimed);
+      crash_step();
       s.head.compare_exchange_strong(pos, pos + 1, std::memory_order_acq_rel);
       const std::uint64_t block = sl.block.load(std::memory_order_relaxed);
       const std::uint64_t size = sl.size;
@@ -507,7 +605,7 @@ bool QueueCore::full() const noexcept {
 // What JoinableQueue counts as put: positions claimed by producers, less those whose
 // producer died before publishing.
 static std::uint64_t puts_of(const QueueState& s) {
-  return s.tail.load(std::memory_order_acquire) - s.skipped.load(std::memory_order_acquire);
+  return s.tail.load(std::memory_order_acquire) - skip_count(s.skipped.load(std::memory_order_acquire));
 }
 
 void QueueCore::task_done() {
@@ -518,6 +616,7 @@ void QueueCore::task_done() {
     if (done >= puts) {
       throw ValueError("task_done() called more times than there were items put in the queue");
     }
+    crash_step();
     if (s.tasks_done.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) {
       if (done + 1 == puts) notify(s.all_done);
       return;
@@ -574,6 +673,8 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
     auto at = [&] { return " (slot " + std::to_string(pos & (n - 1)) + ", position " + std::to_string(pos) + ")"; };
     if (pos < t) {
       if (seq == (base & kSeqMask) && owner_of(st) != 0) continue;  // being written
+      // Being skipped (its writer died; a repairer counts it, see repair()).
+      if ((seq == ((base + 2) & kSeqMask) || seq == ((base + 3) & kSeqMask)) && owner_of(st) != 0) continue;
       // Skipped (its writer died; repaired by a producer a lap ahead), maybe claimed again.
       if (seq == ((base + n) & kSeqMask)) continue;
       if (seq != ((base + 1) & kSeqMask)) return "a queued slot has sequence " + std::to_string(seq) + at();
@@ -596,9 +697,11 @@ std::string walk_queue(const QueueState& s, const std::byte* ring, std::uint64_t
       const bool free_now = st == make_state(base, 0);
       // At tail: a producer's claim (tail not yet moved), or that claim taken over by a
       // repairer (a reading claim) that was itself killed before releasing the slot.
-      const bool claimed_now = (seq == (base & kSeqMask) || seq == ((base + 1) & kSeqMask)) &&
-                               owner_of(st) != 0 && pos == t;
-      const bool read_before = seq == ((base - n + 1) & kSeqMask) && owner_of(st) != 0;
+      const std::uint64_t phase = (seq - (base & kSeqMask)) & kSeqMask;
+      const bool claimed_now = phase <= 3 && owner_of(st) != 0 && pos == t;
+      // The lap before: still being read, or a skip still being counted (head one past tail).
+      const std::uint64_t before = (seq - ((base - n) & kSeqMask)) & kSeqMask;
+      const bool read_before = (before == 1 || before == 2 || before == 3) && owner_of(st) != 0;
       if (!free_now && !claimed_now && !read_before) {
         return "a free slot has sequence " + std::to_string(seq) + " and pid " + std::to_string(pid) + at();
       }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -18,6 +19,7 @@
 #include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/segment_check.hpp"
 #include "mpp/detail/segment_tracker.hpp"
+#include "mpp/detail/shm_bounds.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::detail {
@@ -420,9 +422,27 @@ void mark_read_only(SegmentHeader& h, const std::string& why) {
 // segment's start. See segment_format.hpp for the crash contract these keep: the chain of
 // headers changes only by single stores, each leaving it walkable, and everything else is
 // rebuilt from it by rebuild() when a holder died.
+// What the heap's operations throw when a header, a link or `top` they are about to follow
+// is not sound: only a write from outside mpp makes one. The caller (holding the lock)
+// rebuilds the derived structures from the chain, or turns the segment read-only.
+struct HeapCorrupt {
+  std::string what;
+};
+
+// Out of line: the checks on the heap's hot paths stay a few inlined compares.
+[[noreturn, gnu::cold, gnu::noinline]] void heap_corrupt(const char* what, std::uint64_t value) {
+  throw HeapCorrupt{std::string(what) + " (" + std::to_string(value) + ")"};
+}
+
 class Heap {
  public:
-  explicit Heap(const Segment::Impl& im) : im_(im), heap_(im.heap()) {}
+  explicit Heap(const Segment::Impl& im) : im_(im), heap_(im.heap()) {
+    if (heap_.first_block != first_block_of(im.header())) throw HeapCorrupt{"the heap's first block moved"};
+  }
+
+  static std::uint64_t first_block_of(const SegmentHeader& h) {
+    return h.heap_offset + align_up(sizeof(HeapHeader), 64);
+  }
 
   static std::uint64_t size_of(std::uint64_t w) { return w & SIZE_MASK; }
   static bool is_free(std::uint64_t w) { return (w & STATE_MASK) == static_cast<std::uint64_t>(BlockState::free); }
@@ -432,12 +452,46 @@ class Heap {
   BlockHeader* at(std::uint64_t off) const { return im_.block(off); }
   std::uint64_t word_at(std::uint64_t off) const { return at(off)->word.load(std::memory_order_relaxed); }
 
+  // `top`, checked: inside the segment's current size, aligned.
+  std::uint64_t top() const {
+    const std::uint64_t t = heap_.top.load(std::memory_order_relaxed);
+    if (t < heap_.first_block || t > im_.size() || t % 16 != 0) {
+      heap_corrupt("the heap's top is outside the heap", t);
+    }
+    return t;
+  }
+
+  // Whether `off` is the start of a block whose header is sound: below `top`, aligned,
+  // tagged, of a known state and a size that ends at or below `top`.
+  bool sound(std::uint64_t off, std::uint64_t top) const {
+    if (off < heap_.first_block || off >= top || off % 16 != 0) return false;
+    const std::uint64_t w = word_at(off), size = size_of(w), st = w & STATE_MASK;
+    return (w & TAG_MASK) == BLOCK_TAG && size >= BLOCK_MIN_BYTES && size % 16 == 0 && size <= top - off &&
+           (st == static_cast<std::uint64_t>(BlockState::free) ||
+            st == static_cast<std::uint64_t>(BlockState::allocated));
+  }
+
+  // The size of the sound block at `off` (HeapCorrupt if it is not one).
+  std::uint64_t block_size(std::uint64_t off) const {
+    if (!sound(off, top())) {
+      heap_corrupt("a block has a corrupt header, at offset", off);
+    }
+    return size_of(word_at(off));
+  }
+
+  // Whether `off` is an allocated block of this heap: what deallocate() accepts.
+  bool live_block(std::uint64_t off) const {
+    return sound(off, top()) && (word_at(off) & STATE_MASK) == static_cast<std::uint64_t>(BlockState::allocated);
+  }
+
   // A block of exactly `n` bytes (a multiple of 16, at least BLOCK_MIN_BYTES) from the free
   // lists, split if it is larger; 0 when none is large enough.
   std::uint64_t take_free(std::uint64_t n) {
     const std::uint32_t c = first_nonempty(class_for(n));
     if (c >= HEAP_CLASSES) return 0;
     const std::uint64_t off = heap_.free_head[c].load(std::memory_order_relaxed);
+    if (off == 0) heap_corrupt("a free list is marked non-empty but is empty, class", c);
+    check_listed(off, c);
     std::uint64_t size = size_of(word_at(off));
     unlink(off, size);
     if (size - n >= kMinSplit) {
@@ -459,7 +513,7 @@ class Heap {
   // A block of `n` bytes from never-used space below `limit`; 0 if it does not fit. Sets
   // `fresh` when the block was never handed out before (its bytes are zero).
   std::uint64_t take_top(std::uint64_t n, std::uint64_t limit, bool& fresh) {
-    const std::uint64_t top = heap_.top.load(std::memory_order_relaxed);
+    const std::uint64_t top = this->top();
     if (limit < top || limit - top < n) return 0;
     at(top)->word.store(word(n, BlockState::allocated), std::memory_order_relaxed);
     at(top)->prev_size.store(heap_.top_prev.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -473,15 +527,17 @@ class Heap {
     return top;
   }
 
-  // Frees the allocated block at `off`: merges it with free neighbours, and gives it back
-  // to never-used space if it ends at `top`.
+  // Frees the allocated block at `off` (a live_block()): merges it with free neighbours,
+  // and gives it back to never-used space if it ends at `top`.
   void release(std::uint64_t off) {
+    const std::uint64_t top = this->top();
     std::uint64_t size = size_of(word_at(off));
+    const std::uint64_t next = off + size;
+    if (next < top) (void)block_size(next);  // checked before anything changes
     at_crash_point("heap:before-release");
     at(off)->word.store(word(size, BlockState::free), std::memory_order_release);  // takes it back
     heap_.allocations.fetch_sub(1, std::memory_order_relaxed);
-    const std::uint64_t top = heap_.top.load(std::memory_order_relaxed);
-    if (const std::uint64_t next = off + size; next < top && is_free(word_at(next))) {
+    if (next < top && is_free(word_at(next))) {
       const std::uint64_t nsize = size_of(word_at(next));
       unlink(next, nsize);
       at_crash_point("heap:before-merge-next");
@@ -490,8 +546,10 @@ class Heap {
     }
     if (const std::uint64_t psize = at(off)->prev_size.load(std::memory_order_relaxed);
         psize != 0 && psize <= off - heap_.first_block) {
+      // prev_size is derived: a block there that is not a sound free block of that size is
+      // not merged with.
       const std::uint64_t prev = off - psize;
-      const std::uint64_t pw = word_at(prev);
+      const std::uint64_t pw = sound(prev, top) ? word_at(prev) : 0;
       if ((pw & TAG_MASK) == BLOCK_TAG && size_of(pw) == psize && is_free(pw)) {
         unlink(prev, psize);
         at_crash_point("heap:before-merge-prev");
@@ -551,6 +609,14 @@ class Heap {
  private:
   static constexpr std::uint64_t kMinSplit = 64;  // smaller remainders stay in the block
 
+  // heap_class_bytes(c) for every class, and past the last one a bound no block reaches.
+  static constexpr auto kClassBytes = [] {
+    std::array<std::uint64_t, HEAP_CLASSES + 1> t{};
+    for (std::uint32_t c = 0; c < HEAP_CLASSES; ++c) t[c] = heap_class_bytes(c);
+    t[HEAP_CLASSES] = ~std::uint64_t{0};
+    return t;
+  }();
+
   // The chain from first_block must be headers of known state whose sizes land exactly on
   // `top`.
   std::string chain_problem(std::uint64_t top) const {
@@ -587,9 +653,19 @@ class Heap {
     return HEAP_CLASSES;
   }
 
+  // `off` is 0 or a sound free block listed in class `c`: what a list link may hold.
+  void check_listed(std::uint64_t off, std::uint32_t c) const {
+    if (off == 0) return;
+    if (!sound(off, top()) || !is_free(word_at(off)) || size_of(word_at(off)) < kClassBytes[c] ||
+        size_of(word_at(off)) >= kClassBytes[c + 1]) {
+      heap_corrupt("a free-list link is not a free block of its class, at offset", off);
+    }
+  }
+
   void push(std::uint64_t off, std::uint64_t size) {
     const std::uint32_t c = floor_class(size);
     const std::uint64_t head = heap_.free_head[c].load(std::memory_order_relaxed);
+    check_listed(head, c);
     links(off)->next.store(head, std::memory_order_relaxed);
     links(off)->prev.store(0, std::memory_order_relaxed);
     if (head) links(head)->prev.store(off, std::memory_order_relaxed);
@@ -602,6 +678,8 @@ class Heap {
     const std::uint32_t c = floor_class(size);
     const std::uint64_t next = links(off)->next.load(std::memory_order_relaxed);
     const std::uint64_t prev = links(off)->prev.load(std::memory_order_relaxed);
+    check_listed(next, c);
+    check_listed(prev, c);
     if (prev) {
       links(prev)->next.store(next, std::memory_order_relaxed);
     } else {
@@ -623,17 +701,36 @@ std::string walk_heap(const Segment::Impl& im) { return heap_problem(im.base, im
 // short, and rebuild the heap's derived structures from the chain. A kill cannot break the
 // chain, so a failure here means something else wrote over the heap; the segment then
 // refuses to allocate rather than spread the damage.
+// Under the allocator's lock: rebuilds the derived structures from the chain and checks the
+// result, or marks the segment read-only and throws SegmentError saying `when` and why.
+void rebuild_heap(Segment::Impl& im, const std::string& when) {
+  std::string problem;
+  try {
+    problem = Heap(im).rebuild();
+  } catch (const HeapCorrupt& e) {
+    problem = e.what;
+  }
+  if (problem.empty()) problem = walk_heap(im);
+  if (!problem.empty()) {
+    mark_read_only(im.header(), when + ": " + problem);
+    throw SegmentError("segment '" + im.display_name() + "' is corrupt and now read-only (" + when +
+                       ": " + problem + "); its objects stay readable, run mpp-inspect check on it");
+  }
+}
+
 void recover_heap(Segment::Impl& im) {
   SegmentHeader& h = im.header();
   h.heap_recoveries.fetch_add(1, std::memory_order_relaxed);
   // A grower killed between publishing `size` and storing its derived copy.
   h.heap_size.store(h.size.load() - h.heap_offset, std::memory_order_release);
-  std::string problem = Heap(im).rebuild();
-  if (problem.empty()) problem = walk_heap(im);
-  if (!problem.empty()) {
-    mark_read_only(h, "heap check after a crash failed: " + problem);
-    throw SegmentError("segment '" + im.display_name() + "' is corrupt and now read-only: " + problem);
-  }
+  rebuild_heap(im, "heap check after a crash failed");
+}
+
+// Under the allocator's lock, when an operation met a header or link that is not sound
+// (HeapCorrupt): the free lists, bitmap and counters are derived, so a sound chain repairs
+// them all; a broken chain turns the segment read-only.
+void repair_heap(Segment::Impl& im, const HeapCorrupt& found) {
+  rebuild_heap(im, "the heap was found corrupt (" + found.what + ")");
 }
 
 // Growth step: the size doubles, by at least kMinGrowth and at most kMaxGrowth at a time
@@ -738,13 +835,25 @@ void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh)
     RobustLockGuard guard(im.heap().mutex, [&] { recover_heap(im); });
     if (read_only()) refuse_read_only();
     // Free space first (any size class: blocks are split), then never-used space, then a
-    // growth.
-    Heap heap(im);
-    off = heap.take_free(n);
-    if (off == 0) off = heap.take_top(n, im.size(), fresh);
-    if (off == 0) {
-      grow(im, im.heap().top.load(std::memory_order_relaxed) + n, bytes);
-      off = heap.take_top(n, im.size(), fresh);
+    // growth. A corrupt list or header met on the way is repaired from the chain and the
+    // allocation tried once more.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        Heap heap(im);
+        off = heap.take_free(n);
+        if (off == 0) off = heap.take_top(n, im.size(), fresh);
+        if (off == 0) {
+          grow(im, heap.top() + n, bytes);
+          off = heap.take_top(n, im.size(), fresh);
+        }
+        break;
+      } catch (const HeapCorrupt& e) {
+        if (attempt > 0) {
+          mark_read_only(header(), "the heap was found corrupt again after a repair: " + e.what);
+          refuse_read_only();
+        }
+        repair_heap(im, e);
+      }
     }
   }
   char* user = static_cast<char*>(im.base) + off + BLOCK_HEADER_BYTES;
@@ -762,24 +871,29 @@ void* Segment::allocate_block(std::size_t bytes, std::size_t align, bool& fresh)
 void Segment::deallocate(void* p) noexcept {
   if (!p || read_only()) return;  // a heap found corrupt is not touched again: the block leaks
   auto& im = *impl_;
-  char* user = static_cast<char*>(p);
-  auto* h = reinterpret_cast<BlockHeader*>(user - BLOCK_HEADER_BYTES);
-  if (std::uint64_t w = h->word.load(std::memory_order_relaxed); (w & TAG_MASK) == REDIRECT_TAG) {
-    user -= w & ~TAG_MASK;
-    h = reinterpret_cast<BlockHeader*>(user - BLOCK_HEADER_BYTES);
+  // `p` may come from an offset read in a damaged object: it is located before any of the
+  // bytes around it are read, and a block that is not a live one of this heap is refused.
+  const std::uint64_t first = Heap::first_block_of(header());
+  std::uint64_t off = offset_of(p);
+  if (off < first + BLOCK_HEADER_BYTES || off >= im.size() || off % 16 != 0) return;
+  off -= BLOCK_HEADER_BYTES;
+  if (std::uint64_t w = im.block(off)->word.load(std::memory_order_relaxed); (w & TAG_MASK) == REDIRECT_TAG) {
+    const std::uint64_t back = w & ~TAG_MASK;
+    if (back % 16 != 0 || back > off - first) return;
+    off -= back;
   }
-  const std::uint64_t off = offset_of(h);
   HeapHeader& heap = im.heap();
   try {
     RobustLockGuard guard(heap.mutex, [&] { recover_heap(im); });
-    const std::uint64_t w = h->word.load(std::memory_order_relaxed);
-    if (off < heap.first_block || off >= heap.top.load(std::memory_order_relaxed) || off % 16 != 0 ||
-        (w & TAG_MASK) != BLOCK_TAG || (w & STATE_MASK) != static_cast<std::uint64_t>(BlockState::allocated)) {
-      return;  // not a live block of this heap (a double free): refusing is the safe choice
+    try {
+      Heap h(im);
+      if (!h.live_block(off)) return;  // not a live block of this heap (a double free): refused
+      h.release(off);
+    } catch (const HeapCorrupt& e) {
+      repair_heap(im, e);  // the block leaks
     }
-    Heap(im).release(off);
   } catch (...) {
-    // The heap check after a recovery failed: the segment is read-only, the block leaks.
+    // The heap is corrupt beyond repair: the segment is read-only, the block leaks.
   }
 }
 
@@ -832,16 +946,43 @@ std::uint32_t name_hash(std::string_view name) {
 }
 
 // A directory chunk in the heap, or nullptr if `off` does not hold one that fits the segment
-// (only a foreign write can make such a link).
+// (only a foreign write can make such a link). A chain of chunks is never longer than
+// max_chunks() (more links is a cycle).
 DirectoryChunk* chunk_at(const Segment::Impl& im, std::uint64_t off) {
   const std::uint64_t size = im.size();
-  if (off < im.header().heap_offset || off % 16 != 0 || off + sizeof(DirectoryChunk) > size) return nullptr;
+  if (off < im.header().heap_offset || off % 16 != 0 || off > size || size - off < sizeof(DirectoryChunk)) {
+    return nullptr;
+  }
   auto* chunk = reinterpret_cast<DirectoryChunk*>(static_cast<char*>(im.base) + off);
-  if (directory_chunk_entries(chunk->capacity) + std::uint64_t{chunk->capacity} * sizeof(DirectoryEntry) >
-      size - off) {
+  if (chunk->capacity == 0 ||
+      directory_chunk_entries(chunk->capacity) + std::uint64_t{chunk->capacity} * sizeof(DirectoryEntry) >
+          size - off) {
     return nullptr;
   }
   return chunk;
+}
+
+// Whether [off, off + bytes) is the user memory of an allocated block (objects are never
+// freed, so its header is stable and read without the allocator's lock). `off` is in the
+// heap and 16-aligned.
+bool heap_block_holds(const Segment::Impl& im, std::uint64_t off, std::uint64_t bytes) {
+  const std::uint64_t first = im.heap().first_block;
+  if (off < first + BLOCK_HEADER_BYTES) return false;
+  std::uint64_t block = off - BLOCK_HEADER_BYTES;
+  std::uint64_t w = im.block(block)->word.load(std::memory_order_relaxed);
+  if ((w & TAG_MASK) == REDIRECT_TAG) {  // an over-aligned block: its real header is below
+    const std::uint64_t back = w & ~TAG_MASK;
+    if (back % 16 != 0 || back > block - first) return false;
+    block -= back;
+    w = im.block(block)->word.load(std::memory_order_relaxed);
+  }
+  const std::uint64_t size = w & SIZE_MASK;
+  return (w & TAG_MASK) == BLOCK_TAG && (w & STATE_MASK) == static_cast<std::uint64_t>(BlockState::allocated) &&
+         size >= off - block && size - (off - block) >= bytes && block + size <= im.size();
+}
+
+std::uint64_t max_chunks(const Segment::Impl& im) {
+  return im.size() / (sizeof(DirectoryChunk) + sizeof(DirectoryEntry)) + 1;
 }
 
 std::uint32_t* chunk_hashes(DirectoryChunk* c) { return reinterpret_cast<std::uint32_t*>(c + 1); }
@@ -861,9 +1002,10 @@ DirectoryEntry* scan_directory(const Segment::Impl& im, F&& f, const std::uint32
     if (f(dir[i], static_cast<std::uint32_t*>(nullptr))) return &dir[i];
   }
   const std::atomic<std::uint64_t>* link = &h.directory_next;
+  std::uint64_t chunks = max_chunks(im);
   for (std::uint64_t off; (off = link->load(std::memory_order_acquire)) != 0;) {
     DirectoryChunk* chunk = chunk_at(im, off);
-    if (!chunk) break;
+    if (!chunk || chunks-- == 0) break;
     std::uint32_t* hashes = chunk_hashes(chunk);
     DirectoryEntry* entries = chunk_entries(chunk);
     for (unsigned i = 0; i < chunk->capacity; ++i) {
@@ -890,6 +1032,20 @@ void* Segment::find(const ObjectSpec& spec) {
       &hash);
   if (!e) return nullptr;
   check_match(*this, *e, spec);
+  // The entry's offset is followed only if its state lies in the heap: an object of a fixed
+  // size (every kind but the queues and arrays, whose state follows their capacity) has at
+  // least the bytes this build's state needs.
+  const bool sized = spec.kind != ObjectKind::queue && spec.kind != ObjectKind::joinable_queue &&
+                     spec.kind != ObjectKind::simple_queue && spec.kind != ObjectKind::array;
+  const std::uint64_t need = sized ? spec.bytes : sizeof(ObjectHeader);
+  if (e->object_bytes < need ||
+      !in_heap(*this, e->object_offset, e->object_bytes, std::max<std::uint64_t>(spec.align, 16)) ||
+      !heap_block_holds(*impl_, e->object_offset, e->object_bytes)) {
+    throw SegmentError("the " + std::string(kind_name(spec.kind)) + " '" + std::string(spec.name) +
+                       "' in segment '" + impl_->display_name() +
+                       "' is corrupt: its directory entry points outside the heap; its segment was "
+                       "damaged (run mpp-inspect check on it) and this object cannot be used");
+  }
   return at(e->object_offset);
 }
 
@@ -908,9 +1064,13 @@ DirectoryEntry* Segment::free_entry(std::uint32_t*& hash_slot) {
   }
   std::uint64_t capacity = h.directory_capacity;
   std::atomic<std::uint64_t>* last = &h.directory_next;
+  std::uint64_t chunks = max_chunks(*impl_);
   for (std::uint64_t off; (off = last->load(std::memory_order_acquire)) != 0;) {
     DirectoryChunk* chunk = chunk_at(*impl_, off);
-    if (!chunk) throw SegmentError("segment '" + impl_->display_name() + "': its directory is corrupt");
+    if (!chunk || chunks-- == 0) {
+      throw SegmentError("segment '" + impl_->display_name() + "': its directory is corrupt (a chunk link "
+                         "is not a chunk, or the chunks form a cycle); run mpp-inspect check on it");
+    }
     if (std::uint32_t k = chunk->filled.load(); k < chunk->capacity) {
       chunk->filled.store(k + 1);
       hash_slot = &chunk_hashes(chunk)[k];

@@ -42,6 +42,14 @@ std::string header_problem(const SegmentHeader& h, std::size_t file_size) {
       !inside(h.heap_offset, sizeof(HeapHeader), 0, size)) {
     return "its header is corrupt (directory or heap outside the file)";
   }
+  // heap_size is derived from size (stored after it by a grower): never more.
+  if (heap_size > size - h.heap_offset) return "its header is corrupt (heap beyond the segment's size)";
+  const auto& heap = *reinterpret_cast<const HeapHeader*>(reinterpret_cast<const char*>(&h) + h.heap_offset);
+  const std::uint64_t top = heap.top.load(std::memory_order_relaxed);
+  if (heap.first_block != h.heap_offset + (sizeof(HeapHeader) + 63) / 64 * 64 || top < heap.first_block ||
+      top > size || top % 16 != 0) {
+    return "its heap header is corrupt (first block or top outside the heap)";
+  }
   if (std::memchr(h.name, '\0', sizeof h.name) == nullptr ||
       std::memchr(h.read_only_reason, '\0', sizeof h.read_only_reason) == nullptr) {
     return "its header is corrupt (unterminated name)";

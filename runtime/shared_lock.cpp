@@ -76,7 +76,13 @@ void drain_readers(ReaderSlots& r) {
     for (; mask != 0; mask &= mask - 1) {
       const int i = __builtin_ctz(mask);
       std::uint64_t w = r.slot[i].load(std::memory_order_seq_cst);
-      if (w == 0) continue;  // released since we read the mask
+      if (w == 0) {
+        // Released since we read the mask, or a bit no reader owns (a damaged segment: a
+        // reader sets its bit after claiming its slot and clears it before freeing it).
+        // Cleared either way: a reader that claims the slot now sees `seq` odd and backs off.
+        r.busy.fetch_and(~bit(i), std::memory_order_seq_cst);
+        continue;
+      }
       if (w == self_identity_word() || identity_alive(w)) {
         live = true;
         continue;

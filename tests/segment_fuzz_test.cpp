@@ -3,14 +3,15 @@
 // the copy in a forked child and calls every read and write method of every object there.
 // Each call must return or throw an mpp::Error (SegmentError for what it finds corrupt): a
 // signal, a hang (the child's alarm) or another exception (bad_alloc from a corrupt length)
-// fails the case, which is then written out (see kept_case) so that it can be kept in
+// fails the case, whose image is then written to a temporary directory (see KeptCases) to be kept in
 // tests/data/segment_fuzz/ as a regression file; every file there is replayed first.
 //
 // Bytes that are lock words are left alone: a lock word that names a live thread is a lock
 // held by it, and waiting for it is right, not a hang. The dict, the shared lock's reader
-// slots and the segment's own structures (header, directory, heap header, block headers) are mutated only in
-// their own test case, tagged [!mayfail] until their bounds checks and owner identities land;
-// regression files named dict_* belong to it.
+// slots and the segment's own structures (header, directory and its chunks, heap header, block
+// headers and free-list links) are mutated only in their own test case, which then calls
+// every object's methods too (they all use the heap); regression files named dict_* belong
+// to it.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -67,7 +68,7 @@ Seed make_seed() {
   Seed s;
   {
     mpp::Manager::Options opt;
-    opt.directory_entries = 16;
+    opt.directory_entries = 8;  // fewer than the objects: the rest go to a directory chunk in the heap
     mpp::Manager m(name, kSegmentBytes, opt);
     auto d = m.dict<std::string, long>("d");
     for (int i = 0; i < 12; ++i) d.set("key" + std::to_string(i), i);
@@ -112,8 +113,24 @@ Seed make_seed() {
                                     (free ? sizeof(mpp::detail::FreeLinks) : 0)});
       b += size;
     }
+    // Every entry: the inline ones, then those of the directory chunks in the heap (whose
+    // bytes are the segment's own structures too).
+    std::vector<const mpp::detail::DirectoryEntry*> entries;
     for (std::uint32_t i = 0; i < h.directory_capacity; ++i) {
-      const auto& e = *seg.at<mpp::detail::DirectoryEntry>(h.directory_offset + i * sizeof(mpp::detail::DirectoryEntry));
+      entries.push_back(seg.at<mpp::detail::DirectoryEntry>(h.directory_offset + i * sizeof(mpp::detail::DirectoryEntry)));
+    }
+    for (std::uint64_t c = h.directory_next.load(); c != 0;) {
+      const auto* chunk = seg.at<mpp::detail::DirectoryChunk>(c);
+      const std::uint64_t first = c + mpp::detail::directory_chunk_entries(chunk->capacity);
+      s.allocator.push_back({c, first + chunk->capacity * sizeof(mpp::detail::DirectoryEntry)});
+      for (std::uint32_t i = 0; i < chunk->capacity; ++i) {
+        entries.push_back(seg.at<mpp::detail::DirectoryEntry>(first + i * sizeof(mpp::detail::DirectoryEntry)));
+      }
+      c = chunk->next.load();
+    }
+    REQUIRE(h.directory_next.load() != 0);
+    for (const auto* ep : entries) {
+      const auto& e = *ep;
       if (e.state.load() != static_cast<std::uint32_t>(mpp::detail::EntryState::published)) continue;
       s.locks.push_back({e.object_offset, e.object_offset + sizeof(pthread_mutex_t)});
       if (e.kind == mpp::detail::ObjectKind::dict || e.kind == mpp::detail::ObjectKind::list) {
@@ -321,7 +338,8 @@ CaseResult run_case(const std::vector<std::byte>& img, bool dict) {
                                                 static_cast<std::streamsize>(img.size()));
     try {
       auto m = mpp::Manager::attach(name);
-      dict ? exercise_dict(m) : exercise_objects(m);
+      if (dict) exercise_dict(m);
+      exercise_objects(m);
     } catch (const mpp::Error&) {
     }
     unlink(path.c_str());
@@ -347,11 +365,9 @@ CaseResult run_case(const std::vector<std::byte>& img, bool dict) {
     alarm(3);
     try {
       auto m = mpp::Manager::attach(name);
-      if (dict) {
-        exercise_dict(m);
-      } else {
-        exercise_objects(m);
-      }
+      // With the segment's own structures damaged, every object can meet it (the heap).
+      if (dict) exercise_dict(m);
+      exercise_objects(m);
     } catch (const mpp::Error&) {
     } catch (const std::exception& e) {
       (void)!write(msg[1], e.what(), std::min<std::size_t>(strlen(e.what()), 200));
@@ -390,18 +406,50 @@ std::string describe(const CaseResult& r) {
   }
 }
 
-fs::path regression_dir() { return fs::path(__FILE__).parent_path() / "data" / "segment_fuzz"; }
-
-// Writes a failing image where a developer can pick it up as a regression file.
-std::string kept_case(const std::vector<std::byte>& img, const std::string& label) {
-  const std::string file = "segment_fuzz_failure_" + label + "_" + std::to_string(getpid()) + ".seg";
-  std::ofstream(file, std::ios::binary).write(reinterpret_cast<const char*>(img.data()),
-                                              static_cast<std::streamsize>(img.size()));
-  return fs::absolute(file).string();
+fs::path regression_dir() {
+  if (const char* d = std::getenv("MPP_FUZZ_DIR")) return d;  // replay another directory
+  return fs::path(__FILE__).parent_path() / "data" / "segment_fuzz";
 }
 
-// Runs random cases for at most `budget` (and `max_cases`); fails on every bad outcome.
-void fuzz(bool dict, std::uint64_t seed, std::chrono::seconds budget, int max_cases) {
+// A number from the environment (to run a case longer or with another seed), or `fallback`.
+std::uint64_t env_or(const char* name, std::uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+// Where a fuzz run writes its failing images: a fresh temporary directory, made at the first
+// failure and named in the failure message (a passing run makes none), never the tree.
+class KeptCases {
+ public:
+  ~KeptCases() {
+    std::error_code ec;
+    if (!dir_.empty() && fs::is_empty(dir_, ec)) fs::remove(dir_, ec);
+  }
+  std::string keep(const std::vector<std::byte>& img, const std::string& label) {
+    if (dir_.empty()) {
+      std::string tmpl = (fs::temp_directory_path() / "mpp_segment_fuzz_XXXXXX").string();
+      if (mkdtemp(tmpl.data()) == nullptr) return "(not kept: mkdtemp failed)";
+      dir_ = tmpl;
+    }
+    const fs::path file = dir_ / (label + ".seg");
+    std::ofstream(file, std::ios::binary).write(reinterpret_cast<const char*>(img.data()),
+                                                static_cast<std::streamsize>(img.size()));
+    return file.string();
+  }
+
+ private:
+  fs::path dir_;
+};
+
+// Runs random cases for at most `budget` (and `max_cases`), at least `min_cases` of them (a
+// loaded machine under a sanitizer still runs that many); fails on every bad outcome.
+// MPP_FUZZ_SEED, MPP_FUZZ_SECONDS, MPP_FUZZ_CASES and MPP_FUZZ_MAX_BAD override the seed,
+// the budget, the case count and how many failures end the run (5).
+void fuzz(bool dict, std::uint64_t seed, std::chrono::seconds budget, int max_cases, int min_cases) {
+  seed = env_or("MPP_FUZZ_SEED", seed);
+  budget = std::chrono::seconds(env_or("MPP_FUZZ_SECONDS", static_cast<std::uint64_t>(budget.count())));
+  max_cases = static_cast<int>(env_or("MPP_FUZZ_CASES", static_cast<std::uint64_t>(max_cases)));
+  const int max_bad = static_cast<int>(env_or("MPP_FUZZ_MAX_BAD", 5));
   const Seed s = make_seed();
   std::vector<Range> avoid = s.locks;
   if (!dict) {
@@ -410,6 +458,7 @@ void fuzz(bool dict, std::uint64_t seed, std::chrono::seconds budget, int max_ca
     avoid.insert(avoid.end(), s.allocator.begin(), s.allocator.end());
   }
   std::mt19937_64 rng(seed);
+  KeptCases kept;
   const auto end = std::chrono::steady_clock::now() + budget;
   int cases = 0, bad = 0;
   for (; cases < max_cases && std::chrono::steady_clock::now() < end; ++cases) {
@@ -417,13 +466,15 @@ void fuzz(bool dict, std::uint64_t seed, std::chrono::seconds budget, int max_ca
     const CaseResult r = run_case(img, dict);
     if (r.outcome != Outcome::fine) {
       ++bad;
-      const std::string kept = kept_case(img, (dict ? "dict_" : "objects_") + std::to_string(cases));
-      FAIL_CHECK("case " << cases << " " << describe(r) << "; image kept in " << kept);
-      if (bad >= 5) break;
+      const std::string file = kept.keep(img, (dict ? "dict_" : "objects_") + std::to_string(cases));
+      FAIL_CHECK("seed " << seed << " case " << cases << " " << describe(r) << "; image kept in "
+                         << file << " (copy it into tests/data/segment_fuzz/ as a regression file)");
+      if (bad >= max_bad) break;
     }
   }
-  WARN(cases << " cases, " << bad << " of them crashed, hung or threw another exception");
-  CHECK(cases >= 100);
+  WARN("seed " << seed << ": " << cases << " cases, " << bad
+               << " of them crashed, hung or threw another exception");
+  CHECK(cases >= std::min(min_cases, max_cases));
   CHECK(bad == 0);
 }
 
@@ -454,14 +505,15 @@ void replay(const std::string& prefix, bool dict) {
 
 TEST_CASE("regression files: kept corrupt segments are refused cleanly") { replay("objects_", false); }
 
-TEST_CASE("regression files: kept corrupt dicts and segment structures", "[!mayfail]") {
+TEST_CASE("regression files: kept corrupt dicts and segment structures") {
   replay("dict_", true);
 }
 
 TEST_CASE("fuzzed segments: lists, queues, values, arrays and sync objects never crash or hang") {
-  fuzz(false, 20261207, std::chrono::seconds(15), 4000);
+  fuzz(false, 20261207, std::chrono::seconds(15), 4000, 100);
 }
 
-TEST_CASE("fuzzed segments: dicts, reader slots and the segment's own structures", "[!mayfail]") {
-  fuzz(true, 7, std::chrono::seconds(6), 1500);
+TEST_CASE("fuzzed segments: dicts, reader slots and the segment's own structures") {
+  // Each case calls every object's methods too: about 30 cases a second under ASan.
+  fuzz(true, 7, std::chrono::seconds(8), 1500, 60);
 }

@@ -253,7 +253,7 @@ class Dict {
   std::vector<K> keys() const {
     std::vector<K> out;
     auto g = core_.read();
-    out.reserve(core_.size());
+    out.reserve(reserve_hint());
     core_.for_each_locked([&](detail::DictNode& n) {
       out.push_back(detail::decode<K>(n.key()));
       return true;
@@ -263,7 +263,7 @@ class Dict {
   std::vector<V> values() const {
     std::vector<V> out;
     auto g = core_.read();
-    out.reserve(core_.size());
+    out.reserve(reserve_hint());
     core_.for_each_locked([&](detail::DictNode& n) {
       out.push_back(detail::decode<V>(n.value()));
       return true;
@@ -273,7 +273,7 @@ class Dict {
   std::vector<std::pair<K, V>> items() const {
     std::vector<std::pair<K, V>> out;
     auto g = core_.read();
-    out.reserve(core_.size());
+    out.reserve(reserve_hint());
     core_.for_each_locked([&](detail::DictNode& n) {
       out.emplace_back(detail::decode<K>(n.key()), detail::decode<V>(n.value()));
       return true;
@@ -336,6 +336,13 @@ class Dict {
   std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
 
  private:
+  // The count, as far as the segment could hold nodes: a damaged count must not size an
+  // allocation.
+  std::size_t reserve_hint() const {
+    return static_cast<std::size_t>(
+        std::min<std::uint64_t>(core_.size(), core_.segment().size() / sizeof(detail::DictNode)));
+  }
+
   template <class>
   friend struct detail::HandleCodec;  // sends a Dict as a reference (mpp/handle_codec.hpp)
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}

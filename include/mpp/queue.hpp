@@ -33,7 +33,9 @@
 // a hang. The one thing a crash can still cost is a leaked heap block (a large item killed
 // in a window of a few instructions), never a corrupt queue. A consumer killed between
 // get() and task_done() leaves join() waiting, as in Python; a producer killed inside put()
-// is not counted as a put.
+// before its publishing store is not counted as a put (its skip is counted once, whoever
+// repairing it is killed where), so join() neither returns early nor waits for a put that
+// did not happen.
 #pragma once
 
 #include <chrono>

@@ -35,7 +35,9 @@ constexpr pid_t identity_pid(std::uint64_t word) noexcept {
 // This process's identity_word (cached).
 std::uint64_t self_identity_word() noexcept;
 // process_alive for an identity_word: the pid exists and its start ticks match in their low
-// 32 bits (a word whose tick half is 0 is checked by pid alone).
+// 32 bits. A word whose tick half is 0 comes from a process that could not read its start
+// time (no /proc); it is checked by pid alone only where this process cannot read its own
+// either, and is otherwise dead (a damaged word naming pid 2 must not be a live reader).
 bool identity_alive(std::uint64_t word) noexcept;
 
 }  // namespace mpp::detail

@@ -21,6 +21,8 @@
 //   r, pid         being written by that producer
 //   r + 1, pid 0   holds the message of p
 //   r + 1, pid     being read by that consumer
+//   r + 2, pid     that producer died: its claim is being skipped, the skip not yet counted
+//   r + 3, pid     the skip counted (QueueState::skipped), the slot about to be freed
 //   r + N, pid 0   free for the producer of p + N (N = slot_count)
 // A zero-filled slot array is thus an empty queue. A payload of up to kInlineBytes is in
 // the slot; a larger one is in a heap block whose offset the slot holds (`block`, non-zero
@@ -84,7 +86,8 @@ struct QueueState {
   alignas(64) std::atomic<std::uint32_t> not_full{0};
   alignas(64) std::atomic<std::uint32_t> all_done{0};
   std::atomic<std::uint64_t> tasks_done{0};
-  std::atomic<std::uint64_t> skipped{0};  // positions claimed by producers that died
+  std::atomic<std::uint64_t> skipped{0};  // positions claimed by producers that died: the
+                                          // count << 25 | pending slot + 1 (queue.cpp)
 
   // Blocks freed by consumers, kept for producers (segment offsets, 0: none): a block goes
   // from consumer to producer with one exchange each, without the heap's lock, and its pages
@@ -168,6 +171,8 @@ class QueueCore {
 
   // JoinableQueue.
   void task_done();
+  // Positions whose producer died before publishing (never counted as puts).
+  std::uint64_t skipped() const noexcept;
   void join(std::optional<Clock::time_point> deadline);
 
   // Checks every slot and the counters. Returns an empty string when the queue is valid,
@@ -181,7 +186,9 @@ class QueueCore {
  private:
   QueueCore(std::shared_ptr<Segment> seg, QueueState* st);
   QueueSlot& slot(std::uint64_t pos) const noexcept { return slots_[pos & (st_->slot_count - 1)]; }
-  bool repair(QueueSlot& slot, std::uint64_t state) const;
+  bool repair(QueueSlot& slot, std::uint64_t state, std::uint64_t pos) const;
+  void count_skip(std::uint64_t index) const;
+  void clear_pending(std::uint64_t index) const;
   void release(QueueSlot& slot, std::uint64_t free_seq) const;
   bool valid_block(std::uint64_t offset, std::uint64_t size) const noexcept;
   QueueBlock* take_block(std::size_t size) const;

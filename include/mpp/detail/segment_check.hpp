@@ -12,8 +12,10 @@
 
 namespace mpp::detail {
 
-// The header of a mapping of `file_size` bytes: magic, version, size, and that the
-// directory and the heap header lie inside the file. Call nothing else unless it is empty.
+// The header of a mapping of `file_size` bytes: magic, version, size, that the directory
+// and the heap header lie inside the file, that the heap ends within `size`, and that the
+// heap header's first block and `top` are where a heap's can be. Call nothing else unless it
+// is empty.
 std::string header_problem(const SegmentHeader& h, std::size_t file_size);
 
 // The heap of a segment whose header is sound: its bounds, and every free list (each entry
