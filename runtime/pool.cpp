@@ -5,9 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,9 +13,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <iostream>
 
 #include "mpp/detail/demangle.hpp"
+#include "mpp/detail/os/child.hpp"
 #include "mpp/detail/process_self.hpp"
 
 namespace mpp {
@@ -64,15 +62,6 @@ struct Command {
 // A queue of its own anonymous segment (shared with the processes forked later).
 QueueCore make_queue(std::size_t capacity, std::size_t ring_bytes, const char* value_type) {
   return QueueCore::named(Segment::anonymous(capacity), "", ObjectKind::queue, 0, ring_bytes, value_type);
-}
-
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-void flush_std_streams() {
-  std::cout.flush();
-  std::cerr.flush();
-  std::fflush(stdout);
-  std::fflush(stderr);
 }
 
 std::string describe_status(int status) {
@@ -153,8 +142,7 @@ PoolCore::PoolCore(int processes, std::function<void()> initializer, std::size_t
     s.record->staging = static_cast<std::byte*>(records_->allocate(kStagingBytes, 64));
   }
   results_ = std::make_unique<QueueCore>(make_queue(kResultQueueBytes, kResultRingBytes, "mpp::Pool result"));
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_os_error(errno, "pipe2 (starting a Pool)");
+  os::PipeFds command = os::make_pipe("starting a Pool");
 #ifdef __GLIBC__
   // fork() copies the page tables of the parent's private memory, and the spawner and each
   // worker tear their copy down when they exit: a pool's start and stop cost grows with the
@@ -162,37 +150,28 @@ PoolCore::PoolCore(int processes, std::function<void()> initializer, std::size_t
   // (often most of it, after a big container was freed) goes back to the system first.
   ::malloc_trim(0);
 #endif
-  flush_std_streams();  // or buffered output would be printed again by the children
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int e = errno;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw_os_error(e, "fork (starting a Pool's spawner process)");
-  }
+  os::flush_std_streams();  // or buffered output would be printed again by the children
+  pid_t pid = os::fork_child(true);
+  if (pid < 0) throw_os_error(errno, "fork (starting a Pool's spawner process)");
   if (pid == 0) {
-    ::close(fds[1]);
-    command_fd_ = fds[0];
+    command.write.reset();
+    command_fd_ = std::move(command.read);
     spawner_main();
   }
-  ::close(fds[0]);
-  command_fd_ = fds[1];
+  command_fd_ = std::move(command.write);
   spawner_pid_ = pid;
-  spawner_pidfd_ = pidfd_open(pid);
+  spawner_pidfd_ = os::pidfd_open(pid);
   result_thread_ = std::thread([this] { result_loop(); });
 }
 
 PoolCore::~PoolCore() {
   if (::getpid() != owner_pid_) return;  // a fork of the owner: not ours to stop
   shutdown(false);
-  if (spawner_pidfd_ >= 0) ::close(spawner_pidfd_);
 }
 
 // ---- the spawner: single-threaded, forks every worker ----
 
 void PoolCore::spawner_main() {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != owner_pid_) ::_exit(0);
   const ProcessInfo owner = current_process();
   become_forked_child("PoolSpawner", true, owner);
   sigset_t chld, old;
@@ -202,7 +181,6 @@ void PoolCore::spawner_main() {
   ::sigprocmask(SIG_BLOCK, &chld, &old);
   int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) ::_exit(1);
-  const pid_t me = ::getpid();
   std::vector<pid_t> pids(static_cast<std::size_t>(processes_), 0);
   int spawned = 0;
 
@@ -216,13 +194,11 @@ void PoolCore::spawner_main() {
   };
   auto spawn = [&](std::uint32_t slot) {
     ++spawned;
-    pid_t p = ::fork();
+    pid_t p = os::fork_child(true);
     if (p == 0) {
       ::sigprocmask(SIG_SETMASK, &old, nullptr);
       ::close(sfd);
-      ::close(command_fd_);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != me) ::_exit(1);
+      command_fd_.reset();
       become_forked_child("PoolWorker-" + std::to_string(spawned), true, owner);
       worker_main(static_cast<int>(slot));
     }
@@ -237,7 +213,7 @@ void PoolCore::spawner_main() {
 
   for (std::uint32_t s = 0; s < pids.size(); ++s) spawn(s);
   for (;;) {
-    pollfd fds[2] = {{command_fd_, POLLIN, 0}, {sfd, POLLIN, 0}};
+    pollfd fds[2] = {{command_fd_.get(), POLLIN, 0}, {sfd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       break;
@@ -257,7 +233,7 @@ void PoolCore::spawner_main() {
     }
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       Command c{};
-      ssize_t n = ::read(command_fd_, &c, sizeof c);
+      ssize_t n = ::read(command_fd_.get(), &c, sizeof c);
       if (n < 0 && errno == EINTR) continue;
       if (n == static_cast<ssize_t>(sizeof c) && c.op == 'R') {
         if (c.slot < pids.size() && pids[c.slot] == 0) spawn(c.slot);
@@ -297,7 +273,7 @@ void PoolCore::worker_main(int slot) {
         results_->put(as_bytes(f), std::nullopt);
       } catch (...) {
       }
-      flush_std_streams();
+      os::flush_std_streams();
       ::_exit(1);
     }
   }
@@ -312,7 +288,7 @@ void PoolCore::worker_main(int slot) {
   // takes each task's outcome once.
   auto send_staged = [&] {
     if (staged == 0) return;
-    flush_std_streams();  // the tasks' output comes before their callbacks'
+    os::flush_std_streams();  // the tasks' output comes before their callbacks'
     results_->put(ByteView(rec.staging, staged), std::nullopt);
     staged = 0;
     rec.staged.store(0, std::memory_order_release);
@@ -320,7 +296,7 @@ void PoolCore::worker_main(int slot) {
   auto stage = [&](const std::string& r, Clock::time_point now) {
     if (staged + r.size() > kStagingBytes) send_staged();
     if (r.size() > kStagingBytes) {
-      flush_std_streams();
+      os::flush_std_streams();
       results_->put(as_bytes(r), std::nullopt);
       return;
     }
@@ -632,7 +608,7 @@ void PoolCore::on_worker_died(const ResultHeader& h) {
     backlog_.insert(backlog_.begin(), std::make_move_iterator(again.begin()), std::make_move_iterator(again.end()));
     if (!torn_down_ && broken_.empty()) {
       Command c{'R', {}, h.slot};
-      if (::write(command_fd_, &c, sizeof c) != static_cast<ssize_t>(sizeof c)) {
+      if (::write(command_fd_.get(), &c, sizeof c) != static_cast<ssize_t>(sizeof c)) {
         // The spawner is gone; the result loop notices and breaks the pool.
       }
       refill_locked();
@@ -695,8 +671,8 @@ void PoolCore::result_loop() {
     try {
       results_->get(&PoolCore::take_message, &taker, Clock::now() + kSpawnerCheck);
     } catch (const Empty&) {
-      pollfd p{spawner_pidfd_, POLLIN, 0};
-      if (spawner_pidfd_ >= 0 && ::poll(&p, 1, 0) == 1) {
+      pollfd p{spawner_pidfd_.get(), POLLIN, 0};
+      if (spawner_pidfd_ && ::poll(&p, 1, 0) == 1) {
         std::vector<Pending> failed;
         std::string reason;
         {
@@ -788,11 +764,10 @@ void PoolCore::shutdown(bool graceful) {
   post_quit();  // the result thread ends while the processes do
   // The spawner kills its workers (idle after a graceful join), reaps them and exits.
   Command k{'K', {}, 0};
-  if (::write(command_fd_, &k, sizeof k) < 0) {
+  if (::write(command_fd_.get(), &k, sizeof k) < 0) {
     // Already gone: the waitpid below reaps it all the same.
   }
-  ::close(command_fd_);
-  command_fd_ = -1;
+  command_fd_.reset();
   while (::waitpid(spawner_pid_, nullptr, 0) < 0 && errno == EINTR) {
   }
   if (result_thread_.joinable()) result_thread_.join();

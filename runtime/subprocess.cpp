@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +23,8 @@
 #include <thread>
 #include <utility>
 
+#include "mpp/detail/os/child.hpp"
+
 extern char** environ;
 
 namespace mpp::subprocess {
@@ -31,36 +32,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// An owned file descriptor, so that every early throw in Popen's constructor closes what it
-// opened.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-void close_fd(int& fd) noexcept {
-  if (fd >= 0) ::close(fd);
-  fd = -1;
-}
+// Every descriptor Popen's constructor opens is owned, so that an early throw closes it.
+using mpp::detail::os::Fd;
 
 // Children whose Popen was destroyed while they ran (Python's subprocess._active): reaped
 // without blocking whenever a new Popen is made. Never destroyed, so that a Popen destroyed
@@ -284,9 +257,7 @@ Popen::Popen(Args args, Options options) : args_(std::move(args.argv)) {
       case Redirect::Kind::inherit:
         break;
       case Redirect::Kind::pipe: {
-        int p[2];
-        if (::pipe2(p, O_CLOEXEC) != 0) throw_os_error(errno, "Popen: pipe2");
-        Fd read_end(p[0]), write_end(p[1]);
+        auto [read_end, write_end] = mpp::detail::os::make_pipe("Popen");
         sources[i] = i == 0 ? read_end.get() : write_end.get();
         parent_end[i] = i == 0 ? std::move(write_end) : std::move(read_end);
         owned.push_back(i == 0 ? std::move(read_end) : std::move(write_end));
@@ -369,20 +340,20 @@ Popen::Popen(Args args, Options options) : args_(std::move(args.argv)) {
   pid_ = pid;
   // A pidfd lets wait(timeout) sleep in poll(2); on kernels before 5.3 wait() falls back to
   // sleeping in steps.
-  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));  // close-on-exec by itself
-  stdin_fd_ = parent_end[0].release();
-  stdout_fd_ = parent_end[1].release();
-  stderr_fd_ = parent_end[2].release();
+  pidfd_ = mpp::detail::os::pidfd_open(pid_);
+  stdin_fd_ = std::move(parent_end[0]);
+  stdout_fd_ = std::move(parent_end[1]);
+  stderr_fd_ = std::move(parent_end[2]);
 }
 
 Popen::Popen(Popen&& o) noexcept
     : args_(std::move(o.args_)),
       pid_(std::exchange(o.pid_, -1)),
-      pidfd_(std::exchange(o.pidfd_, -1)),
+      pidfd_(std::move(o.pidfd_)),
       returncode_(std::exchange(o.returncode_, std::nullopt)),
-      stdin_fd_(std::exchange(o.stdin_fd_, -1)),
-      stdout_fd_(std::exchange(o.stdout_fd_, -1)),
-      stderr_fd_(std::exchange(o.stderr_fd_, -1)),
+      stdin_fd_(std::move(o.stdin_fd_)),
+      stdout_fd_(std::move(o.stdout_fd_)),
+      stderr_fd_(std::move(o.stderr_fd_)),
       communication_started_(o.communication_started_),
       input_(std::move(o.input_)),
       input_offset_(o.input_offset_),
@@ -406,18 +377,18 @@ Popen::~Popen() {
     std::lock_guard<std::mutex> lock(a.m);
     a.pids.push_back(pid_);
   }
-  close_fd(pidfd_);
+  pidfd_.reset();
 }
 
 void Popen::close_all() noexcept {
-  close_fd(stdin_fd_);
-  close_fd(stdout_fd_);
-  close_fd(stderr_fd_);
+  stdin_fd_.reset();
+  stdout_fd_.reset();
+  stderr_fd_.reset();
 }
 
-void Popen::close_stdin() noexcept { close_fd(stdin_fd_); }
-void Popen::close_stdout() noexcept { close_fd(stdout_fd_); }
-void Popen::close_stderr() noexcept { close_fd(stderr_fd_); }
+void Popen::close_stdin() noexcept { stdin_fd_.reset(); }
+void Popen::close_stdout() noexcept { stdout_fd_.reset(); }
+void Popen::close_stderr() noexcept { stderr_fd_.reset(); }
 
 bool Popen::try_reap() {
   if (returncode_) return true;
@@ -457,8 +428,8 @@ int Popen::wait(Timeout timeout) {
   auto step = std::chrono::microseconds(500);
   while (!try_reap()) {
     if (expired(deadline)) throw TimeoutExpired(args_, seconds(timeout));
-    if (pidfd_ >= 0) {
-      pollfd p{pidfd_, POLLIN, 0};
+    if (pidfd_) {
+      pollfd p{pidfd_.get(), POLLIN, 0};
       ::poll(&p, 1, poll_ms(deadline));
     } else {
       // No pidfd: sleep in growing steps, as CPython's Popen.wait(timeout) does.
@@ -483,18 +454,18 @@ std::pair<std::optional<std::string>, std::optional<std::string>> Popen::communi
     std::optional<std::string> input, Timeout timeout) {
   if (communication_started_ && input)
     throw ValueError("communicate: cannot send input after starting communication");
-  if (input && stdin_fd_ < 0)
+  if (input && !stdin_fd_)
     throw ValueError("communicate: input given but the child's stdin is not a PIPE");
   auto deadline = deadline_of(timeout);
   if (!communication_started_) {
     communication_started_ = true;
-    stdout_was_pipe_ = stdout_fd_ >= 0;
-    stderr_was_pipe_ = stderr_fd_ >= 0;
+    stdout_was_pipe_ = static_cast<bool>(stdout_fd_);
+    stderr_was_pipe_ = static_cast<bool>(stderr_fd_);
     if (input && !input->empty()) {
       input_ = std::move(*input);
       // Non-blocking, so that a write never waits for more room than poll(2) promised.
-      int fl = ::fcntl(stdin_fd_, F_GETFL);
-      ::fcntl(stdin_fd_, F_SETFL, fl | O_NONBLOCK);
+      int fl = ::fcntl(stdin_fd_.get(), F_GETFL);
+      ::fcntl(stdin_fd_.get(), F_SETFL, fl | O_NONBLOCK);
     } else {
       close_stdin();
     }
@@ -506,23 +477,23 @@ std::pair<std::optional<std::string>, std::optional<std::string>> Popen::communi
     if (stderr_was_pipe_) err = stderr_buf_;
     return TimeoutExpired(args_, seconds(timeout), std::move(out), std::move(err));
   };
-  auto read_into = [](int& fd, std::string& buf) {
+  auto read_into = [](Fd& fd, std::string& buf) {
     constexpr std::size_t chunk = 64 * 1024;
     std::size_t old = buf.size();
     buf.resize(old + chunk);
-    ssize_t n = ::read(fd, buf.data() + old, chunk);
+    ssize_t n = ::read(fd.get(), buf.data() + old, chunk);
     buf.resize(old + (n > 0 ? static_cast<std::size_t>(n) : 0));
-    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) close_fd(fd);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) fd.reset();
   };
 
   {
     SigpipeBlock no_sigpipe;
-    while (stdin_fd_ >= 0 || stdout_fd_ >= 0 || stderr_fd_ >= 0) {
+    while (stdin_fd_ || stdout_fd_ || stderr_fd_) {
       pollfd fds[3];
       int n = 0, in_i = -1, out_i = -1, err_i = -1;
-      if (stdin_fd_ >= 0) fds[in_i = n++] = {stdin_fd_, POLLOUT, 0};
-      if (stdout_fd_ >= 0) fds[out_i = n++] = {stdout_fd_, POLLIN, 0};
-      if (stderr_fd_ >= 0) fds[err_i = n++] = {stderr_fd_, POLLIN, 0};
+      if (stdin_fd_) fds[in_i = n++] = {stdin_fd_.get(), POLLOUT, 0};
+      if (stdout_fd_) fds[out_i = n++] = {stdout_fd_.get(), POLLIN, 0};
+      if (stderr_fd_) fds[err_i = n++] = {stderr_fd_.get(), POLLIN, 0};
       int ready = ::poll(fds, static_cast<nfds_t>(n), poll_ms(deadline));
       if (ready < 0) {
         if (errno == EINTR) continue;
@@ -536,7 +507,7 @@ std::pair<std::optional<std::string>, std::optional<std::string>> Popen::communi
         // A child that exits or closes its stdin early gives EPIPE/POLLERR: like CPython,
         // stop writing and go on reading.
         std::size_t left = input_.size() - input_offset_;
-        ssize_t w = ::write(stdin_fd_, input_.data() + input_offset_, std::min<std::size_t>(left, 1 << 20));
+        ssize_t w = ::write(stdin_fd_.get(), input_.data() + input_offset_, std::min<std::size_t>(left, 1 << 20));
         if (w > 0) input_offset_ += static_cast<std::size_t>(w);
         if (w < 0 && errno == EPIPE) no_sigpipe.saw_epipe();
         if (input_offset_ == input_.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) {

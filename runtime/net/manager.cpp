@@ -10,10 +10,8 @@
 // never another.
 #include "mpp/net/manager.hpp"
 
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +31,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "mpp/detail/os/child.hpp"
 #include "mpp/net/pickle.hpp"
 
 namespace mpp::net {
@@ -717,45 +716,36 @@ void BaseManager::serve_forever() {
 
 void BaseManager::start() {
   if (child_pid_ > 0) throw ProcessError("this manager has started its server already");
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_os_error(errno, "pipe");
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int e = errno;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw_os_error(e, "fork");
-  }
+  mpp::detail::os::PipeFds ready = mpp::detail::os::make_pipe("starting a manager's server");
+  pid_t pid = mpp::detail::os::fork_child(true);
+  if (pid < 0) throw_os_error(errno, "fork");
   if (pid == 0) {
-    ::close(fds[0]);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ready.read.reset();
     std::string msg;
     try {
-      if (::getppid() != parent) ::_exit(1);
       Address a = listen();
       msg = std::to_string(a.port) + "\n";
-      (void)!::write(fds[1], msg.data(), msg.size());
-      ::close(fds[1]);
+      (void)!::write(ready.write.get(), msg.data(), msg.size());
+      ready.write.reset();
       serve_forever();
       ::_exit(0);
     } catch (const std::exception& e) {
       msg = std::string("!") + e.what() + "\n";
-      (void)!::write(fds[1], msg.data(), msg.size());
+      (void)!::write(ready.write.get(), msg.data(), msg.size());
       ::_exit(1);
     }
   }
-  ::close(fds[1]);
+  ready.write.reset();
   std::string line;
   char buf[256];
   ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) != 0) {
+  while ((n = ::read(ready.read.get(), buf, sizeof buf)) != 0) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) break;
     line.append(buf, static_cast<std::size_t>(n));
     if (line.find('\n') != std::string::npos) break;
   }
-  ::close(fds[0]);
+  ready.read.reset();
   if (line.empty() || line[0] == '!' || line.find('\n') == std::string::npos) {
     int status;
     ::waitpid(pid, &status, 0);
