@@ -78,7 +78,7 @@ Condition Manager::condition(const RLock& lock, std::string_view name) {
   return condition_bound_to(lock, detail::ObjectKind::rlock, name);
 }
 
-Condition Manager::condition_bound_to(const detail::LockHandle& lock, detail::ObjectKind kind,
+Condition Manager::condition_bound_to(const LockHandle& lock, detail::ObjectKind kind,
                                       std::string_view name) {
   using S = detail::ConditionState;
   // The Condition records its lock by offset, so the lock must live in this segment (a

@@ -21,8 +21,6 @@ bool passed(const std::optional<Clock::time_point>& deadline) {
 
 // ---- Lock, RLock ----------------------------------------------------------------------
 
-namespace detail {
-
 bool LockHandle::acquire(bool block) {
   if (block) {
     header_->mutex.lock();
@@ -45,8 +43,6 @@ bool LockHandle::is_owned() const noexcept { return header_->mutex.held_by_calle
 pid_t LockHandle::holder() const noexcept { return header_->mutex.holder(); }
 
 std::uint64_t LockHandle::recoveries() const noexcept { return header_->mutex.recoveries(); }
-
-}  // namespace detail
 
 Lock::Lock(detail::LockState* state, std::shared_ptr<detail::Segment> segment) noexcept
     : LockHandle(&state->header, std::move(segment), false) {}
@@ -184,7 +180,7 @@ bool Event::wait_until(std::optional<Clock::time_point> deadline) {
 
 namespace {
 
-detail::LockHandle lock_of(detail::ConditionState* state,
+LockHandle lock_of(detail::ConditionState* state,
                            const std::shared_ptr<detail::Segment>& segment) {
   if (state->lock_offset == 0) return RLock(&state->header, segment);
   if (!detail::in_heap(*segment, state->lock_offset, sizeof(detail::LockState), alignof(detail::LockState)) ||
@@ -206,7 +202,7 @@ Condition::Condition(std::pair<detail::ConditionState*, std::shared_ptr<detail::
     : Condition(made.first, std::move(made.second)) {}
 
 Condition::Condition(std::pair<detail::ConditionState*, std::shared_ptr<detail::Segment>> made,
-                     detail::LockHandle lock)
+                     LockHandle lock)
     : state_(made.first), segment_(std::move(made.second)), lock_(std::move(lock)) {}
 
 Condition::Condition() : Condition(detail::make_standalone<detail::ConditionState>()) {}

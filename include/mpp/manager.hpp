@@ -202,7 +202,7 @@ class Manager {
     detail::Segment::ObjectSpec spec{name, kind, {}, std::move(value_type), bytes, align};
     return static_cast<State*>(seg_->find_or_create(spec, construct).first);
   }
-  Condition condition_bound_to(const detail::LockHandle& lock, detail::ObjectKind kind,
+  Condition condition_bound_to(const LockHandle& lock, detail::ObjectKind kind,
                                std::string_view name);
 
   std::shared_ptr<detail::Segment> seg_;

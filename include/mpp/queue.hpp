@@ -166,7 +166,7 @@ class Queue {
   template <class F>
   decltype(auto) get_view_until(F& fn, std::optional<detail::Clock::time_point> deadline) {
     check_open();
-    using R = std::invoke_result_t<F&, detail::View<T>>;
+    using R = std::invoke_result_t<F&, View<T>>;
     static_assert(!std::is_reference_v<R>,
                   "get_view's callback must return a value: the item it views is gone after it");
     struct Ctx {
@@ -176,7 +176,7 @@ class Queue {
     core_.get(
         [](void* p, detail::ByteView bytes) {
           auto& c = *static_cast<Ctx*>(p);
-          auto call = [&](detail::View<T> v) -> decltype(auto) { return (*c.fn)(v); };
+          auto call = [&](View<T> v) -> decltype(auto) { return (*c.fn)(v); };
           if constexpr (detail::encoding_of<T> == detail::Encoding::trivial) {
             // Slots and heap blocks are 8-byte aligned; an over-aligned T is copied.
             if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) != 0) {
