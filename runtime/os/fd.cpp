@@ -1,18 +1,12 @@
 #include "mpp/detail/os/fd.hpp"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <cerrno>
 
 #include "mpp/errors.hpp"
 
 namespace mpp::detail::os {
-
-void Fd::reset(int fd) noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd < 0 ? -1 : fd;
-}
 
 PipeFds make_pipe(const char* what) {
   int fds[2];

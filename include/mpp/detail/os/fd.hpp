@@ -4,6 +4,8 @@
 // with an io_context or a process model mpp does not use.
 #pragma once
 
+#include <unistd.h>
+
 #include <utility>
 
 namespace mpp::detail::os {
@@ -33,7 +35,10 @@ class Fd {
   // Closes the descriptor held (if any) and takes `fd` instead. Linux frees the descriptor
   // even when close(2) reports EINTR, so it is never retried (a retry could close a
   // descriptor another thread just opened).
-  void reset(int fd = -1) noexcept;
+  void reset(int fd = -1) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd < 0 ? -1 : fd;
+  }
 
  private:
   int fd_ = -1;
