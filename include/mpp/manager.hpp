@@ -183,7 +183,8 @@ class Manager {
   Barrier barrier(unsigned parties, std::string_view name = {}, Barrier::Action action = {},
                   Barrier::Timeout timeout = std::nullopt);
 
-  // The segment, for the factories of other components.
+  // The segment, for the factories of other components, mpp-inspect and tests. Not API:
+  // detail::Segment may change.
   const std::shared_ptr<detail::Segment>& segment() const noexcept { return seg_; }
 
  private:

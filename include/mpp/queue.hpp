@@ -130,7 +130,8 @@ class Queue {
   // process puts or gets. For tests and mpp-inspect.
   std::string check() const { return core_.check(); }
 
-  // The engine, for Manager and tools.
+  // The engine, for Manager, the handle codec and tests. Not API: detail::QueueCore may
+  // change.
   const detail::QueueCore& core() const noexcept { return core_; }
 
  protected:
