@@ -283,7 +283,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     p->closed = true;
     pending.erase(p->pos);
     if (ec || fd < 0) return;
-    spawn(fd, p->peer);
+    spawn(mpp::detail::os::Fd(fd), p->peer);
   }
 
   bool stopping_now() {
@@ -291,11 +291,11 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     return stopping;
   }
 
-  void spawn(int fd, const std::string& peer) {
+  void spawn(mpp::detail::os::Fd fd, const std::string& peer) {
     {
       std::lock_guard lock(conns_mu);
       if (stopping || active >= options.max_connections) {
-        ::close(fd);
+        fd.reset();
         if (!stopping)
           log("refused the connection from " + peer + ": " + std::to_string(active) +
               " connections are open already");
@@ -304,9 +304,11 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       ++active;
     }
     try {
-      std::thread([self = shared_from_this(), fd] { self->serve_connection(fd); }).detach();
+      // A thread that cannot start destroys the lambda, and with it the descriptor.
+      std::thread([self = shared_from_this(), fd = std::move(fd)]() mutable {
+        self->serve_connection(fd.release());
+      }).detach();
     } catch (const std::system_error& e) {
-      ::close(fd);
       std::lock_guard lock(conns_mu);
       --active;
       log(std::string("cannot start a connection thread: ") + e.what());

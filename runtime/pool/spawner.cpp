@@ -30,8 +30,8 @@ void PoolCore::spawner_main() {
   sigaddset(&chld, SIGCHLD);
   ::signal(SIGCHLD, SIG_DFL);  // an ignored SIGCHLD would reap the workers behind our back
   ::sigprocmask(SIG_BLOCK, &chld, &old);
-  int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0) ::_exit(1);
+  os::Fd sfd(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sfd) ::_exit(1);
   std::vector<pid_t> pids(static_cast<std::size_t>(processes_), 0);
   int spawned = 0;
 
@@ -48,7 +48,7 @@ void PoolCore::spawner_main() {
     pid_t p = os::fork_child(true);
     if (p == 0) {
       ::sigprocmask(SIG_SETMASK, &old, nullptr);
-      ::close(sfd);
+      sfd.reset();
       command_fd_.reset();
       become_forked_child("PoolWorker-" + std::to_string(spawned), true, owner);
       worker_main(static_cast<int>(slot));
@@ -64,14 +64,14 @@ void PoolCore::spawner_main() {
 
   for (std::uint32_t s = 0; s < pids.size(); ++s) spawn(s);
   for (;;) {
-    pollfd fds[2] = {{command_fd_.get(), POLLIN, 0}, {sfd, POLLIN, 0}};
+    pollfd fds[2] = {{command_fd_.get(), POLLIN, 0}, {sfd.get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
-      while (::read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+      while (::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
       }
       int status = 0;
       pid_t p;
