@@ -57,7 +57,7 @@ int poll_fds(pollfd* fds, std::size_t n, std::optional<detail::Clock::time_point
 ConnectionBase& ConnectionBase::operator=(ConnectionBase&& o) noexcept {
   if (this != &o) {
     close();
-    fd_ = std::exchange(o.fd_, -1);
+    fd_ = std::move(o.fd_);
     readable_ = o.readable_;
     writable_ = o.writable_;
     max_message_ = o.max_message_;
@@ -66,20 +66,16 @@ ConnectionBase& ConnectionBase::operator=(ConnectionBase&& o) noexcept {
 }
 
 int ConnectionBase::fileno() const {
-  if (fd_ < 0) throw OSError(EBADF, "fileno() of a closed Connection");
-  return fd_;
+  if (!fd_) throw OSError(EBADF, "fileno() of a closed Connection");
+  return fd_.get();
 }
 
 void ConnectionBase::close() noexcept {
-  if (fd_ >= 0) {
-    // Linux closes the descriptor even when close() reports EINTR: never retry.
-    ::close(fd_);
-    fd_ = -1;
-  }
+  fd_.reset();
 }
 
 void ConnectionBase::check_open(bool want_read) const {
-  if (fd_ < 0) throw OSError(EBADF, "the Connection is closed");
+  if (!fd_) throw OSError(EBADF, "the Connection is closed");
   if (want_read && !readable_) throw OSError(EBADF, "the Connection is write-only");
   if (!want_read && !writable_) throw OSError(EBADF, "the Connection is read-only");
 }
@@ -92,7 +88,7 @@ void ConnectionBase::protocol_error(const std::string& what) {
 
 bool ConnectionBase::poll_until(std::optional<detail::Clock::time_point> deadline) {
   check_open(true);
-  pollfd p{fd_, POLLIN, 0};
+  pollfd p{fd_.get(), POLLIN, 0};
   return poll_fds(&p, 1, deadline) > 0;
 }
 
@@ -135,11 +131,11 @@ void ConnectionBase::send_frame(detail::ByteView payload) {
   auto* data = const_cast<std::byte*>(payload.data());
   std::size_t first = std::min(payload.size(), first_record_payload);
   iovec iov[2] = {{&h, sizeof h}, {data, first}};
-  send_record(fd_, iov, first ? 2 : 1, sizeof h + first);
+  send_record(fd_.get(), iov, first ? 2 : 1, sizeof h + first);
   for (std::size_t off = first; off < payload.size(); off += chunk_record_payload) {
     std::size_t len = std::min(chunk_record_payload, payload.size() - off);
     iovec chunk{data + off, len};
-    send_record(fd_, &chunk, 1, len);
+    send_record(fd_.get(), &chunk, 1, len);
   }
 }
 
@@ -154,13 +150,13 @@ std::size_t ConnectionBase::recv_record(void* dst, std::size_t cap, std::size_t 
   // within it is caught without the sleep and wake-up of a blocking receive.
   bool done = spin && detail::spin_until(
                           [&] {
-                            r = ::recvmsg(fd_, &m, MSG_DONTWAIT);
+                            r = ::recvmsg(fd_.get(), &m, MSG_DONTWAIT);
                             return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
                                               errno != EINTR);
                           },
                           spin_ns_);
   if (!done) {
-    do r = ::recvmsg(fd_, &m, 0);
+    do r = ::recvmsg(fd_.get(), &m, 0);
     while (r < 0 && errno == EINTR);
   }
   if (r < 0) throw_os_error(errno, "recv on a Connection");

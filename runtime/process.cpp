@@ -4,8 +4,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,11 +11,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <iostream>
 #include <mutex>
 #include <thread>
 
 #include "mpp/detail/demangle.hpp"
+#include "mpp/detail/os/child.hpp"
 #include "mpp/detail/process_self.hpp"
 
 namespace mpp {
@@ -33,14 +31,10 @@ struct ProcessState {
   std::vector<int> identity;  // Python's _identity: (1,), (1, 2) for a grandchild ...
   pid_t pid = 0;
   pid_t parent_pid = 0;  // the process that started it; only it may join/signal it
-  int pidfd = -1;
+  os::Fd pidfd;
   bool started = false;
   bool closed = false;
   std::optional<int> exitcode;
-
-  ~ProcessState() {
-    if (pidfd >= 0) ::close(pidfd);
-  }
 };
 
 }  // namespace detail
@@ -48,6 +42,7 @@ struct ProcessState {
 namespace {
 
 using detail::ProcessState;
+namespace os = detail::os;
 
 // This process's children and name counter. A fork child starts with an empty one
 // (pthread_atfork), as Python's children start with an empty _children set.
@@ -93,16 +88,6 @@ void atfork_child() {
   r.m.unlock();
 }
 
-int pidfd_open(pid_t pid) {
-#ifdef SYS_pidfd_open
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-#else
-  (void)pid;
-  errno = ENOSYS;
-  return -1;
-#endif
-}
-
 int decode_status(int status) {
   return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
 }
@@ -138,14 +123,14 @@ void forget(const std::shared_ptr<ProcessState>& s) {
 // Waits until the child has ended (without reaping it), or the deadline passes.
 bool wait_ended(ProcessState& s, std::optional<std::chrono::steady_clock::time_point> deadline) {
   using Clock = std::chrono::steady_clock;
-  if (s.pidfd >= 0) {
+  if (s.pidfd) {
     for (;;) {
       int ms = -1;
       if (deadline) {
         auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
         ms = static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
       }
-      pollfd p{s.pidfd, POLLIN, 0};
+      pollfd p{s.pidfd.get(), POLLIN, 0};
       int r = ::poll(&p, 1, ms);
       if (r > 0) return true;
       if (r == 0) return false;
@@ -167,14 +152,6 @@ bool wait_ended(ProcessState& s, std::optional<std::chrono::steady_clock::time_p
     std::this_thread::sleep_for(nap);
     nap = std::min<std::chrono::microseconds>(nap * 2, std::chrono::milliseconds(20));
   }
-}
-
-void flush_std_streams() {
-  std::cout.flush();
-  std::cerr.flush();
-  std::clog.flush();
-  std::fflush(stdout);
-  std::fflush(stderr);
 }
 
 // Python's util._exit_function: terminate daemon children, then join every child.
@@ -264,7 +241,7 @@ void Process::daemon(bool is_daemon) {
 
 pid_t Process::pid() const { return state().pid; }
 
-int Process::sentinel() const { return state().pidfd; }
+int Process::sentinel() const { return state().pidfd.get(); }
 
 namespace {
 
@@ -297,16 +274,11 @@ void Process::start() {
   s.name = my_name;
   s.name_set = true;
   // Unflushed output would otherwise be written twice, once by each process.
-  flush_std_streams();
+  os::flush_std_streams();
   const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
+  const pid_t pid = os::fork_child(s.daemon);
   if (pid < 0) throw_os_error(errno, "fork (starting process " + my_name + ")");
   if (pid == 0) {
-    if (s.daemon) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      // The parent may have died between fork and prctl: then no signal will ever come.
-      if (::getppid() != parent) ::_exit(1);
-    }
     // As Python's util._close_stdin. A failure leaves stdin as it was: not worth failing for.
     if (int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC); null_fd >= 0) {
       if (null_fd != STDIN_FILENO) {
@@ -325,7 +297,7 @@ void Process::start() {
   }
   s.pid = pid;
   s.parent_pid = parent;
-  s.pidfd = pidfd_open(pid);  // the child cannot be reaped (and its pid reused) before this
+  s.pidfd = os::pidfd_open(pid);  // the child cannot be reaped (and its pid reused) before this
   s.started = true;
   // Python's start() drops _target and _args in the parent: the child has its copy, and
   // an argument such as a moved-in Pipe end must not stay open here (the parent would
@@ -341,18 +313,18 @@ void Process::child_main() {
   try {
     run();
   } catch (const std::exception& e) {
-    flush_std_streams();
+    os::flush_std_streams();
     std::fprintf(stderr, "Process %s: %s: %s\n", g_self.name.c_str(),
                  detail::current_exception_type_name().c_str(), e.what());
     code = 1;
   } catch (...) {
-    flush_std_streams();
+    os::flush_std_streams();
     std::fprintf(stderr, "Process %s: %s (not derived from std::exception)\n", g_self.name.c_str(),
                  detail::current_exception_type_name().c_str());
     code = 1;
   }
   join_children_at_exit();
-  flush_std_streams();
+  os::flush_std_streams();
   ::_exit(code);
 }
 
@@ -423,8 +395,7 @@ void Process::close() {
     forget(state_);
   }
   std::lock_guard lock(s.m);
-  if (s.pidfd >= 0) ::close(s.pidfd);
-  s.pidfd = -1;
+  s.pidfd.reset();
   s.closed = true;
 }
 

@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +23,8 @@
 #include <thread>
 #include <utility>
 
+#include "mpp/detail/os/child.hpp"
+
 extern char** environ;
 
 namespace mpp::subprocess {
@@ -31,36 +32,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// An owned file descriptor, so that every early throw in Popen's constructor closes what it
-// opened.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-void close_fd(int& fd) noexcept {
-  if (fd >= 0) ::close(fd);
-  fd = -1;
-}
+// Every descriptor Popen's constructor opens is owned, so that an early throw closes it.
+using mpp::detail::os::Fd;
 
 // Children whose Popen was destroyed while they ran (Python's subprocess._active): reaped
 // without blocking whenever a new Popen is made. Never destroyed, so that a Popen destroyed
@@ -218,64 +191,100 @@ void CompletedProcess::check_returncode() const {
 // ---------------------------------------------------------------------------------------------
 // Popen
 
-Popen::Popen(Args args, Options options) : args_(std::move(args.argv)) {
-  cleanup_active();
-  if (args_.empty()) throw ValueError("Popen: args is empty; give at least the program to run");
+namespace {
+
+// Popen's constructor, step by step. Everything that can fail with a clear message is
+// checked in the parent, before the spawn.
+
+void check_popen_options(const std::vector<std::string>& args, Options& options) {
+  if (args.empty()) throw ValueError("Popen: args is empty; give at least the program to run");
   if (options.stdin.kind() == Redirect::Kind::stdout_ || options.stdout.kind() == Redirect::Kind::stdout_)
     throw ValueError("Popen: STDOUT is only meaningful for stderr");
   if (options.input || options.capture_output || options.timeout || options.check)
     throw ValueError("Popen: input, capture_output, timeout and check are run()'s options; give "
                      "input and timeout to communicate() or wait()");
   if (!options.pass_fds.empty()) options.close_fds = true;  // as Python does
+}
 
-  // The child's argv and the program that is executed.
-  std::vector<std::string> argv = args_;
-  if (options.shell) argv.insert(argv.begin(), {"/bin/sh", "-c"});
-  std::string program = argv[0];
+// The child's argv, and the program that is executed (not yet looked up in PATH).
+struct ChildProgram {
+  std::vector<std::string> argv;
+  std::string program;
+};
+
+ChildProgram child_program(const std::vector<std::string>& args, const Options& options) {
+  ChildProgram c{args, {}};
+  if (options.shell) c.argv.insert(c.argv.begin(), {"/bin/sh", "-c"});
+  c.program = c.argv[0];
   if (options.executable) {
-    if (options.shell) argv[0] = *options.executable;
-    program = *options.executable;
+    if (options.shell) c.argv[0] = *options.executable;
+    c.program = *options.executable;
   }
+  return c;
+}
 
-  // Everything that can fail with a clear message is checked here, in the parent.
+// The child's working directory, opened (none: the parent's). Throws OSError when it cannot
+// be entered.
+Fd open_cwd(const Options& options, const std::string& program) {
   Fd cwd_fd;
   if (options.cwd) {
     cwd_fd = Fd(::open(options.cwd->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (cwd_fd.get() < 0)
+    if (!cwd_fd)
       throw_os_error(errno, "cannot use " + quote(*options.cwd) + " as the working directory of " +
                                 quote(program));
     if (::faccessat(cwd_fd.get(), ".", X_OK, AT_EACCESS) != 0)
       throw_os_error(errno, "cannot use " + quote(*options.cwd) + " as the working directory of " +
                                 quote(program));
   }
-  std::vector<std::string> env_strings;
-  std::vector<char*> envp;
-  char** child_env = environ;
-  if (options.env) {
+  return cwd_fd;
+}
+
+// The child's environment: options.env as "k=v" strings, or the parent's environ.
+class ChildEnvironment {
+ public:
+  explicit ChildEnvironment(const Options& options) {
+    if (!options.env) return;
     for (const auto& [k, v] : *options.env) {
       if (k.empty() || k.find('=') != std::string::npos)
         throw ValueError("Popen: illegal environment variable name " + quote(k));
-      env_strings.push_back(k + "=" + v);
+      strings_.push_back(k + "=" + v);
     }
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    child_env = envp.data();
+    for (auto& s : strings_) pointers_.push_back(s.data());
+    pointers_.push_back(nullptr);
   }
-  if (program.find('/') == std::string::npos) {
-    std::string path = "/bin:/usr/bin";  // Python's os.defpath
-    if (options.env) {
-      auto it = options.env->find("PATH");
-      if (it != options.env->end()) path = it->second;
-    } else if (const char* p = std::getenv("PATH")) {
-      path = p;
-    }
-    program = search_path(program, path, cwd_fd.get() >= 0 ? cwd_fd.get() : AT_FDCWD);
-  }
+  ChildEnvironment(const ChildEnvironment&) = delete;
+  ChildEnvironment& operator=(const ChildEnvironment&) = delete;
+  char** envp() { return pointers_.empty() ? environ : pointers_.data(); }
 
-  // The child's fds 0, 1, 2: `sources[i]` is what becomes fd i (-1: inherited as is).
-  Fd parent_end[3];
-  std::vector<Fd> owned;  // child ends and temporaries, closed in the parent after the spawn
+ private:
+  std::vector<std::string> strings_;
+  std::vector<char*> pointers_;
+};
+
+// The path of `program`: as it is when it holds a '/', else found in the child's PATH (the
+// one of options.env, else the parent's) as execvp(3) would, relative to the child's working
+// directory.
+std::string resolve_program(const std::string& program, const Options& options, const Fd& cwd_fd) {
+  if (program.find('/') != std::string::npos) return program;
+  std::string path = "/bin:/usr/bin";  // Python's os.defpath
+  if (options.env) {
+    auto it = options.env->find("PATH");
+    if (it != options.env->end()) path = it->second;
+  } else if (const char* p = std::getenv("PATH")) {
+    path = p;
+  }
+  return search_path(program, path, cwd_fd ? cwd_fd.get() : AT_FDCWD);
+}
+
+// The child's fds 0, 1, 2: `sources[i]` is what becomes fd i (-1: inherited as is).
+struct StdStreams {
+  Fd parent_end[3];        // the parent's ends of the PIPEs
+  std::vector<Fd> owned;   // child ends and temporaries, closed in the parent after the spawn
   int sources[3] = {-1, -1, -1};
+};
+
+StdStreams redirect_std_streams(const Options& options) {
+  StdStreams st;
   int devnull = -1;
   const Redirect* redirects[3] = {&options.stdin, &options.stdout, &options.stderr};
   for (int i = 0; i < 3; ++i) {
@@ -284,51 +293,53 @@ Popen::Popen(Args args, Options options) : args_(std::move(args.argv)) {
       case Redirect::Kind::inherit:
         break;
       case Redirect::Kind::pipe: {
-        int p[2];
-        if (::pipe2(p, O_CLOEXEC) != 0) throw_os_error(errno, "Popen: pipe2");
-        Fd read_end(p[0]), write_end(p[1]);
-        sources[i] = i == 0 ? read_end.get() : write_end.get();
-        parent_end[i] = i == 0 ? std::move(write_end) : std::move(read_end);
-        owned.push_back(i == 0 ? std::move(read_end) : std::move(write_end));
+        auto [read_end, write_end] = mpp::detail::os::make_pipe("Popen");
+        st.sources[i] = i == 0 ? read_end.get() : write_end.get();
+        st.parent_end[i] = i == 0 ? std::move(write_end) : std::move(read_end);
+        st.owned.push_back(i == 0 ? std::move(read_end) : std::move(write_end));
         break;
       }
       case Redirect::Kind::devnull:
         if (devnull < 0) {
           devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
           if (devnull < 0) throw_os_error(errno, "Popen: cannot open /dev/null");
-          owned.emplace_back(devnull);
+          st.owned.emplace_back(devnull);
         }
-        sources[i] = devnull;
+        st.sources[i] = devnull;
         break;
       case Redirect::Kind::stdout_:
-        sources[i] = sources[1] >= 0 ? sources[1] : STDOUT_FILENO;
+        st.sources[i] = st.sources[1] >= 0 ? st.sources[1] : STDOUT_FILENO;
         break;
       case Redirect::Kind::fd:
         if (r.fd() < 0 || ::fcntl(r.fd(), F_GETFD) < 0)
           throw ValueError("Popen: " + std::to_string(r.fd()) + " given for " +
                            (i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr") +
                            " is not an open file descriptor");
-        sources[i] = r.fd();
+        st.sources[i] = r.fd();
         break;
     }
   }
   // A source that is itself one of 0..2 (but not its own target) would be overwritten by an
   // earlier dup2 in the child: give it a number above 2 first, as CPython's _posixsubprocess does.
   for (int i = 0; i < 3; ++i) {
-    if (sources[i] >= 0 && sources[i] <= 2 && sources[i] != i) {
-      int moved = ::fcntl(sources[i], F_DUPFD_CLOEXEC, 3);
+    if (st.sources[i] >= 0 && st.sources[i] <= 2 && st.sources[i] != i) {
+      int moved = ::fcntl(st.sources[i], F_DUPFD_CLOEXEC, 3);
       if (moved < 0) throw_os_error(errno, "Popen: fcntl(F_DUPFD_CLOEXEC)");
-      owned.emplace_back(moved);
-      sources[i] = moved;
+      st.owned.emplace_back(moved);
+      st.sources[i] = moved;
     }
   }
+  return st;
+}
 
-  SpawnState s;
-  if (cwd_fd.get() >= 0)
+// What the child does between fork and exec: enter its working directory, take its fds 0..2,
+// close the rest unless kept, reset SIGPIPE and SIGXFSZ, start a session if asked.
+void plan_child_setup(SpawnState& s, const Options& options, const Fd& cwd_fd, const StdStreams& st) {
+  if (cwd_fd)
     s.check(posix_spawn_file_actions_addfchdir_np(&s.actions, cwd_fd.get()), "posix_spawn: fchdir");
   // dup2(fd, fd) clears close-on-exec, which is what an fd that is its own target needs.
   for (int i = 0; i < 3; ++i)
-    if (sources[i] >= 0) s.check(posix_spawn_file_actions_adddup2(&s.actions, sources[i], i), "posix_spawn: dup2");
+    if (st.sources[i] >= 0) s.check(posix_spawn_file_actions_adddup2(&s.actions, st.sources[i], i), "posix_spawn: dup2");
   if (options.close_fds) {
     std::set<int> keep(options.pass_fds.begin(), options.pass_fds.end());
     keep.erase(keep.begin(), keep.lower_bound(3));
@@ -354,35 +365,48 @@ Popen::Popen(Args args, Options options) : args_(std::move(args.argv)) {
   if (options.start_new_session) flags |= POSIX_SPAWN_SETSID;
   s.check(posix_spawnattr_setsigdefault(&s.attr, &defaults), "posix_spawnattr_setsigdefault");
   s.check(posix_spawnattr_setflags(&s.attr, flags), "posix_spawnattr_setflags");
+}
+
+}  // namespace
+
+Popen::Popen(Args args, Options options) : args_(std::move(args.argv)) {
+  cleanup_active();
+  check_popen_options(args_, options);
+  ChildProgram child = child_program(args_, options);
+  Fd cwd_fd = open_cwd(options, child.program);
+  ChildEnvironment env(options);
+  const std::string program = resolve_program(child.program, options, cwd_fd);
+  StdStreams streams = redirect_std_streams(options);
+  SpawnState s;
+  plan_child_setup(s, options, cwd_fd, streams);
 
   std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
+  for (auto& a : child.argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
-
   // glibc's posix_spawn reports a failed exec (or dup2, fchdir) as its return value and has
   // already reaped that child: nothing is left behind.
   pid_t pid;
-  if (int e = ::posix_spawn(&pid, program.c_str(), &s.actions, &s.attr, cargv.data(), child_env)) {
+  if (int e = ::posix_spawn(&pid, program.c_str(), &s.actions, &s.attr, cargv.data(), env.envp())) {
     std::string where = options.cwd ? " in " + quote(*options.cwd) : std::string();
     throw_os_error(e, "cannot run " + quote(program) + where);
   }
   pid_ = pid;
   // A pidfd lets wait(timeout) sleep in poll(2); on kernels before 5.3 wait() falls back to
   // sleeping in steps.
-  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));  // close-on-exec by itself
-  stdin_fd_ = parent_end[0].release();
-  stdout_fd_ = parent_end[1].release();
-  stderr_fd_ = parent_end[2].release();
+  pidfd_ = mpp::detail::os::pidfd_open(pid_);
+  stdin_fd_ = std::move(streams.parent_end[0]);
+  stdout_fd_ = std::move(streams.parent_end[1]);
+  stderr_fd_ = std::move(streams.parent_end[2]);
 }
 
 Popen::Popen(Popen&& o) noexcept
     : args_(std::move(o.args_)),
       pid_(std::exchange(o.pid_, -1)),
-      pidfd_(std::exchange(o.pidfd_, -1)),
+      pidfd_(std::move(o.pidfd_)),
       returncode_(std::exchange(o.returncode_, std::nullopt)),
-      stdin_fd_(std::exchange(o.stdin_fd_, -1)),
-      stdout_fd_(std::exchange(o.stdout_fd_, -1)),
-      stderr_fd_(std::exchange(o.stderr_fd_, -1)),
+      stdin_fd_(std::move(o.stdin_fd_)),
+      stdout_fd_(std::move(o.stdout_fd_)),
+      stderr_fd_(std::move(o.stderr_fd_)),
       communication_started_(o.communication_started_),
       input_(std::move(o.input_)),
       input_offset_(o.input_offset_),
@@ -406,18 +430,18 @@ Popen::~Popen() {
     std::lock_guard<std::mutex> lock(a.m);
     a.pids.push_back(pid_);
   }
-  close_fd(pidfd_);
+  pidfd_.reset();
 }
 
 void Popen::close_all() noexcept {
-  close_fd(stdin_fd_);
-  close_fd(stdout_fd_);
-  close_fd(stderr_fd_);
+  stdin_fd_.reset();
+  stdout_fd_.reset();
+  stderr_fd_.reset();
 }
 
-void Popen::close_stdin() noexcept { close_fd(stdin_fd_); }
-void Popen::close_stdout() noexcept { close_fd(stdout_fd_); }
-void Popen::close_stderr() noexcept { close_fd(stderr_fd_); }
+void Popen::close_stdin() noexcept { stdin_fd_.reset(); }
+void Popen::close_stdout() noexcept { stdout_fd_.reset(); }
+void Popen::close_stderr() noexcept { stderr_fd_.reset(); }
 
 bool Popen::try_reap() {
   if (returncode_) return true;
@@ -457,8 +481,8 @@ int Popen::wait(Timeout timeout) {
   auto step = std::chrono::microseconds(500);
   while (!try_reap()) {
     if (expired(deadline)) throw TimeoutExpired(args_, seconds(timeout));
-    if (pidfd_ >= 0) {
-      pollfd p{pidfd_, POLLIN, 0};
+    if (pidfd_) {
+      pollfd p{pidfd_.get(), POLLIN, 0};
       ::poll(&p, 1, poll_ms(deadline));
     } else {
       // No pidfd: sleep in growing steps, as CPython's Popen.wait(timeout) does.
@@ -483,18 +507,18 @@ std::pair<std::optional<std::string>, std::optional<std::string>> Popen::communi
     std::optional<std::string> input, Timeout timeout) {
   if (communication_started_ && input)
     throw ValueError("communicate: cannot send input after starting communication");
-  if (input && stdin_fd_ < 0)
+  if (input && !stdin_fd_)
     throw ValueError("communicate: input given but the child's stdin is not a PIPE");
   auto deadline = deadline_of(timeout);
   if (!communication_started_) {
     communication_started_ = true;
-    stdout_was_pipe_ = stdout_fd_ >= 0;
-    stderr_was_pipe_ = stderr_fd_ >= 0;
+    stdout_was_pipe_ = static_cast<bool>(stdout_fd_);
+    stderr_was_pipe_ = static_cast<bool>(stderr_fd_);
     if (input && !input->empty()) {
       input_ = std::move(*input);
       // Non-blocking, so that a write never waits for more room than poll(2) promised.
-      int fl = ::fcntl(stdin_fd_, F_GETFL);
-      ::fcntl(stdin_fd_, F_SETFL, fl | O_NONBLOCK);
+      int fl = ::fcntl(stdin_fd_.get(), F_GETFL);
+      ::fcntl(stdin_fd_.get(), F_SETFL, fl | O_NONBLOCK);
     } else {
       close_stdin();
     }
@@ -506,23 +530,23 @@ std::pair<std::optional<std::string>, std::optional<std::string>> Popen::communi
     if (stderr_was_pipe_) err = stderr_buf_;
     return TimeoutExpired(args_, seconds(timeout), std::move(out), std::move(err));
   };
-  auto read_into = [](int& fd, std::string& buf) {
+  auto read_into = [](Fd& fd, std::string& buf) {
     constexpr std::size_t chunk = 64 * 1024;
     std::size_t old = buf.size();
     buf.resize(old + chunk);
-    ssize_t n = ::read(fd, buf.data() + old, chunk);
+    ssize_t n = ::read(fd.get(), buf.data() + old, chunk);
     buf.resize(old + (n > 0 ? static_cast<std::size_t>(n) : 0));
-    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) close_fd(fd);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) fd.reset();
   };
 
   {
     SigpipeBlock no_sigpipe;
-    while (stdin_fd_ >= 0 || stdout_fd_ >= 0 || stderr_fd_ >= 0) {
+    while (stdin_fd_ || stdout_fd_ || stderr_fd_) {
       pollfd fds[3];
       int n = 0, in_i = -1, out_i = -1, err_i = -1;
-      if (stdin_fd_ >= 0) fds[in_i = n++] = {stdin_fd_, POLLOUT, 0};
-      if (stdout_fd_ >= 0) fds[out_i = n++] = {stdout_fd_, POLLIN, 0};
-      if (stderr_fd_ >= 0) fds[err_i = n++] = {stderr_fd_, POLLIN, 0};
+      if (stdin_fd_) fds[in_i = n++] = {stdin_fd_.get(), POLLOUT, 0};
+      if (stdout_fd_) fds[out_i = n++] = {stdout_fd_.get(), POLLIN, 0};
+      if (stderr_fd_) fds[err_i = n++] = {stderr_fd_.get(), POLLIN, 0};
       int ready = ::poll(fds, static_cast<nfds_t>(n), poll_ms(deadline));
       if (ready < 0) {
         if (errno == EINTR) continue;
@@ -536,7 +560,7 @@ std::pair<std::optional<std::string>, std::optional<std::string>> Popen::communi
         // A child that exits or closes its stdin early gives EPIPE/POLLERR: like CPython,
         // stop writing and go on reading.
         std::size_t left = input_.size() - input_offset_;
-        ssize_t w = ::write(stdin_fd_, input_.data() + input_offset_, std::min<std::size_t>(left, 1 << 20));
+        ssize_t w = ::write(stdin_fd_.get(), input_.data() + input_offset_, std::min<std::size_t>(left, 1 << 20));
         if (w > 0) input_offset_ += static_cast<std::size_t>(w);
         if (w < 0 && errno == EPIPE) no_sigpipe.saw_epipe();
         if (input_offset_ == input_.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) {

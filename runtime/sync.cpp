@@ -5,7 +5,6 @@
 #include "mpp/detail/segment.hpp"
 #include "mpp/detail/shm_bounds.hpp"
 #include "mpp/errors.hpp"
-#include "mpp/manager.hpp"
 
 namespace mpp {
 
@@ -21,8 +20,6 @@ bool passed(const std::optional<Clock::time_point>& deadline) {
 }  // namespace
 
 // ---- Lock, RLock ----------------------------------------------------------------------
-
-namespace detail {
 
 bool LockHandle::acquire(bool block) {
   if (block) {
@@ -46,8 +43,6 @@ bool LockHandle::is_owned() const noexcept { return header_->mutex.held_by_calle
 pid_t LockHandle::holder() const noexcept { return header_->mutex.holder(); }
 
 std::uint64_t LockHandle::recoveries() const noexcept { return header_->mutex.recoveries(); }
-
-}  // namespace detail
 
 Lock::Lock(detail::LockState* state, std::shared_ptr<detail::Segment> segment) noexcept
     : LockHandle(&state->header, std::move(segment), false) {}
@@ -76,27 +71,9 @@ Semaphore::Semaphore(detail::SemaphoreState* state, std::shared_ptr<detail::Segm
 
 Semaphore::Semaphore(int value) : Semaphore(value, false) {}
 
-namespace {
-
-std::uint32_t checked_semaphore_value(int value) {
-  if (value < 0) {
-    throw ValueError("a semaphore's initial value must be >= 0, not " + std::to_string(value));
-  }
-  // int's maximum is SemaphoreState::kMaxValue: every non-negative int is a valid value.
-  return static_cast<std::uint32_t>(value);
-}
-
-std::uint32_t checked_parties(unsigned parties) {
-  if (parties == 0) throw ValueError("a Barrier needs at least 1 party");
-  if (parties > 0x7fffffffu) throw ValueError("a Barrier's parties must be at most 2^31 - 1");
-  return parties;
-}
-
-}  // namespace
-
 Semaphore::Semaphore(int value, bool bounded) : state_(nullptr) {
   using S = detail::SemaphoreState;
-  auto v = checked_semaphore_value(value);
+  auto v = detail::checked_semaphore_value(value);
   auto [state, segment] = detail::make_standalone<S>(v, bounded ? v : S::kUnbounded);
   state_ = state;
   segment_ = std::move(segment);
@@ -203,7 +180,7 @@ bool Event::wait_until(std::optional<Clock::time_point> deadline) {
 
 namespace {
 
-detail::LockHandle lock_of(detail::ConditionState* state,
+LockHandle lock_of(detail::ConditionState* state,
                            const std::shared_ptr<detail::Segment>& segment) {
   if (state->lock_offset == 0) return RLock(&state->header, segment);
   if (!detail::in_heap(*segment, state->lock_offset, sizeof(detail::LockState), alignof(detail::LockState)) ||
@@ -225,7 +202,7 @@ Condition::Condition(std::pair<detail::ConditionState*, std::shared_ptr<detail::
     : Condition(made.first, std::move(made.second)) {}
 
 Condition::Condition(std::pair<detail::ConditionState*, std::shared_ptr<detail::Segment>> made,
-                     detail::LockHandle lock)
+                     LockHandle lock)
     : state_(made.first), segment_(std::move(made.second)), lock_(std::move(lock)) {}
 
 Condition::Condition() : Condition(detail::make_standalone<detail::ConditionState>()) {}
@@ -284,7 +261,7 @@ Barrier::Barrier(detail::BarrierState* state, std::shared_ptr<detail::Segment> s
 Barrier::Barrier(unsigned parties, Action action, Timeout timeout)
     : state_(nullptr), action_(action ? std::make_shared<const Action>(std::move(action)) : nullptr),
       timeout_(timeout) {
-  auto [state, segment] = detail::make_standalone<detail::BarrierState>(checked_parties(parties));
+  auto [state, segment] = detail::make_standalone<detail::BarrierState>(detail::checked_parties(parties));
   state_ = state;
   segment_ = std::move(segment);
 }
@@ -395,91 +372,5 @@ unsigned Barrier::n_waiting() const {
 }
 
 bool Barrier::broken() const noexcept { return state_->broken.load() != 0; }
-
-// ---- Manager's factories for them (manager.hpp) --------------------------------------
-
-Lock Manager::lock(std::string_view name) {
-  using S = detail::LockState;
-  return Lock(sync_object<S>(name, detail::ObjectKind::lock, {}, sizeof(S),
-                             [](void* p) { ::new (p) S(detail::RobustMutex::Kind::normal); }),
-              seg_);
-}
-
-RLock Manager::rlock(std::string_view name) {
-  using S = detail::LockState;
-  return RLock(sync_object<S>(name, detail::ObjectKind::rlock, {}, sizeof(S),
-                              [](void* p) { ::new (p) S(detail::RobustMutex::Kind::recursive); }),
-               seg_);
-}
-
-Semaphore Manager::semaphore(int value, std::string_view name) {
-  using S = detail::SemaphoreState;
-  auto v = checked_semaphore_value(value);
-  return Semaphore(sync_object<S>(name, detail::ObjectKind::semaphore, {}, sizeof(S),
-                                  [v](void* p) { ::new (p) S(v, S::kUnbounded); }),
-                   seg_);
-}
-
-BoundedSemaphore Manager::bounded_semaphore(int value, std::string_view name) {
-  using S = detail::SemaphoreState;
-  auto v = checked_semaphore_value(value);
-  return BoundedSemaphore(sync_object<S>(name, detail::ObjectKind::bounded_semaphore, {},
-                                         sizeof(S), [v](void* p) { ::new (p) S(v, v); }),
-                          seg_);
-}
-
-Event Manager::event(std::string_view name) {
-  using S = detail::EventState;
-  return Event(sync_object<S>(name, detail::ObjectKind::event, {}, sizeof(S),
-                              [](void* p) { ::new (p) S(); }),
-               seg_);
-}
-
-Condition Manager::condition(std::string_view name) {
-  using S = detail::ConditionState;
-  return Condition(sync_object<S>(name, detail::ObjectKind::condition, {}, sizeof(S),
-                                  [](void* p) { ::new (p) S(); }),
-                   seg_);
-}
-
-Condition Manager::condition(const Lock& lock, std::string_view name) {
-  return condition_bound_to(lock, detail::ObjectKind::lock, name);
-}
-
-Condition Manager::condition(const RLock& lock, std::string_view name) {
-  return condition_bound_to(lock, detail::ObjectKind::rlock, name);
-}
-
-Condition Manager::condition_bound_to(const detail::LockHandle& lock, detail::ObjectKind kind,
-                                      std::string_view name) {
-  using S = detail::ConditionState;
-  // The Condition records its lock by offset, so the lock must live in this segment (a
-  // handle from another Manager on the same named segment is fine: same offsets).
-  const auto& theirs = lock.segment();
-  bool same = theirs == seg_ || (theirs && !seg_->name().empty() && theirs->name() == seg_->name());
-  if (!same) {
-    throw ValueError("Manager::condition(lock): the lock must be made by this Manager ("
-                     "m.lock() or m.rlock()), so that every process finds it in the segment");
-  }
-  const std::uint64_t offset = theirs->offset_of(lock.header());
-  auto* state = sync_object<S>(name, detail::ObjectKind::condition, {}, sizeof(S), [&](void* p) {
-    auto* s = ::new (p) S();
-    s->lock_kind = kind;
-    s->lock_offset = offset;
-  });
-  if (state->lock_offset != offset) {
-    throw ValueError("Condition '" + std::string(name) + "' exists, bound to another lock");
-  }
-  return Condition(state, seg_);
-}
-
-Barrier Manager::barrier(unsigned parties, std::string_view name, Barrier::Action action,
-                         Barrier::Timeout timeout) {
-  using S = detail::BarrierState;
-  auto n = checked_parties(parties);
-  return Barrier(sync_object<S>(name, detail::ObjectKind::barrier, {}, sizeof(S),
-                                [n](void* p) { ::new (p) S(n); }),
-                 seg_, std::move(action), timeout);
-}
 
 }  // namespace mpp

@@ -8,6 +8,20 @@
 
 namespace mpp::detail {
 
+std::uint32_t checked_semaphore_value(int value) {
+  if (value < 0) {
+    throw ValueError("a semaphore's initial value must be >= 0, not " + std::to_string(value));
+  }
+  // int's maximum is SemaphoreState::kMaxValue: every non-negative int is a valid value.
+  return static_cast<std::uint32_t>(value);
+}
+
+std::uint32_t checked_parties(unsigned parties) {
+  if (parties == 0) throw ValueError("a Barrier needs at least 1 party");
+  if (parties > 0x7fffffffu) throw ValueError("a Barrier's parties must be at most 2^31 - 1");
+  return parties;
+}
+
 void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected,
               std::optional<Clock::time_point> deadline) noexcept {
   auto cap = Clock::now() + kRecheckInterval;

@@ -35,6 +35,7 @@
 
 #include "mpp/detail/codec.hpp"
 #include "mpp/detail/futex.hpp"
+#include "mpp/detail/os/fd.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp {
@@ -53,14 +54,14 @@ class ConnectionBase {
       : fd_(fd), readable_(readable), writable_(writable) {}
   ~ConnectionBase() { close(); }
   ConnectionBase(ConnectionBase&& o) noexcept
-      : fd_(std::exchange(o.fd_, -1)), readable_(o.readable_), writable_(o.writable_),
+      : fd_(std::move(o.fd_)), readable_(o.readable_), writable_(o.writable_),
         max_message_(o.max_message_) {}
   ConnectionBase& operator=(ConnectionBase&& o) noexcept;
   ConnectionBase(const ConnectionBase&) = delete;
   ConnectionBase& operator=(const ConnectionBase&) = delete;
 
   // Python's closed / readable / writable properties.
-  bool closed() const noexcept { return fd_ < 0; }
+  bool closed() const noexcept { return !fd_; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
 
@@ -146,7 +147,7 @@ class ConnectionBase {
   void check_open(bool want_read) const;
   [[noreturn]] void protocol_error(const std::string& what);
 
-  int fd_ = -1;
+  detail::os::Fd fd_;
   bool readable_ = false;
   bool writable_ = false;
   std::size_t max_message_ = default_max_message_bytes;

@@ -282,14 +282,14 @@ class Dict {
   }
 
   // Calls fn(key, value) for every pair under one shared lock, with zero-copy views
-  // (detail::View: const T& for trivially copyable types, std::string_view for strings).
+  // (mpp::View: const T& for trivially copyable types, std::string_view for strings).
   // fn must not change this dict (ValueError). Return false from fn to stop early (or
   // return void to visit all).
   template <class F>
   void for_each(F&& fn) const {
     auto g = core_.read();
     core_.for_each_locked([&](detail::DictNode& n) {
-      if constexpr (std::is_same_v<std::invoke_result_t<F&, detail::View<K>, detail::View<V>>, bool>) {
+      if constexpr (std::is_same_v<std::invoke_result_t<F&, View<K>, View<V>>, bool>) {
         return fn(detail::view<K>(n.key()), detail::view<V>(n.value()));
       } else {
         fn(detail::view<K>(n.key()), detail::view<V>(n.value()));
@@ -305,7 +305,7 @@ class Dict {
     // Whether `key` is in the dict, as it stands under this guard's lock.
     bool contains(key_arg key) const { return find(key) != nullptr; }
     // The value of `key`, borrowed from shared memory. Throws KeyError if absent.
-    detail::View<V> view(key_arg key) const {
+    View<V> view(key_arg key) const {
       auto* n = find(key);
       if (!n) throw KeyError(missing(key));
       return detail::view<V>(n->value());

@@ -247,7 +247,7 @@ class List {
     std::size_t size() const { return static_cast<std::size_t>(l_.core_.size_locked()); }
     // Element i (negative counts from the end) in place, without a copy: a const T& or a
     // std::string_view, valid while the guard lives. IndexError out of range.
-    detail::View<T> view(long long i) const {
+    View<T> view(long long i) const {
       return detail::view<T>(l_.core_.item_locked(l_.resolve(i))->bytes());
     }
 

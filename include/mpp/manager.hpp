@@ -183,7 +183,8 @@ class Manager {
   Barrier barrier(unsigned parties, std::string_view name = {}, Barrier::Action action = {},
                   Barrier::Timeout timeout = std::nullopt);
 
-  // The segment, for the factories of other components.
+  // The segment, for the factories of other components, mpp-inspect and tests. Not API:
+  // detail::Segment may change.
   const std::shared_ptr<detail::Segment>& segment() const noexcept { return seg_; }
 
  private:
@@ -202,7 +203,7 @@ class Manager {
     detail::Segment::ObjectSpec spec{name, kind, {}, std::move(value_type), bytes, align};
     return static_cast<State*>(seg_->find_or_create(spec, construct).first);
   }
-  Condition condition_bound_to(const detail::LockHandle& lock, detail::ObjectKind kind,
+  Condition condition_bound_to(const LockHandle& lock, detail::ObjectKind kind,
                                std::string_view name);
 
   std::shared_ptr<detail::Segment> seg_;

@@ -132,7 +132,8 @@ class Queue {
   // process puts or gets. For tests and mpp-inspect.
   std::string check() const { return core_.check(); }
 
-  // The engine, for Manager and tools.
+  // The engine, for Manager, the handle codec and tests. Not API: detail::QueueCore may
+  // change.
   const detail::QueueCore& core() const noexcept { return core_; }
 
  protected:
@@ -168,7 +169,7 @@ class Queue {
   template <class F>
   decltype(auto) get_view_until(F& fn, std::optional<detail::Clock::time_point> deadline) {
     check_open();
-    using R = std::invoke_result_t<F&, detail::View<T>>;
+    using R = std::invoke_result_t<F&, View<T>>;
     static_assert(!std::is_reference_v<R>,
                   "get_view's callback must return a value: the item it views is gone after it");
     struct Ctx {
@@ -178,7 +179,7 @@ class Queue {
     core_.get(
         [](void* p, detail::ByteView bytes) {
           auto& c = *static_cast<Ctx*>(p);
-          auto call = [&](detail::View<T> v) -> decltype(auto) { return (*c.fn)(v); };
+          auto call = [&](View<T> v) -> decltype(auto) { return (*c.fn)(v); };
           if constexpr (detail::encoding_of<T> == detail::Encoding::trivial) {
             // Slots and heap blocks are 8-byte aligned; an over-aligned T is copied.
             if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) != 0) {

@@ -34,6 +34,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -152,5 +153,13 @@ inline constexpr bool is_sendable_v = detail::sendable<T>();
 
 template <class T>
 concept Sendable = is_sendable_v<T>;
+
+// What a zero-copy read hands out (Queue::get_view, Dict::view and for_each, List::view):
+// `const T&` into shared memory for a trivially copyable T (rule 1), std::string_view for
+// std::string (rule 2), and a decoded copy, T itself, for the others. A reference or view
+// is valid only as long as the call or read guard that gave it says.
+template <class T>
+using View = std::conditional_t<detail::TriviallyEncoded<T>, const T&,
+                                std::conditional_t<std::is_same_v<T, std::string>, std::string_view, T>>;
 
 }  // namespace mpp

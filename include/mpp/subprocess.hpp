@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "mpp/detail/os/fd.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::subprocess {
@@ -185,9 +186,9 @@ class Popen {
 
   // The parent's ends of the PIPEs, or -1. They stay owned by the Popen: read and write them
   // (blocking), but close them only with close_stdin/close_stdout/close_stderr.
-  int stdin() const noexcept { return stdin_fd_; }
-  int stdout() const noexcept { return stdout_fd_; }
-  int stderr() const noexcept { return stderr_fd_; }
+  int stdin() const noexcept { return stdin_fd_.get(); }
+  int stdout() const noexcept { return stdout_fd_.get(); }
+  int stderr() const noexcept { return stderr_fd_.get(); }
   void close_stdin() noexcept;
   void close_stdout() noexcept;
   void close_stderr() noexcept;
@@ -199,11 +200,11 @@ class Popen {
 
   std::vector<std::string> args_;
   pid_t pid_ = -1;
-  int pidfd_ = -1;
+  mpp::detail::os::Fd pidfd_;
   std::optional<int> returncode_;
-  int stdin_fd_ = -1;
-  int stdout_fd_ = -1;
-  int stderr_fd_ = -1;
+  mpp::detail::os::Fd stdin_fd_;
+  mpp::detail::os::Fd stdout_fd_;
+  mpp::detail::os::Fd stderr_fd_;
   // communicate()'s progress, kept across a TimeoutExpired.
   bool communication_started_ = false;
   std::string input_;

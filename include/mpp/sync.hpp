@@ -92,10 +92,16 @@ class [[nodiscard]] Guard {
 };
 
 class Condition;
+class Manager;
 
 namespace detail {
+template <class T>
+struct HandleCodec;
+}  // namespace detail
 
-// What Lock and RLock share: a handle on a robust mutex in shared memory.
+// What Lock and RLock share, and what Condition::get_lock() returns: a handle on a robust
+// mutex in shared memory. Take a `LockHandle&` to accept either kind of lock. Copies are
+// handles on the same lock.
 class LockHandle {
  public:
   // Blocks until the lock is acquired and returns true; with block = false, takes it only if
@@ -108,9 +114,10 @@ class LockHandle {
   // Waits at most `timeout` for the lock; returns whether it was acquired.
   template <class Rep, class Period>
   bool acquire(std::chrono::duration<Rep, Period> timeout) {
-    return acquire_until(*deadline_after(timeout));
+    return acquire_until(*detail::deadline_after(timeout));
   }
-  bool acquire_until(Clock::time_point deadline);
+  // Waits until `deadline` (steady clock) at most; returns whether it was acquired.
+  bool acquire_until(detail::Clock::time_point deadline);
 
   // Releases it. Throws ValueError when the calling thread does not hold it. An RLock is
   // released for others when every acquire() of its holder has been matched.
@@ -126,7 +133,7 @@ class LockHandle {
   }
   template <class C, class D>
   bool try_lock_until(const std::chrono::time_point<C, D>& t) {
-    return acquire_until(to_steady(t));
+    return acquire_until(detail::to_steady(t));
   }
 
   // Whether the calling thread holds it.
@@ -143,23 +150,28 @@ class LockHandle {
     return a.header_ == b.header_;
   }
 
-  ObjectHeader* header() const noexcept { return header_; }
-  const std::shared_ptr<Segment>& segment() const noexcept { return segment_; }
-
  protected:
-  LockHandle(ObjectHeader* header, std::shared_ptr<Segment> segment, bool recursive) noexcept
+  // A handle on the mutex in `header`, in `segment` (which the handle keeps mapped).
+  LockHandle(detail::ObjectHeader* header, std::shared_ptr<detail::Segment> segment, bool recursive) noexcept
       : header_(header), recursive_(recursive), segment_(std::move(segment)) {}
 
  private:
-  ObjectHeader* header_;
+  // Where the lock lives, for what sends or binds it: Manager (a Condition bound to a lock),
+  // Condition, and the handle codec (a Lock or Value sent through a Queue or Pipe).
+  friend class Manager;
+  friend class Condition;
+  template <class T>
+  friend struct detail::HandleCodec;
+  detail::ObjectHeader* header() const noexcept { return header_; }
+  const std::shared_ptr<detail::Segment>& segment() const noexcept { return segment_; }
+
+  detail::ObjectHeader* header_;
   bool recursive_;
-  std::shared_ptr<Segment> segment_;
+  std::shared_ptr<detail::Segment> segment_;
 };
 
-}  // namespace detail
-
-// multiprocessing.Lock: a non-recursive lock. See detail::LockHandle for its members.
-class Lock : public detail::LockHandle {
+// multiprocessing.Lock: a non-recursive lock. See LockHandle for its members.
+class Lock : public LockHandle {
  public:
   // A new, free Lock in its own anonymous shared memory, shared with children forked
   // after it. Throws OSError when the memory cannot be mapped.
@@ -173,7 +185,7 @@ class Lock : public detail::LockHandle {
 
 // multiprocessing.RLock: a recursive lock; the thread holding it may acquire it again, and
 // it is free again when every acquire() has been matched by a release().
-class RLock : public detail::LockHandle {
+class RLock : public LockHandle {
  public:
   // A new, free RLock in its own anonymous shared memory (as Lock()).
   RLock();
@@ -342,7 +354,7 @@ class Condition {
   void notify_all();
 
   // The lock the Condition is bound to.
-  detail::LockHandle get_lock() const noexcept { return lock_; }
+  LockHandle get_lock() const noexcept { return lock_; }
 
   // The shared state, for diagnostics and tests.
   detail::ConditionState* state() const noexcept { return state_; }
@@ -350,11 +362,11 @@ class Condition {
  private:
   using Made = std::pair<detail::ConditionState*, std::shared_ptr<detail::Segment>>;
   explicit Condition(Made made);
-  Condition(Made made, detail::LockHandle lock);
+  Condition(Made made, LockHandle lock);
 
   detail::ConditionState* state_;
   std::shared_ptr<detail::Segment> segment_;
-  detail::LockHandle lock_;
+  LockHandle lock_;
 };
 
 // multiprocessing.Barrier (threading.Barrier's meaning): `parties` processes wait() until

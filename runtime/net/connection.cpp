@@ -80,16 +80,15 @@ Deadline deadline_after(std::chrono::milliseconds d) {
 
 Connection::Connection(int fd) : fd_(fd) {}
 Connection::Connection(Connection&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)),
+    : fd_(std::move(o.fd_)),
       buf_(std::move(o.buf_)),
       buf_pos_(std::exchange(o.buf_pos_, 0)),
       buf_end_(std::exchange(o.buf_end_, 0)),
       budget_(std::move(o.budget_)) {}
 Connection& Connection::operator=(Connection&& o) noexcept {
   if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
     if (budget_) budget_->give_back(charged(buf_.size()));
-    fd_ = std::exchange(o.fd_, -1);
+    fd_ = std::move(o.fd_);
     buf_ = std::move(o.buf_);
     buf_pos_ = std::exchange(o.buf_pos_, 0);
     buf_end_ = std::exchange(o.buf_end_, 0);
@@ -98,7 +97,6 @@ Connection& Connection::operator=(Connection&& o) noexcept {
   return *this;
 }
 Connection::~Connection() {
-  if (fd_ >= 0) ::close(fd_);
   if (budget_) budget_->give_back(charged(buf_.size()));
 }
 
@@ -122,7 +120,7 @@ void Connection::resize_buffer(std::size_t size) {
 }
 
 void Connection::shutdown() noexcept {
-  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  if (fd_) ::shutdown(fd_.get(), SHUT_RDWR);
 }
 void Connection::set_recv_timeout(std::chrono::milliseconds idle) {
   timeval tv{};
@@ -130,18 +128,18 @@ void Connection::set_recv_timeout(std::chrono::milliseconds idle) {
     tv.tv_sec = static_cast<time_t>(idle.count() / 1000);
     tv.tv_usec = static_cast<suseconds_t>((idle.count() % 1000) * 1000);
   }
-  if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+  if (::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
     throw_os_error(errno, "SO_RCVTIMEO");
 }
 
 void Connection::shutdown_read() noexcept {
-  if (fd_ >= 0) ::shutdown(fd_, SHUT_RD);
+  if (fd_) ::shutdown(fd_.get(), SHUT_RD);
 }
 
 std::string Connection::peer_name() const {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
   char host[INET6_ADDRSTRLEN] = "?";
   unsigned port = 0;
   if (ss.ss_family == AF_INET) {
@@ -200,7 +198,7 @@ Connection Connection::connect(const std::string& host, std::uint16_t port,
 }
 
 void Connection::send_bytes(std::string_view payload, Deadline deadline) {
-  if (fd_ < 0) throw OSError(EBADF, "send on a closed connection");
+  if (!fd_) throw OSError(EBADF, "send on a closed connection");
   unsigned char prefix[12];
   std::size_t plen;
   std::uint64_t n = payload.size();
@@ -216,7 +214,7 @@ void Connection::send_bytes(std::string_view payload, Deadline deadline) {
   std::size_t total = plen + payload.size(), sent = 0;
   bool wait = false;
   while (sent < total) {
-    if (wait) wait_ready(fd_, POLLOUT, deadline, "sending a frame");
+    if (wait) wait_ready(fd_.get(), POLLOUT, deadline, "sending a frame");
     // Skip what is sent already; both parts go in one sendmsg whenever the kernel takes them.
     iovec cur[2];
     int cnt = 0;
@@ -232,7 +230,7 @@ void Connection::send_bytes(std::string_view payload, Deadline deadline) {
     msghdr msg{};
     msg.msg_iov = cur;
     msg.msg_iovlen = static_cast<std::size_t>(cnt);
-    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | (deadline ? MSG_DONTWAIT : 0));
+    ssize_t r = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | (deadline ? MSG_DONTWAIT : 0));
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -260,10 +258,10 @@ void Connection::fill(std::size_t need, Deadline deadline, bool frame_started) {
     // With a deadline, read first and poll only when nothing is there; without one, one
     // blocking recv (SO_RCVTIMEO, if set, ends it): one system call per frame either way.
     ssize_t r =
-        ::recv(fd_, buf_.data() + buf_end_, buf_.size() - buf_end_, deadline ? MSG_DONTWAIT : 0);
+        ::recv(fd_.get(), buf_.data() + buf_end_, buf_.size() - buf_end_, deadline ? MSG_DONTWAIT : 0);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (!deadline) throw TimeoutError("no data within the connection's receive timeout");
-      wait_ready(fd_, POLLIN, deadline, "waiting for a frame");
+      wait_ready(fd_.get(), POLLIN, deadline, "waiting for a frame");
       continue;
     }
     if (r < 0) {
@@ -279,7 +277,7 @@ void Connection::fill(std::size_t need, Deadline deadline, bool frame_started) {
 }
 
 std::optional<std::string> Connection::recv_bytes(std::size_t max_length, Deadline deadline) {
-  if (fd_ < 0) throw OSError(EBADF, "recv on a closed connection");
+  if (!fd_) throw OSError(EBADF, "recv on a closed connection");
   try {
     fill(4, deadline, false);
   } catch (const EOFError& e) {

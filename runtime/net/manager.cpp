@@ -10,10 +10,8 @@
 // never another.
 #include "mpp/net/manager.hpp"
 
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +31,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "mpp/detail/os/child.hpp"
 #include "mpp/net/pickle.hpp"
 
 namespace mpp::net {
@@ -284,7 +283,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     p->closed = true;
     pending.erase(p->pos);
     if (ec || fd < 0) return;
-    spawn(fd, p->peer);
+    spawn(mpp::detail::os::Fd(fd), p->peer);
   }
 
   bool stopping_now() {
@@ -292,11 +291,11 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     return stopping;
   }
 
-  void spawn(int fd, const std::string& peer) {
+  void spawn(mpp::detail::os::Fd fd, const std::string& peer) {
     {
       std::lock_guard lock(conns_mu);
       if (stopping || active >= options.max_connections) {
-        ::close(fd);
+        fd.reset();
         if (!stopping)
           log("refused the connection from " + peer + ": " + std::to_string(active) +
               " connections are open already");
@@ -305,9 +304,11 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       ++active;
     }
     try {
-      std::thread([self = shared_from_this(), fd] { self->serve_connection(fd); }).detach();
+      // A thread that cannot start destroys the lambda, and with it the descriptor.
+      std::thread([self = shared_from_this(), fd = std::move(fd)]() mutable {
+        self->serve_connection(fd.release());
+      }).detach();
     } catch (const std::system_error& e) {
-      ::close(fd);
       std::lock_guard lock(conns_mu);
       --active;
       log(std::string("cannot start a connection thread: ") + e.what());
@@ -717,45 +718,36 @@ void BaseManager::serve_forever() {
 
 void BaseManager::start() {
   if (child_pid_ > 0) throw ProcessError("this manager has started its server already");
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw_os_error(errno, "pipe");
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int e = errno;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw_os_error(e, "fork");
-  }
+  mpp::detail::os::PipeFds ready = mpp::detail::os::make_pipe("starting a manager's server");
+  pid_t pid = mpp::detail::os::fork_child(true);
+  if (pid < 0) throw_os_error(errno, "fork");
   if (pid == 0) {
-    ::close(fds[0]);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ready.read.reset();
     std::string msg;
     try {
-      if (::getppid() != parent) ::_exit(1);
       Address a = listen();
       msg = std::to_string(a.port) + "\n";
-      (void)!::write(fds[1], msg.data(), msg.size());
-      ::close(fds[1]);
+      (void)!::write(ready.write.get(), msg.data(), msg.size());
+      ready.write.reset();
       serve_forever();
       ::_exit(0);
     } catch (const std::exception& e) {
       msg = std::string("!") + e.what() + "\n";
-      (void)!::write(fds[1], msg.data(), msg.size());
+      (void)!::write(ready.write.get(), msg.data(), msg.size());
       ::_exit(1);
     }
   }
-  ::close(fds[1]);
+  ready.write.reset();
   std::string line;
   char buf[256];
   ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) != 0) {
+  while ((n = ::read(ready.read.get(), buf, sizeof buf)) != 0) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) break;
     line.append(buf, static_cast<std::size_t>(n));
     if (line.find('\n') != std::string::npos) break;
   }
-  ::close(fds[0]);
+  ready.read.reset();
   if (line.empty() || line[0] == '!' || line.find('\n') == std::string::npos) {
     int status;
     ::waitpid(pid, &status, 0);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "mpp/detail/os/fd.hpp"
 #include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/queue_core.hpp"
 #include "mpp/detail/segment_check.hpp"
@@ -103,22 +104,20 @@ MappedSegment::MappedSegment(const std::string& name_or_path) {
   map(fd, path);
 }
 
-void MappedSegment::map(int fd, const std::string& path) {
+void MappedSegment::map(int raw_fd, const std::string& path) {
+  const mpp::detail::os::Fd fd(raw_fd);  // closed on every way out
   struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
+  if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     throw InspectError(4, path + " is not a regular file, so not an mpp segment");
   }
   size_ = static_cast<std::size_t>(st.st_size);
   if (size_ < sizeof(SegmentHeader)) {
-    close(fd);
     throw InspectError(4, path + " is not an mpp segment: " +
                               (size_ == 0 ? std::string("it is empty")
                                           : "it is too small (" + std::to_string(size_) + " bytes)"));
   }
-  base_ = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+  base_ = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd.get(), 0);
   int e = errno;
-  close(fd);
   if (base_ == MAP_FAILED) {
     base_ = nullptr;
     throw InspectError(4, "cannot map " + path + ": " + std::strerror(e));

@@ -412,13 +412,11 @@ T decode(ByteView bytes) {
   }
 }
 
-// What a zero-copy read yields: `const T&` into the bytes for trivial types (which must be
-// suitably aligned, as mpp's containers keep them), std::string_view for strings, and a
-// decoded copy for the others.
+// What a zero-copy read yields (mpp::View, public in serialization.hpp). The bytes of a
+// trivial type must be suitably aligned, as mpp's containers keep them.
 template <class T>
-using View = std::conditional_t<encoding_of<T> == Encoding::trivial, const T&,
-                                std::conditional_t<encoding_of<T> == Encoding::string,
-                                                   std::string_view, T>>;
+using View = mpp::View<T>;
+static_assert(std::is_same_v<View<int>, const int&> && std::is_same_v<View<std::string>, std::string_view>);
 
 template <class T>
 View<T> view(ByteView bytes) {

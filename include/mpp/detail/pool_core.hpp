@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "mpp/detail/codec.hpp"
+#include "mpp/detail/os/fd.hpp"
 #include "mpp/detail/pool_task.hpp"
 #include "mpp/detail/queue_core.hpp"
 #include "mpp/detail/segment.hpp"
@@ -122,8 +123,8 @@ class PoolCore {
   std::vector<Slot> slots_;
   std::unique_ptr<QueueCore> results_;
   pid_t spawner_pid_ = -1;
-  int spawner_pidfd_ = -1;
-  int command_fd_ = -1;  // parent -> spawner
+  os::Fd spawner_pidfd_;
+  os::Fd command_fd_;  // parent -> spawner
 
   std::mutex m_;
   std::condition_variable all_done_;

@@ -101,6 +101,11 @@ struct BarrierState {
   void recover() noexcept;
 };
 
+// A semaphore's initial value, checked: throws ValueError when it is negative.
+std::uint32_t checked_semaphore_value(int value);
+// A Barrier's number of parties, checked: throws ValueError for 0 or more than 2^31 - 1.
+std::uint32_t checked_parties(unsigned parties);
+
 // Sleeps on `word` while it equals `expected`, until woken, `deadline` or at most
 // kRecheckInterval; the caller re-checks its condition and its deadline.
 void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected,

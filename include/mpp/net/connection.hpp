@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "mpp/detail/os/fd.hpp"
 #include "mpp/errors.hpp"
 
 namespace mpp::net {
@@ -116,13 +117,13 @@ class Connection {
 
   // "host:port" of the peer, for log lines.
   std::string peer_name() const;
-  int fd() const noexcept { return fd_; }
+  int fd() const noexcept { return fd_.get(); }
 
  private:
   void fill(std::size_t need, Deadline deadline, bool frame_started);
   void resize_buffer(std::size_t size);
 
-  int fd_ = -1;
+  mpp::detail::os::Fd fd_;
   // Received bytes not consumed yet are buf_[buf_pos_, buf_end_); the rest of buf_ is room,
   // kept between frames so that a read does not clear memory.
   std::string buf_;
