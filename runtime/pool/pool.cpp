@@ -43,8 +43,8 @@ PoolCore::PoolCore(int processes, std::function<void()> initializer, std::size_t
 #ifdef __GLIBC__
   // fork() copies the page tables of the parent's private memory, and the spawner and each
   // worker tear their copy down when they exit: a pool's start and stop cost grows with the
-  // parent's resident memory (20 MB made stop take ~3 ms). Memory the allocator holds free
-  // (often most of it, after a big container was freed) goes back to the system first.
+  // parent's resident memory. Memory the allocator holds free (often most of it, after a big
+  // container was freed) goes back to the system first.
   ::malloc_trim(0);
 #endif
   os::flush_std_streams();  // or buffered output would be printed again by the children

@@ -87,7 +87,7 @@ struct QueueState {
   alignas(64) std::atomic<std::uint32_t> all_done{0};
   std::atomic<std::uint64_t> tasks_done{0};
   std::atomic<std::uint64_t> skipped{0};  // positions claimed by producers that died: the
-                                          // count << 25 | pending slot + 1 (queue.cpp)
+                                          // count << 25 | pending slot + 1 (queue_core.cpp)
 
   // Blocks freed by consumers, kept for producers (segment offsets, 0: none): a block goes
   // from consumer to producer with one exchange each, without the heap's lock, and its pages
