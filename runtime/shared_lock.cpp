@@ -63,6 +63,13 @@ void reap_dead_slots(ReaderSlots& r, std::uint32_t keep) noexcept {
 
 // With `seq` odd: waits until no live process holds a slot's bit, clearing dead ones.
 void drain_readers(ReaderSlots& r) {
+  // Counted while waiting, so that a reader leaving wakes this writer even when `r.seq` is
+  // not the word the writer made odd (a striped lock).
+  r.drainers.fetch_add(1, std::memory_order_seq_cst);
+  struct Done {
+    ReaderSlots& r;
+    ~Done() { r.drainers.fetch_sub(1, std::memory_order_relaxed); }
+  } done{r};
   bool reaped = false;
   for (;;) {
     const std::uint32_t seen = r.reader_exits.load(std::memory_order_seq_cst);
@@ -112,36 +119,39 @@ int claim_slot(ReaderSlots& r, std::uint64_t self) noexcept {
 void release_slot(ReaderSlots& r, int i) noexcept {
   r.busy.fetch_and(~bit(i), std::memory_order_seq_cst);
   r.slot[i].store(0, std::memory_order_release);
-  if ((r.seq.load(std::memory_order_seq_cst) & 1) != 0) {
+  if ((r.seq.load(std::memory_order_seq_cst) & 1) != 0 || r.drainers.load(std::memory_order_seq_cst) != 0) {
     r.reader_exits.fetch_add(1, std::memory_order_seq_cst);
     futex_wake_all(r.reader_exits);
   }
 }
 
 // Makes `seq` odd (a writer is active); the mutex holder is the only one that changes it.
-void mark_writing(ReaderSlots& r) noexcept {
-  const std::uint32_t s = r.seq.load(std::memory_order_relaxed);
-  if ((s & 1) == 0) r.seq.store(s + 1, std::memory_order_seq_cst);
+void mark_writing(std::atomic<std::uint32_t>& seq) noexcept {
+  const std::uint32_t s = seq.load(std::memory_order_relaxed);
+  if ((s & 1) == 0) seq.store(s + 1, std::memory_order_seq_cst);
   // The object's stores that follow may not move before `seq` turned odd (seqlock writer).
   std::atomic_thread_fence(std::memory_order_release);
 }
 
-void mark_written(ReaderSlots& r) noexcept {
-  const std::uint32_t s = r.seq.load(std::memory_order_relaxed);
-  if ((s & 1) != 0) r.seq.store(s + 1, std::memory_order_release);
+void mark_written(std::atomic<std::uint32_t>& seq) noexcept {
+  const std::uint32_t s = seq.load(std::memory_order_relaxed);
+  if ((s & 1) != 0) seq.store(s + 1, std::memory_order_release);
 }
 
 // What RobustMutex runs when a holder died: every reader gone, then the object's repair.
 // One std::function for the whole program (the hot path builds none): it reads the object
 // to repair from this thread's variables, set just before each lock.
 thread_local ReaderSlots* t_recover_slots = nullptr;
+thread_local std::atomic<std::uint32_t>* t_recover_seq = nullptr;
 thread_local RecoverRef t_recover;
 
 const RobustMutex::Recover& recover_dead_holder() {
   static const RobustMutex::Recover f = [] {
+    // Copied first: the repair may take another lock, which sets these again.
     ReaderSlots& r = *t_recover_slots;
+    std::atomic<std::uint32_t>& seq = *t_recover_seq;
     const RecoverRef rec = t_recover;
-    mark_writing(r);
+    mark_writing(seq);
     drain_readers(r);
     rec();
   };
@@ -151,8 +161,9 @@ const RobustMutex::Recover& recover_dead_holder() {
 // Locks the mutex; a dead previous holder's state is repaired with every reader gone. A
 // short spin first: critical sections are a few hundred ns, a futex sleep and wake-up costs
 // microseconds and two system calls.
-bool lock_mutex(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
+bool lock_mutex(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r, RecoverRef recover) {
   t_recover_slots = &r;
+  t_recover_seq = &seq;
   t_recover = recover;
   const auto& rec = recover_dead_holder();
   constexpr int kSpins = 64;
@@ -170,30 +181,54 @@ bool lock_mutex(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
 pid_t current_pid() noexcept { return self_pid(); }
 
 bool lock_exclusive(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
+  return lock_exclusive(m, r.seq, r, recover);
+}
+
+void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept { unlock_exclusive(m, r.seq); }
+
+bool lock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
+                    RecoverRef recover) {
   if (reading(&r)) {
     throw ValueError("cannot change a shared object while this thread reads it (inside "
                      "for_each or while a read guard lives); end the read first");
   }
-  bool recovered = lock_mutex(m, r, recover);
-  mark_writing(r);
+  bool recovered = lock_mutex(m, seq, r, recover);
+  mark_writing(seq);
   if (r.busy.load(std::memory_order_seq_cst) != 0) {
     try {
       drain_readers(r);
     } catch (...) {
-      unlock_exclusive(m, r);
+      unlock_exclusive(m, seq);
       throw;
     }
   }
   return recovered;
 }
 
-void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept {
-  mark_written(r);
+void unlock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept {
+  mark_written(seq);
   try {
     m.unlock();
   } catch (...) {
   }
 }
+
+bool lock_writer_mutex(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
+                       RecoverRef recover) {
+  return lock_mutex(m, seq, r, recover);
+}
+
+void mark_not_writing(std::atomic<std::uint32_t>& seq) noexcept { mark_written(seq); }
+
+int claim_reader_slot(ReaderSlots& r) noexcept { return claim_slot(r, self_identity_word()); }
+
+void release_reader_slot(ReaderSlots& r, int slot) noexcept { release_slot(r, slot); }
+
+void reap_dead_reader_slots(ReaderSlots& r) noexcept {
+  reap_dead_slots(r, r.busy.load(std::memory_order_seq_cst));
+}
+
+void track_reading(const ReaderSlots& r, int delta) noexcept { track(&r, delta); }
 
 int try_lock_shared_fast(ReaderSlots& r) noexcept {
   if ((r.seq.load(std::memory_order_relaxed) & 1) != 0) return -1;
@@ -214,8 +249,8 @@ int lock_shared(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
 
 int lock_shared_slow(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
   // A writer is active (or died active), or every slot is busy: queue on the mutex.
-  lock_mutex(m, r, recover);
-  mark_written(r);  // nobody writes while we hold the mutex (a dead writer's state is repaired)
+  lock_mutex(m, r.seq, r, recover);
+  mark_written(r.seq);  // nobody writes while we hold the mutex (a dead writer's state is repaired)
   const std::uint64_t self = self_identity_word();
   int i = claim_slot(r, self);
   if (i < 0) {

@@ -88,8 +88,13 @@ class Dict {
   void set(key_arg key, const V& value) {
     auto k = encode_key(key);
     auto v = detail::encode(value);
-    auto g = core_.write();
-    core_.set_locked(k.bytes(), detail::hash_bytes(k.bytes()), v.bytes());
+    const auto h = detail::hash_bytes(k.bytes());
+    bool inserted;
+    {
+      Locked g(core_, h);
+      inserted = core_.set_locked(k.bytes(), h, v.bytes());
+    }
+    if (inserted) core_.grow_if_needed();
   }
 
   // The value of `key`. Throws KeyError if absent. Like get and contains, it reads without
@@ -152,8 +157,9 @@ class Dict {
   // Removes `key`; returns whether it was there (Python's `del d[k]` raises instead: use pop).
   bool erase(key_arg key) {
     auto k = encode_key(key);
-    auto g = core_.write();
-    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    const auto h = detail::hash_bytes(k.bytes());
+    Locked g(core_, h);
+    auto* n = core_.find_locked(k.bytes(), h);
     if (!n) return false;
     core_.erase_locked(n);
     return true;
@@ -162,8 +168,9 @@ class Dict {
   // Python's d.pop(k): removes and returns the value. Throws KeyError if absent.
   V pop(key_arg key) {
     auto k = encode_key(key);
-    auto g = core_.write();
-    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    const auto h = detail::hash_bytes(k.bytes());
+    Locked g(core_, h);
+    auto* n = core_.find_locked(k.bytes(), h);
     if (!n) throw KeyError(missing(key));
     V v = detail::decode<V>(n->value());
     core_.erase_locked(n);
@@ -173,8 +180,9 @@ class Dict {
   // Python's d.pop(k, default).
   V pop(key_arg key, const V& default_value) {
     auto k = encode_key(key);
-    auto g = core_.write();
-    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    const auto h = detail::hash_bytes(k.bytes());
+    Locked g(core_, h);
+    auto* n = core_.find_locked(k.bytes(), h);
     if (!n) return default_value;
     V v = detail::decode<V>(n->value());
     core_.erase_locked(n);
@@ -186,10 +194,13 @@ class Dict {
   V setdefault(key_arg key, const V& default_value) {
     auto k = encode_key(key);
     auto h = detail::hash_bytes(k.bytes());
-    auto g = core_.write();
-    if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(n->value());
-    auto v = detail::encode(default_value);
-    core_.set_locked(k.bytes(), h, v.bytes());
+    {
+      Locked g(core_, h);
+      if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(n->value());
+      auto v = detail::encode(default_value);
+      core_.set_locked(k.bytes(), h, v.bytes());
+    }
+    core_.grow_if_needed();
     return default_value;
   }
 
@@ -200,17 +211,21 @@ class Dict {
   V modify(key_arg key, F&& fn, const V& initial = V{}) {
     auto k = encode_key(key);
     auto h = detail::hash_bytes(k.bytes());
-    auto g = core_.write();
-    auto* n = core_.find_locked(k.bytes(), h);
-    V v = n ? detail::decode<V>(n->value()) : initial;
-    std::invoke(std::forward<F>(fn), v);
-    auto e = detail::encode(v);
-    if (n) {
-      core_.assign_locked(n, e.bytes());
-    } else {
+    std::optional<V> out;
+    {
+      Locked g(core_, h);
+      auto* n = core_.find_locked(k.bytes(), h);
+      V& v = out.emplace(n ? detail::decode<V>(n->value()) : initial);
+      std::invoke(std::forward<F>(fn), v);
+      auto e = detail::encode(v);
+      if (n) {
+        core_.assign_locked(n, e.bytes());
+        return std::move(v);
+      }
       core_.set_locked(k.bytes(), h, e.bytes());
     }
-    return v;
+    core_.grow_if_needed();
+    return std::move(*out);
   }
 
   // Python's d.update(other): all pairs or none, also when the caller is killed midway
@@ -224,7 +239,7 @@ class Dict {
       keep.push_back(detail::encode(static_cast<const V&>(value)));
     }
     for (std::size_t i = 0; i < keep.size(); i += 2) raw.emplace_back(keep[i].bytes(), keep[i + 1].bytes());
-    auto g = core_.write();
+    detail::DictCore::AllGuard g(core_);
     core_.set_many_locked(raw);
   }
   void update(std::initializer_list<std::pair<K, V>> pairs) {
@@ -245,7 +260,7 @@ class Dict {
   bool empty() const { return size() == 0; }
   // Empties the dict: all or nothing, also when the caller is killed midway.
   void clear() {
-    auto g = core_.write();
+    detail::DictCore::AllGuard g(core_);
     core_.clear_locked();
   }
 
@@ -320,7 +335,7 @@ class Dict {
       return d_.core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
     }
     Dict d_;  // declared first: outlives the lock
-    detail::SharedGuard g_;
+    detail::DictCore::SharedGuard g_;
   };
   // Takes the dict's shared lock and returns it as a ReadGuard: writers wait while it lives,
   // and views it hands out stay valid until it goes. A reader killed while holding it does
@@ -333,12 +348,13 @@ class Dict {
   // Bytes given up by crash recoveries.
   std::uint64_t leaked_bytes() const { return core_.state().hdr.leaked.load(); }
   // How many times a dead holder's lock was recovered.
-  std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
+  std::uint64_t recoveries() const { return core_.recoveries(); }
 
  private:
   template <class>
   friend struct detail::HandleCodec;  // sends a Dict as a reference (mpp/handle_codec.hpp)
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
+  using Locked = detail::DictCore::StripeGuard;  // the exclusive lock of a key's stripe
   // The key's encoding: its own bytes (no copy, nothing to destroy) for strings and
   // trivially copyable keys, an archive for the others. `.bytes()` either way.
   struct BorrowedKey {

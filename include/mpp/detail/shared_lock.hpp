@@ -47,7 +47,7 @@ struct ReaderSlots {
   alignas(64) std::atomic<std::uint32_t> seq{0};  // odd while a writer holds the object
   std::atomic<std::uint32_t> busy{0};             // bit i: slot i holds an active reader
   std::atomic<std::uint32_t> reader_exits{0};     // futex word: bumped by readers a writer awaits
-  std::uint32_t reserved = 0;
+  std::atomic<std::uint32_t> drainers{0};         // writers waiting for readers (striped locks)
   alignas(64) std::atomic<std::uint64_t> slot[kSlots] = {};
 };
 
@@ -70,6 +70,29 @@ struct RecoverRef {
 // for itself forever).
 bool lock_exclusive(RobustMutex& m, ReaderSlots& r, RecoverRef recover);
 void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept;
+
+// The striped form (a Dict's stripes): each stripe has its own mutex and version word `seq`,
+// the reader table is shared by all of them. A striped reader claims a slot, then checks
+// every stripe's `seq` (striped_reader_sees_writer); a stripe's writer makes its `seq` odd
+// and drains the shared table. lock_exclusive(m, r, ...) is this with seq = r.seq.
+bool lock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
+                    RecoverRef recover);
+void unlock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept;
+// Locks `m` as a writer would (a short spin, then a sleep; a dead holder's object is
+// repaired with `seq` odd and every reader gone) without marking `seq` odd for the caller.
+// Returns whether a recovery ran.
+bool lock_writer_mutex(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
+                       RecoverRef recover);
+// Makes `seq` even again (the mutex holder only): nobody writes.
+void mark_not_writing(std::atomic<std::uint32_t>& seq) noexcept;
+// A free slot claimed with its bit set (seq_cst), or -1; and its release.
+int claim_reader_slot(ReaderSlots& r) noexcept;
+void release_reader_slot(ReaderSlots& r, int slot) noexcept;
+// Gives back every slot whose owner died (the caller holds every writer out).
+void reap_dead_reader_slots(ReaderSlots& r) noexcept;
+// Counts a shared lock this thread holds (+1) or gave back (-1) on `r`, so that a writer
+// lock by the same thread is refused instead of waiting for itself.
+void track_reading(const ReaderSlots& r, int delta) noexcept;
 
 // Shared lock. Returns the slot taken, or -1 when the reader holds the mutex instead (all
 // slots busy). Pass the result to unlock_shared.
