@@ -145,35 +145,38 @@ thread_local ReaderSlots* t_recover_slots = nullptr;
 thread_local std::atomic<std::uint32_t>* t_recover_seq = nullptr;
 thread_local RecoverRef t_recover;
 
-const RobustMutex::Recover& recover_dead_holder() {
-  static const RobustMutex::Recover f = [] {
-    // Copied first: the repair may take another lock, which sets these again.
-    ReaderSlots& r = *t_recover_slots;
-    std::atomic<std::uint32_t>& seq = *t_recover_seq;
-    const RecoverRef rec = t_recover;
-    mark_writing(seq);
-    drain_readers(r);
-    rec();
-  };
-  return f;
+// One object for the whole program, built before main (namespace scope, not a
+// function-local static whose guard every lock would test).
+const RobustMutex::Recover recover_dead_holder = [] {
+  // Copied first: the repair may take another lock, which sets these again.
+  ReaderSlots& r = *t_recover_slots;
+  std::atomic<std::uint32_t>& seq = *t_recover_seq;
+  const RecoverRef rec = t_recover;
+  mark_writing(seq);
+  drain_readers(r);
+  rec();
+};
+
+// The mutex was held at the first try: a short spin first (critical sections are a few
+// hundred ns, a futex sleep and wake-up costs microseconds and two system calls), then sleep.
+[[gnu::noinline]] bool lock_mutex_contended(RobustMutex& m) {
+  constexpr int kSpins = 64;
+  for (int k = 0; k < kSpins; ++k) {
+    for (unsigned p = 0; p < 8; ++p) cpu_relax();
+    if (__atomic_load_n(&m.native()->__data.__lock, __ATOMIC_RELAXED) == 0) {
+      if (auto got = m.try_lock(recover_dead_holder)) return *got;
+    }
+  }
+  return m.lock(recover_dead_holder);
 }
 
-// Locks the mutex; a dead previous holder's state is repaired with every reader gone. A
-// short spin first: critical sections are a few hundred ns, a futex sleep and wake-up costs
-// microseconds and two system calls.
+// Locks the mutex; a dead previous holder's state is repaired with every reader gone.
 bool lock_mutex(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r, RecoverRef recover) {
   t_recover_slots = &r;
   t_recover_seq = &seq;
   t_recover = recover;
-  const auto& rec = recover_dead_holder();
-  constexpr int kSpins = 64;
-  for (int k = 0; k < kSpins; ++k) {
-    if (__atomic_load_n(&m.native()->__data.__lock, __ATOMIC_RELAXED) == 0) {
-      if (auto got = m.try_lock(rec)) return *got;
-    }
-    for (unsigned p = 0; p < 8; ++p) cpu_relax();
-  }
-  return m.lock(rec);
+  if (auto got = m.try_lock(recover_dead_holder)) return *got;
+  return lock_mutex_contended(m);
 }
 
 }  // namespace

@@ -155,22 +155,32 @@ inline void dict_step() noexcept {
   if (auto h = dict_step_hook.load(std::memory_order_relaxed)) h();
 }
 
-// Whether the key bytes at `a` equal `key` (same length known). Short keys (a trivially
-// copyable K, a short string) are compared with word loads instead of a memcmp call.
+// Whether the key bytes at `a` equal `key` (same length known). Keys of up to 16 bytes (a
+// trivially copyable K, most words) are compared with two possibly overlapping word loads
+// instead of a memcmp call.
 inline bool same_key(const std::byte* a, Bytes key) noexcept {
   const std::byte* b = key.data();
-  auto word = [](const std::byte* p, std::size_t n) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, p, n);
+  const std::size_t n = key.size();
+  auto load8 = [](const std::byte* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
     return w;
   };
-  switch (key.size()) {
-    case 0: return true;
-    case 4: return word(a, 4) == word(b, 4);
-    case 8: return word(a, 8) == word(b, 8);
-    case 16: return word(a, 8) == word(b, 8) && word(a + 8, 8) == word(b + 8, 8);
-    default: return std::memcmp(a, b, key.size()) == 0;
+  auto load4 = [](const std::byte* p) {
+    std::uint32_t w;
+    std::memcpy(&w, p, 4);
+    return w;
+  };
+  if (n == 8) return load8(a) == load8(b);
+  if (n >= 8) {
+    if (n > 16) return std::memcmp(a, b, n) == 0;
+    return load8(a) == load8(b) && load8(a + n - 8) == load8(b + n - 8);
   }
+  if (n >= 4) return load4(a) == load4(b) && load4(a + n - 4) == load4(b + n - 4);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
 }
 
 // Operations on one DictState. Methods named *_locked need the caller to hold the lock
