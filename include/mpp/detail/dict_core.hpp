@@ -354,22 +354,29 @@ class DictCore {
   }
   BucketArray* buckets_if_plausible() const noexcept { return buckets_if_plausible(heap()); }
   // Walks key's chain without throwing: false when a link is implausible (torn or corrupt).
+  // A link is followed only to a 16-aligned node header inside the heap; a node whose hash
+  // differs is passed by its bnext without further checks (nothing past its header is
+  // read), so the common miss costs a compare; a node whose hash matches is checked (tag,
+  // key inside the heap) before its key is compared.
   bool probe(Bytes key, std::uint64_t hash, DictNode*& out) const noexcept {
     out = nullptr;
     const Heap h = heap();
     BucketArray* b = buckets_if_plausible(h);
-    if (!b) return false;
+    if (!b || h.hi - h.lo < sizeof(DictNode)) return false;
+    const std::uint64_t last = h.hi - sizeof(DictNode);  // the last offset a header fits at
     std::uint64_t off = b->slot[hash & (b->n - 1)].load(std::memory_order_acquire);
     for (std::uint64_t steps = (h.hi - h.lo) / 32 + 1; off != 0; --steps) {
-      DictNode* n = node_if_plausible(off, h);
-      if (!n || steps == 0) return false;
-      // key_len read once: a writer may change it under an optimistic reader, and the
-      // compare must stay inside what was checked.
-      const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
-      if (n->hash == hash && kl == key.size() && h.hi - off - sizeof(DictNode) >= kl &&
-          same_key(n->key_data(), key)) {
-        out = n;
-        return true;
+      if (off < h.lo || off > last || off % 16 != 0 || steps == 0) return false;
+      DictNode* n = seg_->at<DictNode>(off);
+      if (std::atomic_ref<std::uint64_t>(n->hash).load(std::memory_order_relaxed) == hash) {
+        // key_len read once: a writer may change it under an optimistic reader, and the
+        // compare must stay inside what was checked.
+        const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
+        if (n->tag != DICT_NODE_TAG || h.hi - off - sizeof(DictNode) < kl) return false;
+        if (kl == key.size() && same_key(n->key_data(), key)) {
+          out = n;
+          return true;
+        }
       }
       off = std::atomic_ref<std::uint64_t>(n->bnext).load(std::memory_order_relaxed);
     }
