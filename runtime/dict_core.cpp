@@ -78,14 +78,14 @@ void DictCore::AllGuard::release() noexcept {
   }
 }
 
-// Claim a reader slot, then check that no stripe has a writer (the stripe writer makes its
-// `seq` odd, then looks at the readers' mask: one of the two sees the other). When a writer
+// Claim a reader slot, then check that no stripe has a writer (a stripe's writer locks its
+// mutex, then looks at the readers' mask: one of the two sees the other). When a writer
 // is about, or every slot is taken: every stripe's mutex, in order, then a slot.
 DictCore::SharedGuard::SharedGuard(const DictCore& c) : c_(&c), slot_(-1) {
   ReaderSlots& r = c.st_->readers;
   auto writer_about = [&c] {
-    for (const DictStripe& s : c.st_->stripes) {
-      if ((s.seq.load(std::memory_order_seq_cst) & 1) != 0) return true;
+    for (DictStripe& s : c.st_->stripes) {
+      if (writer_present(s.mutex, s.seq)) return true;
     }
     return false;
   };

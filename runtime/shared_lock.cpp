@@ -126,9 +126,19 @@ void release_slot(ReaderSlots& r, int i) noexcept {
 }
 
 // Makes `seq` odd (a writer is active); the mutex holder is the only one that changes it.
+// The writer's half of the Dekker pair with readers is the mutex's locking CAS, then the load
+// of `busy`: on x86 a locked CAS is a full barrier; elsewhere a fence makes it one.
+void after_lock_fence() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
 void mark_writing(std::atomic<std::uint32_t>& seq) noexcept {
   const std::uint32_t s = seq.load(std::memory_order_relaxed);
-  if ((s & 1) == 0) seq.store(s + 1, std::memory_order_seq_cst);
+  if ((s & 1) == 0) seq.store(s + 1, std::memory_order_relaxed);
   // The object's stores that follow may not move before `seq` turned odd (seqlock writer).
   std::atomic_thread_fence(std::memory_order_release);
 }
@@ -153,6 +163,7 @@ const RobustMutex::Recover recover_dead_holder = [] {
   std::atomic<std::uint32_t>& seq = *t_recover_seq;
   const RecoverRef rec = t_recover;
   mark_writing(seq);
+  after_lock_fence();
   drain_readers(r);
   rec();
 };
@@ -197,6 +208,7 @@ bool lock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots
   }
   bool recovered = lock_mutex(m, seq, r, recover);
   mark_writing(seq);
+  after_lock_fence();
   if (r.busy.load(std::memory_order_seq_cst) != 0) {
     try {
       drain_readers(r);
@@ -233,11 +245,11 @@ void reap_dead_reader_slots(ReaderSlots& r) noexcept {
 
 void track_reading(const ReaderSlots& r, int delta) noexcept { track(&r, delta); }
 
-int try_lock_shared_fast(ReaderSlots& r) noexcept {
+int try_lock_shared_fast(RobustMutex& m, ReaderSlots& r) noexcept {
   if ((r.seq.load(std::memory_order_relaxed) & 1) != 0) return -1;
   int i = claim_slot(r, self_identity_word());
   if (i < 0) return -1;
-  if ((r.seq.load(std::memory_order_seq_cst) & 1) == 0) {
+  if (!writer_present(m, r.seq)) {
     track(&r, 1);
     return i;
   }
@@ -246,7 +258,7 @@ int try_lock_shared_fast(ReaderSlots& r) noexcept {
 }
 
 int lock_shared(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
-  int i = try_lock_shared_fast(r);
+  int i = try_lock_shared_fast(m, r);
   return i >= 0 ? i : lock_shared_slow(m, r, recover);
 }
 

@@ -12,14 +12,16 @@
 //           before and after its reads read a state no writer touched (a seqlock).
 //   busy:   one bit per occupied slot, in the same cache line as `seq`: a writer with no
 //           reader about touches the mutex and this one line, nothing else.
-//   reader: claim a slot (CAS 0 -> identity), set its bit in `busy`, then check `seq`; if a
-//           writer is active, give the slot back and queue on the mutex (which recovers a
-//           dead writer), then claim a slot while holding it. With every slot taken, the
-//           reader holds the mutex.
+//   reader: claim a slot (CAS 0 -> identity), set its bit in `busy`, then check the mutex
+//           word and `seq`; if a writer may be active, give the slot back and queue on the
+//           mutex (which recovers a dead writer), then claim a slot while holding it. With
+//           every slot taken, the reader holds the mutex.
 //   writer: lock the mutex (a bounded spin before the futex sleep), make `seq` odd, and if
 //           `busy` is not 0 wait until every set bit belongs to a dead process (polling
 //           those every few ms: a dead reader wakes nobody), clearing dead readers' bits.
-// Both sides store then load with seq_cst, so one of them always sees the other.
+// The reader's bit (a seq_cst RMW) then its load of the mutex word, against the writer's
+// locking CAS then its load of `busy` (a full fence after the CAS where a locked CAS is not
+// one): one of them always sees the other, and `seq` turns odd with a plain store.
 //
 // A reader killed between claiming its slot and setting its bit leaves a slot taken with no
 // bit: writers ignore it (it never read), and the next reader that finds no free slot, or a
@@ -101,7 +103,15 @@ void unlock_shared(RobustMutex& m, ReaderSlots& r, int slot) noexcept;
 
 // The uncontended path of lock_shared (no writer, a free slot): the slot, or -1 when the
 // caller must take the slow path (lock_shared_slow, which starts from scratch).
-int try_lock_shared_fast(ReaderSlots& r) noexcept;
+int try_lock_shared_fast(RobustMutex& m, ReaderSlots& r) noexcept;
+
+// Whether a writer may be active on `m` / `seq`: its mutex word is not 0 (held, being taken,
+// or left by a dead holder) or `seq` is odd. What a reader checks after setting its bit: the
+// writer's side of the Dekker pair is the mutex's locking CAS, then its load of `busy`.
+inline bool writer_present(RobustMutex& m, const std::atomic<std::uint32_t>& seq) noexcept {
+  return __atomic_load_n(&m.native()->__data.__lock, __ATOMIC_SEQ_CST) != 0 ||
+         (seq.load(std::memory_order_seq_cst) & 1) != 0;
+}
 int lock_shared_slow(RobustMutex& m, ReaderSlots& r, RecoverRef recover);
 
 // Optimistic reads: `read_begin` returns the even version to validate against, or an odd
@@ -140,14 +150,14 @@ class SharedGuard {
  public:
   template <class F>
   SharedGuard(RobustMutex& m, ReaderSlots& r, F&& recover)
-      : m_(&m), r_(&r), slot_(try_lock_shared_fast(r)) {
+      : m_(&m), r_(&r), slot_(try_lock_shared_fast(m, r)) {
     if (slot_ < 0) slot_ = lock_shared_slow(m, r, RecoverRef::of(recover));
   }
   // Builds the recovery function (make_recover() returns a callable) only when the fast
   // path fails.
   template <class F>
   SharedGuard(RobustMutex& m, ReaderSlots& r, F&& make_recover, int)
-      : m_(&m), r_(&r), slot_(try_lock_shared_fast(r)) {
+      : m_(&m), r_(&r), slot_(try_lock_shared_fast(m, r)) {
     if (slot_ < 0) {
       auto rec = make_recover();
       slot_ = lock_shared_slow(m, r, RecoverRef::of(rec));
