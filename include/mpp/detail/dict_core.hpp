@@ -39,7 +39,10 @@ namespace mpp::detail {
 
 using Bytes = std::span<const std::byte>;
 
-// A stable 64-bit hash of a key's encoded bytes: the same in every process and program.
+// A stable 64-bit hash of a key's encoded bytes: the same in every process and program
+// (part of the segment format: nodes store it, and its low bits pick the stripe and bucket).
+// The last 1..8 bytes are read with fixed-size loads (overlapping the previous word, or two
+// 4-byte loads, or three single bytes) rather than a variable-length copy.
 inline std::uint64_t hash_bytes(Bytes b) noexcept {
   auto mix = [](std::uint64_t x) {
     x ^= x >> 33;
@@ -49,17 +52,28 @@ inline std::uint64_t hash_bytes(Bytes b) noexcept {
     x ^= x >> 33;
     return x;
   };
-  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ b.size();
-  std::size_t i = 0;
-  for (; i + 8 <= b.size(); i += 8) {
+  auto load8 = [](const std::byte* p) {
     std::uint64_t w;
-    std::memcpy(&w, b.data() + i, 8);
-    h = mix(h ^ w) + 0x9e3779b97f4a7c15ULL;
-  }
-  if (i < b.size()) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, b.data() + i, b.size() - i);
-    h = mix(h ^ w);
+    std::memcpy(&w, p, 8);
+    return w;
+  };
+  auto load4 = [](const std::byte* p) {
+    std::uint32_t w;
+    std::memcpy(&w, p, 4);
+    return std::uint64_t{w};
+  };
+  const std::byte* p = b.data();
+  const std::size_t n = b.size();
+  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+  if (n >= 8) {
+    std::size_t i = 0;
+    for (; i + 8 < n; i += 8) h = mix(h ^ load8(p + i)) + 0x9e3779b97f4a7c15ULL;
+    h = mix(h ^ load8(p + n - 8));  // the last 8 bytes, overlapping the previous word
+  } else if (n >= 4) {
+    h = mix(h ^ (load4(p) | load4(p + n - 4) << 32));
+  } else if (n > 0) {
+    const auto byte = [&](std::size_t i) { return std::uint64_t{std::to_integer<std::uint8_t>(p[i])}; };
+    h = mix(h ^ (byte(0) | byte(n / 2) << 8 | byte(n - 1) << 16));
   }
   return mix(h);
 }
