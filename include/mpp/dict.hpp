@@ -16,17 +16,18 @@
 // differently).
 // Iteration order is insertion order, as in Python.
 //
-// Concurrency: writers are exclusive; get, at and contains read a version-validated
-// snapshot without writing shared memory (falling back to the shared lock when writers keep
-// interfering); read(), for_each, keys, values and items share the dict under the shared
-// lock. Every method is one atomic step. A handle is a cheap value (it holds the segment),
+// Concurrency: a write locks the stripe its key's hash picks (one of 32; writers of
+// different stripes run at once), update and clear lock every stripe; get, at and contains
+// read a version-validated snapshot without writing shared memory (falling back to the
+// shared lock when writers keep interfering); read(), for_each, keys, values and items share
+// the dict under the shared lock (no writer in any stripe). Every method is one atomic step. A handle is a cheap value (it holds the segment),
 // valid in forked children; other processes get their own through
 // Manager::attach(...).dict<K,V>(name). For std::string keys every method takes a
 // std::string_view (no copy of the key).
 //
-// After a crash: a process killed at any instruction while it holds the lock (reading or
-// writing) blocks nobody; the next user recovers the lock, rebuilds the index from the
-// list of entries and settles the one change that was in progress. Each method is all or
+// After a crash: a process killed at any instruction while it holds a lock (reading or
+// writing) blocks nobody; the next user of that lock recovers it, rebuilds that stripe's
+// part of the index from the list of entries and settles the change that was in progress. Each method is all or
 // nothing across the kill: set, erase, pop, setdefault and modify change one pair with one
 // store; update commits with one store once every node is built (killed before it, nothing
 // is applied; after it, the recovery applies the rest); clear commits with one store and the
