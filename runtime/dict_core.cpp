@@ -47,11 +47,6 @@ void DictCore::construct(Segment& seg, void* mem, std::uint32_t key_enc, std::ui
   st->hdr.bytes.store(BucketArray::bytes_for(kInitialBuckets));
 }
 
-DictCore::StripeGuard::StripeGuard(const DictCore& c, std::uint64_t hash) : s_(&c.stripe(hash)) {
-  auto rec = [&c, s = s_] { const_cast<DictCore&>(c).recover_stripe(*s); };
-  lock_exclusive(s_->mutex, s_->seq, c.st_->readers, RecoverRef::of(rec));
-}
-
 DictCore::AllGuard::AllGuard(const DictCore& c) : c_(c) {
   try {
     for (; held_ < kDictStripes; ++held_) {

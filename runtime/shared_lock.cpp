@@ -17,12 +17,11 @@ namespace {
 // Shared locks this thread holds, to refuse a writer lock that would wait for itself. The
 // total comes first, so a thread that reads nothing (the common writer) checks one word.
 constexpr int kTracked = 8;
-thread_local int t_reading_total = 0;
 thread_local const ReaderSlots* t_reading[kTracked] = {};
 thread_local int t_reading_depth[kTracked] = {};
 
 void track(const ReaderSlots* r, int delta) noexcept {
-  t_reading_total += delta;
+  t_shared_locks_held += delta;
   for (int i = 0; i < kTracked; ++i) {
     if (t_reading[i] == r) {
       if ((t_reading_depth[i] += delta) == 0) t_reading[i] = nullptr;
@@ -40,7 +39,7 @@ void track(const ReaderSlots* r, int delta) noexcept {
 }
 
 bool reading(const ReaderSlots* r) noexcept {
-  if (t_reading_total == 0) return false;
+  if (t_shared_locks_held == 0) return false;
   for (int i = 0; i < kTracked; ++i) {
     if (t_reading[i] == r) return true;
   }
@@ -126,22 +125,7 @@ void release_slot(ReaderSlots& r, int i) noexcept {
 }
 
 // Makes `seq` odd (a writer is active); the mutex holder is the only one that changes it.
-// The writer's half of the Dekker pair with readers is the mutex's locking CAS, then the load
-// of `busy`: on x86 a locked CAS is a full barrier; elsewhere a fence makes it one.
-void after_lock_fence() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-#else
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-#endif
-}
-
-void mark_writing(std::atomic<std::uint32_t>& seq) noexcept {
-  const std::uint32_t s = seq.load(std::memory_order_relaxed);
-  if ((s & 1) == 0) seq.store(s + 1, std::memory_order_relaxed);
-  // The object's stores that follow may not move before `seq` turned odd (seqlock writer).
-  std::atomic_thread_fence(std::memory_order_release);
-}
+void mark_writing(std::atomic<std::uint32_t>& seq) noexcept { mark_writing_inline(seq); }
 
 void mark_written(std::atomic<std::uint32_t>& seq) noexcept {
   const std::uint32_t s = seq.load(std::memory_order_relaxed);
@@ -151,9 +135,7 @@ void mark_written(std::atomic<std::uint32_t>& seq) noexcept {
 // What RobustMutex runs when a holder died: every reader gone, then the object's repair.
 // One std::function for the whole program (the hot path builds none): it reads the object
 // to repair from this thread's variables, set just before each lock.
-thread_local ReaderSlots* t_recover_slots = nullptr;
-thread_local std::atomic<std::uint32_t>* t_recover_seq = nullptr;
-thread_local RecoverRef t_recover;
+}  // namespace
 
 // One object for the whole program, built before main (namespace scope, not a
 // function-local static whose guard every lock would test).
@@ -167,6 +149,17 @@ const RobustMutex::Recover recover_dead_holder = [] {
   drain_readers(r);
   rec();
 };
+
+void drain_readers_after_lock(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r) {
+  try {
+    drain_readers(r);
+  } catch (...) {
+    unlock_exclusive(m, seq);
+    throw;
+  }
+}
+
+namespace {
 
 // The mutex was held at the first try: a short spin first (critical sections are a few
 // hundred ns, a futex sleep and wake-up costs microseconds and two system calls), then sleep.
@@ -183,9 +176,7 @@ const RobustMutex::Recover recover_dead_holder = [] {
 
 // Locks the mutex; a dead previous holder's state is repaired with every reader gone.
 bool lock_mutex(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r, RecoverRef recover) {
-  t_recover_slots = &r;
-  t_recover_seq = &seq;
-  t_recover = recover;
+  set_recover_context(r, seq, recover);
   if (auto got = m.try_lock(recover_dead_holder)) return *got;
   return lock_mutex_contended(m);
 }
@@ -209,23 +200,12 @@ bool lock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots
   bool recovered = lock_mutex(m, seq, r, recover);
   mark_writing(seq);
   after_lock_fence();
-  if (r.busy.load(std::memory_order_seq_cst) != 0) {
-    try {
-      drain_readers(r);
-    } catch (...) {
-      unlock_exclusive(m, seq);
-      throw;
-    }
-  }
+  if (r.busy.load(std::memory_order_seq_cst) != 0) drain_readers_after_lock(m, seq, r);
   return recovered;
 }
 
 void unlock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept {
-  mark_written(seq);
-  try {
-    m.unlock();
-  } catch (...) {
-  }
+  unlock_exclusive_inline(m, seq);
 }
 
 bool lock_writer_mutex(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,

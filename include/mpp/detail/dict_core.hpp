@@ -212,8 +212,11 @@ class DictCore {
   // The exclusive lock of the stripe of `hash`: what a change of one key needs.
   class StripeGuard {
    public:
-    StripeGuard(const DictCore& c, std::uint64_t hash);
-    ~StripeGuard() { unlock_exclusive(s_->mutex, s_->seq); }
+    StripeGuard(const DictCore& c, std::uint64_t hash) : s_(&c.stripe(hash)) {
+      auto rec = [&c, s = s_] { const_cast<DictCore&>(c).recover_stripe(*s); };
+      lock_exclusive_inline(s_->mutex, s_->seq, c.st_->readers, RecoverRef::of(rec));
+    }
+    ~StripeGuard() { unlock_exclusive_inline(s_->mutex, s_->seq); }
     StripeGuard(const StripeGuard&) = delete;
     StripeGuard& operator=(const StripeGuard&) = delete;
 

@@ -67,6 +67,45 @@ struct RecoverRef {
   }
 };
 
+// Shared locks this thread holds, on any object: a writer whose thread holds none skips the
+// per-object "would wait for itself" check.
+inline thread_local int t_shared_locks_held = 0;
+
+// What the dead-holder recovery of the next lock repairs: set before each writer lock, read
+// by `recover_dead_holder` (RobustMutex takes one std::function for the whole program).
+inline thread_local ReaderSlots* t_recover_slots = nullptr;
+inline thread_local std::atomic<std::uint32_t>* t_recover_seq = nullptr;
+inline thread_local RecoverRef t_recover;
+inline void set_recover_context(ReaderSlots& r, std::atomic<std::uint32_t>& seq, RecoverRef recover) noexcept {
+  t_recover_slots = &r;
+  t_recover_seq = &seq;
+  t_recover = recover;
+}
+// Marks the writers' seq odd, drains the readers, then runs the object's repair.
+extern const RobustMutex::Recover recover_dead_holder;
+
+// The writer's half of the Dekker pair with readers is the mutex's locking CAS, then the load
+// of `busy`: on x86 a locked CAS is a full barrier; elsewhere a fence makes it one.
+inline void after_lock_fence() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
+// Makes `seq` odd (the mutex holder only); the object's stores that follow may not move
+// before it (a seqlock writer).
+inline void mark_writing_inline(std::atomic<std::uint32_t>& seq) noexcept {
+  const std::uint32_t s = seq.load(std::memory_order_relaxed);
+  if ((s & 1) == 0) seq.store(s + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+// With the mutex held and `seq` odd: waits for the live readers (unlocking and rethrowing
+// if that fails).
+void drain_readers_after_lock(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r);
+
 // Exclusive lock. Runs `recover` (with every live reader gone) if a previous holder died.
 // Throws ValueError when this thread holds a shared lock on the same object (it would wait
 // for itself forever).
@@ -80,6 +119,30 @@ void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept;
 bool lock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
                     RecoverRef recover);
 void unlock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept;
+// lock_exclusive with its uncontended path inline: a thread that reads nothing, a mutex
+// whose word is 0 (free, its last holder not dead), no reader about.
+inline bool lock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
+                                  RecoverRef recover) {
+  if (t_shared_locks_held == 0 && __atomic_load_n(&m.native()->__data.__lock, __ATOMIC_RELAXED) == 0) {
+    set_recover_context(r, seq, recover);
+    if (auto got = m.try_lock(recover_dead_holder)) {
+      mark_writing_inline(seq);
+      after_lock_fence();
+      if (r.busy.load(std::memory_order_seq_cst) != 0) drain_readers_after_lock(m, seq, r);
+      return *got;
+    }
+  }
+  return lock_exclusive(m, seq, r, recover);
+}
+// unlock_exclusive, inline.
+inline void unlock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept {
+  const std::uint32_t v = seq.load(std::memory_order_relaxed);
+  if ((v & 1) != 0) seq.store(v + 1, std::memory_order_release);
+  try {
+    m.unlock();
+  } catch (...) {
+  }
+}
 // Locks `m` as a writer would (a short spin, then a sleep; a dead holder's object is
 // repaired with `seq` odd and every reader gone) without marking `seq` odd for the caller.
 // Returns whether a recovery ran.
