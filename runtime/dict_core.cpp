@@ -17,7 +17,7 @@ enum Op : std::uint32_t {
   op_assign = 7,  // an in-place copy: intent.index = the node, size_before = its value length
 };
 
-constexpr std::uint64_t kInitialBuckets = 16;
+constexpr std::uint64_t kInitialBuckets = kDictStripes;  // every stripe owns a bucket
 
 std::uint64_t node_bytes(const DictNode* n) { return DictNode::bytes_for(n->key_len, n->value_len); }
 
@@ -47,12 +47,111 @@ void DictCore::construct(Segment& seg, void* mem, std::uint32_t key_enc, std::ui
   st->hdr.bytes.store(BucketArray::bytes_for(kInitialBuckets));
 }
 
-SharedGuard DictCore::read() const {
-  return SharedGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<DictCore*>(this)->recover(); });
+DictCore::AllGuard::AllGuard(const DictCore& c) : c_(c) {
+  try {
+    for (; held_ < kDictStripes; ++held_) {
+      DictStripe& s = c.st_->stripes[held_];
+      auto rec = [&c, &s] { const_cast<DictCore&>(c).recover_stripe(s); };
+      lock_exclusive(s.mutex, s.seq, c.st_->readers, RecoverRef::of(rec));
+    }
+    c.lock_list();
+    list_ = true;
+  } catch (...) {
+    release();
+    throw;
+  }
 }
 
-ExclusiveGuard DictCore::write() const {
-  return ExclusiveGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<DictCore*>(this)->recover(); });
+DictCore::AllGuard::~AllGuard() { release(); }
+
+void DictCore::AllGuard::release() noexcept {
+  if (list_) c_.unlock_list();
+  list_ = false;
+  while (held_ > 0) {
+    DictStripe& s = c_.st_->stripes[--held_];
+    unlock_exclusive(s.mutex, s.seq);
+  }
+}
+
+// Claim a reader slot, then check that no stripe has a writer (a stripe's writer locks its
+// mutex, then looks at the readers' mask: one of the two sees the other). When a writer
+// is about, or every slot is taken: every stripe's mutex, in order, then a slot.
+DictCore::SharedGuard::SharedGuard(const DictCore& c) : c_(&c), slot_(-1) {
+  ReaderSlots& r = c.st_->readers;
+  auto writer_about = [&c] {
+    for (DictStripe& s : c.st_->stripes) {
+      if (writer_present(s.mutex, s.seq)) return true;
+    }
+    return false;
+  };
+  if (!writer_about()) {
+    slot_ = claim_reader_slot(r);
+    if (slot_ >= 0) {
+      if (!writer_about()) {
+        track_reading(r, 1);
+        return;
+      }
+      release_reader_slot(r, slot_);
+      slot_ = -1;
+    }
+  }
+  std::uint64_t held = 0;
+  try {
+    for (; held < kDictStripes; ++held) {
+      DictStripe& s = c.st_->stripes[held];
+      auto rec = [&c, &s] { const_cast<DictCore&>(c).recover_stripe(s); };
+      lock_writer_mutex(s.mutex, s.seq, r, RecoverRef::of(rec));
+      mark_not_writing(s.seq);  // a dead writer's stripe is repaired; nobody writes now
+    }
+  } catch (...) {
+    while (held > 0) c.st_->stripes[--held].mutex.unlock();
+    throw;
+  }
+  slot_ = claim_reader_slot(r);
+  if (slot_ < 0) {
+    reap_dead_reader_slots(r);
+    slot_ = claim_reader_slot(r);
+  }
+  if (slot_ >= 0) {
+    while (held > 0) c.st_->stripes[--held].mutex.unlock();
+  }
+  track_reading(r, 1);
+}
+
+DictCore::SharedGuard::~SharedGuard() {
+  if (!c_) return;
+  ReaderSlots& r = c_->st_->readers;
+  track_reading(r, -1);
+  if (slot_ >= 0) {
+    release_reader_slot(r, slot_);
+    return;
+  }
+  for (std::uint64_t i = kDictStripes; i > 0; --i) {
+    try {
+      c_->st_->stripes[i - 1].mutex.unlock();
+    } catch (...) {
+    }
+  }
+}
+
+void DictCore::lock_list() const {
+  st_->hdr.mutex.lock([this] { const_cast<DictCore*>(this)->recover_list(); });
+}
+
+void DictCore::unlock_list() const noexcept {
+  try {
+    st_->hdr.mutex.unlock();
+  } catch (...) {
+  }
+}
+
+DictCore::ListGuard::ListGuard(const DictCore& c) : c_(c) { c.lock_list(); }
+DictCore::ListGuard::~ListGuard() { c_.unlock_list(); }
+
+std::uint64_t DictCore::recoveries() const noexcept {
+  std::uint64_t n = st_->hdr.mutex.recoveries();
+  for (const DictStripe& s : st_->stripes) n += s.mutex.recoveries();
+  return n;
 }
 
 void DictCore::optimistic_pause() noexcept {
@@ -104,14 +203,14 @@ DictNode* DictCore::find_locked(Bytes key, std::uint64_t hash) const {
   return n;
 }
 
-DictNode* DictCore::build(Bytes key, std::uint64_t hash, Bytes value, bool pending) {
+DictNode* DictCore::build(Intent& in, Bytes key, std::uint64_t hash, Bytes value, bool pending) {
   const std::size_t bytes = DictNode::bytes_for(key.size(), value.size());
   DictNode* n;
   if (pending) {
     // `next` already links the pending chain: every other field is set by hand.
-    n = static_cast<DictNode*>(st_->intent.allocate_pending(*seg_, bytes));
+    n = static_cast<DictNode*>(in.allocate_pending(*seg_, bytes));
   } else {
-    n = new (st_->intent.allocate(*seg_, bytes, 0)) DictNode();
+    n = new (in.allocate(*seg_, bytes, 0)) DictNode();
   }
   n->prev = 0;
   n->bnext = 0;
@@ -162,14 +261,14 @@ void DictCore::append(DictNode* n) {
   st_->hdr.bytes.fetch_add(node_bytes(n), std::memory_order_relaxed);
 }
 
-void DictCore::replace(DictNode* x, DictNode* n) {
+void DictCore::replace(Intent& in, DictNode* x, DictNode* n) {
   const std::uint64_t off = seg_->offset_of(n), xoff = seg_->offset_of(x);
   BucketArray& b = buckets();
   auto& slot = b.slot[n->hash & (b.n - 1)];
   n->next.store(x->next.load(std::memory_order_relaxed), std::memory_order_relaxed);
   n->prev = x->prev;
   n->bnext = x->bnext;
-  st_->intent.retire(xoff, node_bytes(x));
+  in.retire(xoff, node_bytes(x));
   dict_step();
   if (x->prev) {
     node(x->prev)->next.store(off, std::memory_order_release);  // publishes
@@ -189,50 +288,59 @@ void DictCore::replace(DictNode* x, DictNode* n) {
   dict_step();
 }
 
-void DictCore::publish(DictNode* n) {
+void DictCore::publish(Intent& in, DictNode* n) {
   if (DictNode* x = find_locked(n->key(), n->hash)) {
-    replace(x, n);
+    replace(in, x, n);
   } else {
     append(n);
   }
 }
 
-void DictCore::set_locked(Bytes key, std::uint64_t hash, Bytes value) {
+bool DictCore::set_locked(Bytes key, std::uint64_t hash, Bytes value) {
   if (DictNode* x = find_locked(key, hash)) {
     assign_locked(x, value);
-    return;
+    return false;
   }
-  st_->intent.begin(op_set);
+  Intent& in = stripe(hash).intent;
+  in.begin(op_set);
   dict_step();
+  DictNode* n;
   try {
-    append(build(key, hash, value, false));
+    n = build(in, key, hash, value, false);
   } catch (...) {
-    st_->intent.end();  // SegmentFull from build: nothing was allocated or changed
+    in.end();  // SegmentFull from build: nothing was allocated or changed
     throw;
   }
+  {
+    ListGuard list(*this);
+    append(n);
+  }
   dict_step();
-  st_->intent.end();
-  grow_index();
+  in.end();
+  return true;
 }
 
 std::uint64_t DictCore::fixed_bytes(const BucketArray& b) const noexcept {
-  const ScratchBlock* sb = scratch_if_plausible();
-  return BucketArray::bytes_for(b.n) + (sb ? sizeof(ScratchBlock) + sb->capacity : 0);
+  std::uint64_t bytes = BucketArray::bytes_for(b.n);
+  for (const DictStripe& s : st_->stripes) {
+    if (const ScratchBlock* sb = scratch_if_plausible(s)) bytes += sizeof(ScratchBlock) + sb->capacity;
+  }
+  return bytes;
 }
 
-ScratchBlock* DictCore::scratch_if_plausible() const noexcept {
+ScratchBlock* DictCore::scratch_if_plausible(const DictStripe& s) const noexcept {
   const Heap h = heap();
-  const std::uint64_t off = st_->scratch.load(std::memory_order_relaxed);
+  const std::uint64_t off = s.scratch.load(std::memory_order_relaxed);
   if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(ScratchBlock)) return nullptr;
   auto* b = seg_->at<ScratchBlock>(off);
   return b->capacity <= h.hi - off - sizeof(ScratchBlock) ? b : nullptr;
 }
 
-ScratchBlock* DictCore::scratch_for(std::uint64_t bytes) noexcept {
-  ScratchBlock* cur = st_->scratch.load(std::memory_order_relaxed) ? scratch_if_plausible() : nullptr;
+ScratchBlock* DictCore::scratch_for(DictStripe& s, std::uint64_t bytes) noexcept {
+  ScratchBlock* cur = s.scratch.load(std::memory_order_relaxed) ? scratch_if_plausible(s) : nullptr;
   if (cur && cur->capacity >= bytes) return cur;
   const std::uint64_t cap = std::max<std::uint64_t>(256, (bytes + 255) / 256 * 256);
-  Intent& in = st_->intent;
+  Intent& in = s.intent;
   in.begin(op_scratch);
   ScratchBlock* nb;
   try {
@@ -244,10 +352,10 @@ ScratchBlock* DictCore::scratch_for(std::uint64_t bytes) noexcept {
   nb->capacity = cap;
   nb->reserved = 0;
   dict_step();
-  const std::uint64_t old_off = st_->scratch.load(std::memory_order_relaxed);
+  const std::uint64_t old_off = s.scratch.load(std::memory_order_relaxed);
   if (cur) in.retire(old_off, sizeof(ScratchBlock) + cur->capacity);
   dict_step();
-  st_->scratch.store(seg_->offset_of(nb), std::memory_order_release);  // publishes
+  s.scratch.store(seg_->offset_of(nb), std::memory_order_release);  // publishes
   dict_step();
   st_->hdr.bytes.fetch_add(sizeof(ScratchBlock) + cap - (cur ? sizeof(ScratchBlock) + cur->capacity : 0),
                            std::memory_order_relaxed);
@@ -260,12 +368,12 @@ ScratchBlock* DictCore::scratch_for(std::uint64_t bytes) noexcept {
 // A value of the old one's length replaces it in the node: staged in the scratch block, the
 // intent says which node gets it, then the copy; a recovery repeats the copy from the
 // scratch block, so the node ends with the old bytes (killed before the intent) or the new.
-bool DictCore::assign_in_place(DictNode* x, Bytes value) {
-  ScratchBlock* sb = scratch_for(value.size());
+bool DictCore::assign_in_place(DictStripe& s, DictNode* x, Bytes value) {
+  ScratchBlock* sb = scratch_for(s, value.size());
   if (!sb) return false;
   std::memcpy(sb->data(), value.data(), value.size());
   dict_step();
-  Intent& in = st_->intent;
+  Intent& in = s.intent;
   in.begin(op_assign);
   in.size_before.store(value.size(), std::memory_order_relaxed);
   in.index.store(seg_->offset_of(x), std::memory_order_release);  // commits
@@ -285,25 +393,34 @@ void DictCore::assign_locked(DictNode* x, Bytes value) {
     dict_step();
     return;
   }
-  if (value.size() == x->value_len && assign_in_place(x, value)) return;
-  st_->intent.begin(op_set);
+  DictStripe& s = stripe(x->hash);
+  if (value.size() == x->value_len && assign_in_place(s, x, value)) return;
+  Intent& in = s.intent;
+  in.begin(op_set);
   dict_step();
+  DictNode* n;
   try {
-    replace(x, build(x->key(), x->hash, value, false));
+    n = build(in, x->key(), x->hash, value, false);
   } catch (...) {
-    st_->intent.end();
+    in.end();
     throw;
   }
-  st_->intent.end();
+  {
+    ListGuard list(*this);
+    replace(in, x, n);
+  }
+  in.end();
 }
 
 void DictCore::erase_locked(DictNode* x) {
+  Intent& in = stripe(x->hash).intent;
+  ListGuard list(*this);
   const std::uint64_t xoff = seg_->offset_of(x);
   const std::uint64_t nx = x->next.load(std::memory_order_relaxed);
   DictNode* prev = x->prev ? node(x->prev) : nullptr;
   DictNode* next = nx ? node(nx) : nullptr;
-  st_->intent.begin(op_erase);
-  st_->intent.retire(xoff, node_bytes(x));
+  in.begin(op_erase);
+  in.retire(xoff, node_bytes(x));
   dict_step();
   if (prev) {
     prev->next.store(nx, std::memory_order_release);  // unlinks
@@ -324,7 +441,7 @@ void DictCore::erase_locked(DictNode* x) {
   st_->hdr.bytes.fetch_sub(node_bytes(x), std::memory_order_relaxed);
   seg_->deallocate(x);
   dict_step();
-  st_->intent.end();
+  in.end();
 }
 
 // Intent.index of op_set_many: 0 while the nodes are being built (a crash undoes them all),
@@ -339,7 +456,7 @@ void DictCore::set_many_locked(std::span<const std::pair<Bytes, Bytes>> pairs) {
   // Allocate everything first, last pair first, so the pending chain starts at the first.
   try {
     for (auto it = pairs.rbegin(); it != pairs.rend(); ++it) {
-      build(it->first, hash_bytes(it->first), it->second, true);
+      build(in, it->first, hash_bytes(it->first), it->second, true);
     }
   } catch (...) {
     for (std::uint64_t off = in.pending.load(); off != 0;) {
@@ -355,7 +472,7 @@ void DictCore::set_many_locked(std::span<const std::pair<Bytes, Bytes>> pairs) {
   dict_step();
   publish_pending();
   in.end();
-  grow_index();
+  grow_index();  // every stripe is held
 }
 
 // Publishes the pending chain in order (a later duplicate key replaces an earlier one, as in
@@ -372,7 +489,7 @@ void DictCore::publish_pending() {
     dict_step();
     in.old[0].store(0, std::memory_order_relaxed);
     dict_step();
-    publish(n);
+    publish(in, n);
   }
 }
 
@@ -404,6 +521,12 @@ void DictCore::clear_locked() {
   in.end();
 }
 
+void DictCore::grow() {
+  AllGuard all(*this);
+  grow_index();
+}
+
+// Every stripe and the list lock are held.
 void DictCore::grow_index() noexcept {
   BucketArray* oldp = buckets_if_plausible();
   if (!oldp) return;  // corrupt: the next locked operation says so
@@ -457,31 +580,7 @@ void DictCore::for_each_locked(const std::function<bool(DictNode&)>& fn) const {
   }
 }
 
-void DictCore::rebuild_derived(const BucketArray& cb) {
-  auto& b = const_cast<BucketArray&>(cb);
-  for (std::uint64_t i = 0; i < b.n; ++i) b.slot[i].store(0, std::memory_order_relaxed);
-  std::uint64_t prev = 0, count = 0, bytes = fixed_bytes(b);
-  for (std::uint64_t off = st_->head.load(); off != 0;) {
-    DictNode* x = node(off);
-    x->prev = prev;
-    auto& slot = b.slot[x->hash & (b.n - 1)];
-    x->bnext = slot.load(std::memory_order_relaxed);
-    slot.store(off, std::memory_order_relaxed);
-    ++count;
-    bytes += node_bytes(x);
-    prev = off;
-    off = x->next.load();
-  }
-  st_->tail = prev;
-  st_->hdr.count.store(count);
-  st_->hdr.bytes.store(bytes);
-}
-
-// Under the lock of a writer that died, with every reader gone: keep the truth (cut at the
-// first link that cannot be a node, which the one-store protocol never produces), rebuild
-// everything derived, then settle the intent: a committed update is rolled forward, any
-// other change's unpublished blocks are freed.
-void DictCore::recover() {
+std::unordered_set<std::uint64_t> DictCore::live_nodes() {
   std::unordered_set<std::uint64_t> live;
   std::uint64_t steps = max_steps();
   std::atomic<std::uint64_t>* link = &st_->head;
@@ -493,10 +592,50 @@ void DictCore::recover() {
     live.insert(off);
     link = &node(off)->next;
   }
+  return live;
+}
+
+void DictCore::rebuild_buckets(std::uint64_t s) {
+  BucketArray& b = buckets();
+  const bool all = s == kDictStripes;
+  for (std::uint64_t i = all ? 0 : s; i < b.n; i += all ? 1 : kDictStripes) {
+    b.slot[i].store(0, std::memory_order_relaxed);
+  }
+  for (std::uint64_t off = st_->head.load(); off != 0;) {
+    DictNode* x = node(off);
+    if (all || (x->hash & (kDictStripes - 1)) == s) {
+      auto& slot = b.slot[x->hash & (b.n - 1)];
+      x->bnext = slot.load(std::memory_order_relaxed);
+      slot.store(off, std::memory_order_relaxed);
+    }
+    off = x->next.load();
+  }
+}
+
+// Under the list lock of a writer that died: keep the truth (cut at the first link that
+// cannot be a node, which the one-store protocol never produces) and rebuild what derives
+// from it. If the dead writer held the whole dict (its `intent` is set), every stripe is
+// still held by it: the whole bucket index is rebuilt and the change settled (a committed
+// update rolled forward, any other change's unpublished blocks freed); each stripe's own
+// recovery, later, rebuilds its chains again from the settled list.
+void DictCore::recover_list() {
+  std::unordered_set<std::uint64_t> live = live_nodes();
   const BucketArray& b = buckets();
-  const std::uint64_t boff = st_->buckets.load();
-  rebuild_derived(b);
+  std::uint64_t prev = 0, count = 0, bytes = fixed_bytes(b);
+  for (std::uint64_t off = st_->head.load(); off != 0;) {
+    DictNode* x = node(off);
+    x->prev = prev;
+    ++count;
+    bytes += node_bytes(x);
+    prev = off;
+    off = x->next.load();
+  }
+  st_->tail = prev;
+  st_->hdr.count.store(count);
+  st_->hdr.bytes.store(bytes);
   Intent& in = st_->intent;
+  if (in.op.load() == 0) return;
+  rebuild_buckets(kDictStripes);
   if (in.op.load() == op_set_many && in.index.load() == kCommitted) {
     // Past the commit: finish the dead writer's update. The block it was unlinking, if any,
     // is leaked (it may have been freed); the node it had taken off the chain is linked
@@ -507,33 +646,45 @@ void DictCore::recover() {
     in.old[0].store(0);
     const std::uint64_t f = in.fresh[0].load();
     if (f != 0 && f != in.pending.load() && !live.count(f)) {
-      if (DictNode* n = node_if_plausible(f)) publish(n);
+      if (DictNode* n = node_if_plausible(f)) publish(in, n);
     }
     in.fresh[0].store(0);
     publish_pending();
     in.end();
     return;
   }
+  const std::uint64_t boff = st_->buckets.load();
+  finish_intent(*seg_, in, st_->hdr.leaked, [&](std::uint64_t off) { return live.count(off) > 0 || off == boff; });
+}
+
+// Under the stripe lock of a writer that died, with every reader gone: under the list lock
+// (which recovers the list first if the writer died holding it too), refill the stripe's
+// bucket chains from the list and settle its intent.
+void DictCore::recover_stripe(DictStripe& s) {
+  ListGuard list(*this);
+  std::unordered_set<std::uint64_t> live = live_nodes();
+  rebuild_buckets(stripe_index(s));
+  Intent& in = s.intent;
   if (in.op.load() == op_assign) {
     // Past the commit: copy the staged value again (over the bytes a dead writer may have
     // half copied), if the recorded node is still the live one of that length.
     const std::uint64_t xoff = in.index.load();
     DictNode* x = xoff != 0 && live.count(xoff) ? node_if_plausible(xoff) : nullptr;
-    ScratchBlock* sb = scratch_if_plausible();
+    ScratchBlock* sb = scratch_if_plausible(s);
     const std::uint64_t len = in.size_before.load();
     if (x && sb && x->value_len == len && len <= sb->capacity) std::memcpy(x->value_data(), sb->data(), len);
     in.end();
     return;
   }
-  const std::uint64_t soff = st_->scratch.load();
+  const std::uint64_t soff = s.scratch.load();
   finish_intent(*seg_, in, st_->hdr.leaked, [&](std::uint64_t off) {
-    return live.count(off) > 0 || off == boff || (off == soff && soff != 0);
+    return live.count(off) > 0 || (off == soff && soff != 0);
   });
 }
 
 std::string DictCore::check() const {
   try {
-    auto guard = write();
+    AllGuard guard(*this);
     std::unordered_set<std::uint64_t> live;
     std::uint64_t prev = 0;
     std::uint64_t steps = max_steps();
@@ -564,6 +715,9 @@ std::string DictCore::check() const {
     }
     if (indexed != live.size()) return "the bucket index does not hold every node";
     if (st_->intent.op.load() != 0) return "an unfinished change was left behind";
+    for (const DictStripe& s : st_->stripes) {
+      if (s.intent.op.load() != 0) return "an unfinished change was left behind in a stripe";
+    }
     return {};
   } catch (const SegmentError& e) {
     return e.what();

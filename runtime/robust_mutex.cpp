@@ -94,12 +94,6 @@ std::optional<bool> RobustMutex::lock_until(Clock::time_point deadline, const Re
   return after_acquire(rc, recover);
 }
 
-std::optional<bool> RobustMutex::try_lock(const Recover& recover) {
-  int rc = pthread_mutex_trylock(&m_);
-  if (rc == EBUSY) return std::nullopt;
-  return after_acquire(rc, recover);
-}
-
 void RobustMutex::unlock() {
   // For a recursive mutex only the outermost unlock releases it (glibc keeps the depth in
   // __data.__count); the recorded holder is cleared only then, and only by the holder.

@@ -17,12 +17,11 @@ namespace {
 // Shared locks this thread holds, to refuse a writer lock that would wait for itself. The
 // total comes first, so a thread that reads nothing (the common writer) checks one word.
 constexpr int kTracked = 8;
-thread_local int t_reading_total = 0;
 thread_local const ReaderSlots* t_reading[kTracked] = {};
 thread_local int t_reading_depth[kTracked] = {};
 
 void track(const ReaderSlots* r, int delta) noexcept {
-  t_reading_total += delta;
+  t_shared_locks_held += delta;
   for (int i = 0; i < kTracked; ++i) {
     if (t_reading[i] == r) {
       if ((t_reading_depth[i] += delta) == 0) t_reading[i] = nullptr;
@@ -40,7 +39,7 @@ void track(const ReaderSlots* r, int delta) noexcept {
 }
 
 bool reading(const ReaderSlots* r) noexcept {
-  if (t_reading_total == 0) return false;
+  if (t_shared_locks_held == 0) return false;
   for (int i = 0; i < kTracked; ++i) {
     if (t_reading[i] == r) return true;
   }
@@ -63,6 +62,13 @@ void reap_dead_slots(ReaderSlots& r, std::uint32_t keep) noexcept {
 
 // With `seq` odd: waits until no live process holds a slot's bit, clearing dead ones.
 void drain_readers(ReaderSlots& r) {
+  // Counted while waiting, so that a reader leaving wakes this writer even when `r.seq` is
+  // not the word the writer made odd (a striped lock).
+  r.drainers.fetch_add(1, std::memory_order_seq_cst);
+  struct Done {
+    ReaderSlots& r;
+    ~Done() { r.drainers.fetch_sub(1, std::memory_order_relaxed); }
+  } done{r};
   bool reaped = false;
   for (;;) {
     const std::uint32_t seen = r.reader_exits.load(std::memory_order_seq_cst);
@@ -118,57 +124,67 @@ int claim_slot(ReaderSlots& r, std::uint64_t self) noexcept {
 void release_slot(ReaderSlots& r, int i) noexcept {
   r.busy.fetch_and(~bit(i), std::memory_order_seq_cst);
   r.slot[i].store(0, std::memory_order_release);
-  if ((r.seq.load(std::memory_order_seq_cst) & 1) != 0) {
+  if ((r.seq.load(std::memory_order_seq_cst) & 1) != 0 || r.drainers.load(std::memory_order_seq_cst) != 0) {
     r.reader_exits.fetch_add(1, std::memory_order_seq_cst);
     futex_wake_all(r.reader_exits);
   }
 }
 
 // Makes `seq` odd (a writer is active); the mutex holder is the only one that changes it.
-void mark_writing(ReaderSlots& r) noexcept {
-  const std::uint32_t s = r.seq.load(std::memory_order_relaxed);
-  if ((s & 1) == 0) r.seq.store(s + 1, std::memory_order_seq_cst);
-  // The object's stores that follow may not move before `seq` turned odd (seqlock writer).
-  std::atomic_thread_fence(std::memory_order_release);
-}
+void mark_writing(std::atomic<std::uint32_t>& seq) noexcept { mark_writing_inline(seq); }
 
-void mark_written(ReaderSlots& r) noexcept {
-  const std::uint32_t s = r.seq.load(std::memory_order_relaxed);
-  if ((s & 1) != 0) r.seq.store(s + 1, std::memory_order_release);
+void mark_written(std::atomic<std::uint32_t>& seq) noexcept {
+  const std::uint32_t s = seq.load(std::memory_order_relaxed);
+  if ((s & 1) != 0) seq.store(s + 1, std::memory_order_release);
 }
 
 // What RobustMutex runs when a holder died: every reader gone, then the object's repair.
 // One std::function for the whole program (the hot path builds none): it reads the object
 // to repair from this thread's variables, set just before each lock.
-thread_local ReaderSlots* t_recover_slots = nullptr;
-thread_local RecoverRef t_recover;
+}  // namespace
 
-const RobustMutex::Recover& recover_dead_holder() {
-  static const RobustMutex::Recover f = [] {
-    ReaderSlots& r = *t_recover_slots;
-    const RecoverRef rec = t_recover;
-    mark_writing(r);
+// One object for the whole program, built before main (namespace scope, not a
+// function-local static whose guard every lock would test).
+const RobustMutex::Recover recover_dead_holder = [] {
+  // Copied first: the repair may take another lock, which sets these again.
+  ReaderSlots& r = *t_recover_slots;
+  std::atomic<std::uint32_t>& seq = *t_recover_seq;
+  const RecoverRef rec = t_recover;
+  mark_writing(seq);
+  after_lock_fence();
+  drain_readers(r);
+  rec();
+};
+
+void drain_readers_after_lock(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r) {
+  try {
     drain_readers(r);
-    rec();
-  };
-  return f;
+  } catch (...) {
+    unlock_exclusive(m, seq);
+    throw;
+  }
 }
 
-// Locks the mutex; a dead previous holder's state is repaired with every reader gone. A
-// short spin first: critical sections are a few hundred ns, a futex sleep and wake-up costs
-// microseconds and two system calls.
-bool lock_mutex(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
-  t_recover_slots = &r;
-  t_recover = recover;
-  const auto& rec = recover_dead_holder();
+namespace {
+
+// The mutex was held at the first try: a short spin first (critical sections are a few
+// hundred ns, a futex sleep and wake-up costs microseconds and two system calls), then sleep.
+[[gnu::noinline]] bool lock_mutex_contended(RobustMutex& m) {
   constexpr int kSpins = 64;
   for (int k = 0; k < kSpins; ++k) {
-    if (__atomic_load_n(&m.native()->__data.__lock, __ATOMIC_RELAXED) == 0) {
-      if (auto got = m.try_lock(rec)) return *got;
-    }
     for (unsigned p = 0; p < 8; ++p) cpu_relax();
+    if (__atomic_load_n(&m.native()->__data.__lock, __ATOMIC_RELAXED) == 0) {
+      if (auto got = m.try_lock(recover_dead_holder)) return *got;
+    }
   }
-  return m.lock(rec);
+  return m.lock(recover_dead_holder);
+}
+
+// Locks the mutex; a dead previous holder's state is repaired with every reader gone.
+bool lock_mutex(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r, RecoverRef recover) {
+  set_recover_context(r, seq, recover);
+  if (auto got = m.try_lock(recover_dead_holder)) return *got;
+  return lock_mutex_contended(m);
 }
 
 }  // namespace
@@ -176,36 +192,50 @@ bool lock_mutex(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
 pid_t current_pid() noexcept { return self_pid(); }
 
 bool lock_exclusive(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
+  return lock_exclusive(m, r.seq, r, recover);
+}
+
+void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept { unlock_exclusive(m, r.seq); }
+
+bool lock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
+                    RecoverRef recover) {
   if (reading(&r)) {
     throw ValueError("cannot change a shared object while this thread reads it (inside "
                      "for_each or while a read guard lives); end the read first");
   }
-  bool recovered = lock_mutex(m, r, recover);
-  mark_writing(r);
-  if (r.busy.load(std::memory_order_seq_cst) != 0) {
-    try {
-      drain_readers(r);
-    } catch (...) {
-      unlock_exclusive(m, r);
-      throw;
-    }
-  }
+  bool recovered = lock_mutex(m, seq, r, recover);
+  mark_writing(seq);
+  after_lock_fence();
+  if (r.busy.load(std::memory_order_seq_cst) != 0) drain_readers_after_lock(m, seq, r);
   return recovered;
 }
 
-void unlock_exclusive(RobustMutex& m, ReaderSlots& r) noexcept {
-  mark_written(r);
-  try {
-    m.unlock();
-  } catch (...) {
-  }
+void unlock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept {
+  unlock_exclusive_inline(m, seq);
 }
 
-int try_lock_shared_fast(ReaderSlots& r) noexcept {
+bool lock_writer_mutex(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
+                       RecoverRef recover) {
+  return lock_mutex(m, seq, r, recover);
+}
+
+void mark_not_writing(std::atomic<std::uint32_t>& seq) noexcept { mark_written(seq); }
+
+int claim_reader_slot(ReaderSlots& r) noexcept { return claim_slot(r, self_identity_word()); }
+
+void release_reader_slot(ReaderSlots& r, int slot) noexcept { release_slot(r, slot); }
+
+void reap_dead_reader_slots(ReaderSlots& r) noexcept {
+  reap_dead_slots(r, r.busy.load(std::memory_order_seq_cst));
+}
+
+void track_reading(const ReaderSlots& r, int delta) noexcept { track(&r, delta); }
+
+int try_lock_shared_fast(RobustMutex& m, ReaderSlots& r) noexcept {
   if ((r.seq.load(std::memory_order_relaxed) & 1) != 0) return -1;
   int i = claim_slot(r, self_identity_word());
   if (i < 0) return -1;
-  if ((r.seq.load(std::memory_order_seq_cst) & 1) == 0) {
+  if (!writer_present(m, r.seq)) {
     track(&r, 1);
     return i;
   }
@@ -214,14 +244,14 @@ int try_lock_shared_fast(ReaderSlots& r) noexcept {
 }
 
 int lock_shared(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
-  int i = try_lock_shared_fast(r);
+  int i = try_lock_shared_fast(m, r);
   return i >= 0 ? i : lock_shared_slow(m, r, recover);
 }
 
 int lock_shared_slow(RobustMutex& m, ReaderSlots& r, RecoverRef recover) {
   // A writer is active (or died active), or every slot is busy: queue on the mutex.
-  lock_mutex(m, r, recover);
-  mark_written(r);  // nobody writes while we hold the mutex (a dead writer's state is repaired)
+  lock_mutex(m, r.seq, r, recover);
+  mark_written(r.seq);  // nobody writes while we hold the mutex (a dead writer's state is repaired)
   const std::uint64_t self = self_identity_word();
   int i = claim_slot(r, self);
   if (i < 0) {

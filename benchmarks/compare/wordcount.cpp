@@ -4,7 +4,8 @@
 // Every variant's final counts are reduced to one digest (FNV-1a over the sorted
 // "word\tcount\n" lines) and checked against the counts made by one process.
 //
-// Variants: per word — every word is one update of the shared dict (mpp, Boost); local +
+// Variants: per word — every word is one update of the shared dict (mpp, Boost with one
+// mutex, Boost striped as mpp is: 32 maps each behind its own mutex); local +
 // merge — each worker counts privately, then merges once (mpp, Python, and isolation,
 // where the counts come back over pipes for the parent to merge).
 #include <unistd.h>
@@ -298,6 +299,63 @@ RunOut boost_per_word(const Corpus& corpus, int workers, BoostDict& d) {
   return result(corpus, wall, digest(*d.map));
 }
 
+// ---- Boost.Interprocess striped as mpp's Dict is: kStripes maps, each behind its own mutex,
+// the word's hash picking one (like is compared with like: mpp's Dict stripes its writers) --
+
+constexpr std::size_t kBoostStripes = 32;  // mpp's kDictStripes
+
+struct BoostStripedDict {
+  std::string name;
+  std::unique_ptr<Segment> segment;
+  ShmMap* maps[kBoostStripes] = {};
+  bip::interprocess_mutex* mutexes = nullptr;
+
+  explicit BoostStripedDict(std::size_t bytes)
+      : name("mpp-bench-" + std::to_string(getpid()) + "-wordcount-striped") {
+    bip::shared_memory_object::remove(name.c_str());
+    segment = std::make_unique<Segment>(bip::create_only, name.c_str(), bytes);
+    for (std::size_t i = 0; i < kBoostStripes; ++i) {
+      maps[i] = segment->construct<ShmMap>(("counts" + std::to_string(i)).c_str())(
+          segment->get_segment_manager());
+    }
+    mutexes = segment->construct<bip::interprocess_mutex>("locks")[kBoostStripes]();
+  }
+  ~BoostStripedDict() {
+    segment.reset();
+    bip::shared_memory_object::remove(name.c_str());
+  }
+};
+
+RunOut boost_striped_per_word(const Corpus& corpus, int workers, BoostStripedDict& d) {
+  for (auto* m : d.maps) m->clear();
+  auto body = [&d](std::string_view slice, int, int out) {
+    Segment seg(bip::open_only, d.name.c_str());
+    ShmMap* maps[kBoostStripes];
+    for (std::size_t i = 0; i < kBoostStripes; ++i) {
+      maps[i] = seg.find<ShmMap>(("counts" + std::to_string(i)).c_str()).first;
+    }
+    auto* mutexes = seg.find<bip::interprocess_mutex>("locks").first;
+    for_each_word(slice, [&](std::string_view w) {
+      const std::size_t h = StringHash{}(w);
+      // The high bits pick the stripe: the map's buckets use the low ones.
+      const std::size_t s = (h >> 32) % kBoostStripes;
+      bip::scoped_lock<bip::interprocess_mutex> lock(mutexes[s]);
+      auto it = maps[s]->find(w);
+      if (it != maps[s]->end())
+        ++it->second;
+      else
+        maps[s]->emplace(ShmString(w.data(), w.size(), seg.get_segment_manager()), 1);
+    });
+    write_pod(out, char(1));
+  };
+  const double wall = run_slices(corpus, workers, body);
+  std::unordered_map<std::string_view, std::uint64_t> all;
+  for (auto* m : d.maps) {
+    for (const auto& [k, v] : *m) all[std::string_view(k.data(), k.size())] += v;
+  }
+  return result(corpus, wall, digest(all));
+}
+
 // ---- the cases -------------------------------------------------------------------------
 
 void add_case(Plan& plan, const std::shared_ptr<Corpus>& corpus, std::size_t words, int workers,
@@ -348,6 +406,13 @@ void add_case(Plan& plan, const std::shared_ptr<Corpus>& corpus, std::size_t wor
   t.setup = [=] { *dict = std::make_unique<BoostDict>(std::size_t(64) << 20); };
   t.teardown = [=] { dict->reset(); };
   plan.add(std::move(t));
+
+  auto striped = std::make_shared<std::unique_ptr<BoostStripedDict>>();
+  Task ts = measured(ci, "boost.interprocess (stripes)",
+                     [=] { return boost_striped_per_word(*corpus, workers, **striped); });
+  ts.setup = [=] { *striped = std::make_unique<BoostStripedDict>(std::size_t(64) << 20); };
+  ts.teardown = [=] { striped->reset(); };
+  plan.add(std::move(ts));
 }
 
 // Makes the corpus (and its file and reference digest) on first use, so a run limited to

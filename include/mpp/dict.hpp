@@ -16,17 +16,18 @@
 // differently).
 // Iteration order is insertion order, as in Python.
 //
-// Concurrency: writers are exclusive; get, at and contains read a version-validated
-// snapshot without writing shared memory (falling back to the shared lock when writers keep
-// interfering); read(), for_each, keys, values and items share the dict under the shared
-// lock. Every method is one atomic step. A handle is a cheap value (it holds the segment),
+// Concurrency: a write locks the stripe its key's hash picks (one of 32; writers of
+// different stripes run at once), update and clear lock every stripe; get, at and contains
+// read a version-validated snapshot without writing shared memory (falling back to the
+// shared lock when writers keep interfering); read(), for_each, keys, values and items share
+// the dict under the shared lock (no writer in any stripe). Every method is one atomic step. A handle is a cheap value (it holds the segment),
 // valid in forked children; other processes get their own through
 // Manager::attach(...).dict<K,V>(name). For std::string keys every method takes a
 // std::string_view (no copy of the key).
 //
-// After a crash: a process killed at any instruction while it holds the lock (reading or
-// writing) blocks nobody; the next user recovers the lock, rebuilds the index from the
-// list of entries and settles the one change that was in progress. Each method is all or
+// After a crash: a process killed at any instruction while it holds a lock (reading or
+// writing) blocks nobody; the next user of that lock recovers it, rebuilds that stripe's
+// part of the index from the list of entries and settles the change that was in progress. Each method is all or
 // nothing across the kill: set, erase, pop, setdefault and modify change one pair with one
 // store; update commits with one store once every node is built (killed before it, nothing
 // is applied; after it, the recovery applies the rest); clear commits with one store and the
@@ -88,8 +89,13 @@ class Dict {
   void set(key_arg key, const V& value) {
     auto k = encode_key(key);
     auto v = detail::encode(value);
-    auto g = core_.write();
-    core_.set_locked(k.bytes(), detail::hash_bytes(k.bytes()), v.bytes());
+    const auto h = detail::hash_bytes(k.bytes());
+    bool inserted;
+    {
+      Locked g(core_, h);
+      inserted = core_.set_locked(k.bytes(), h, v.bytes());
+    }
+    if (inserted) core_.grow_if_needed();
   }
 
   // The value of `key`. Throws KeyError if absent. Like get and contains, it reads without
@@ -152,8 +158,9 @@ class Dict {
   // Removes `key`; returns whether it was there (Python's `del d[k]` raises instead: use pop).
   bool erase(key_arg key) {
     auto k = encode_key(key);
-    auto g = core_.write();
-    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    const auto h = detail::hash_bytes(k.bytes());
+    Locked g(core_, h);
+    auto* n = core_.find_locked(k.bytes(), h);
     if (!n) return false;
     core_.erase_locked(n);
     return true;
@@ -162,8 +169,9 @@ class Dict {
   // Python's d.pop(k): removes and returns the value. Throws KeyError if absent.
   V pop(key_arg key) {
     auto k = encode_key(key);
-    auto g = core_.write();
-    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    const auto h = detail::hash_bytes(k.bytes());
+    Locked g(core_, h);
+    auto* n = core_.find_locked(k.bytes(), h);
     if (!n) throw KeyError(missing(key));
     V v = detail::decode<V>(n->value());
     core_.erase_locked(n);
@@ -173,8 +181,9 @@ class Dict {
   // Python's d.pop(k, default).
   V pop(key_arg key, const V& default_value) {
     auto k = encode_key(key);
-    auto g = core_.write();
-    auto* n = core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
+    const auto h = detail::hash_bytes(k.bytes());
+    Locked g(core_, h);
+    auto* n = core_.find_locked(k.bytes(), h);
     if (!n) return default_value;
     V v = detail::decode<V>(n->value());
     core_.erase_locked(n);
@@ -186,10 +195,13 @@ class Dict {
   V setdefault(key_arg key, const V& default_value) {
     auto k = encode_key(key);
     auto h = detail::hash_bytes(k.bytes());
-    auto g = core_.write();
-    if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(n->value());
-    auto v = detail::encode(default_value);
-    core_.set_locked(k.bytes(), h, v.bytes());
+    {
+      Locked g(core_, h);
+      if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(n->value());
+      auto v = detail::encode(default_value);
+      core_.set_locked(k.bytes(), h, v.bytes());
+    }
+    core_.grow_if_needed();
     return default_value;
   }
 
@@ -200,17 +212,21 @@ class Dict {
   V modify(key_arg key, F&& fn, const V& initial = V{}) {
     auto k = encode_key(key);
     auto h = detail::hash_bytes(k.bytes());
-    auto g = core_.write();
-    auto* n = core_.find_locked(k.bytes(), h);
-    V v = n ? detail::decode<V>(n->value()) : initial;
-    std::invoke(std::forward<F>(fn), v);
-    auto e = detail::encode(v);
-    if (n) {
-      core_.assign_locked(n, e.bytes());
-    } else {
+    std::optional<V> out;
+    {
+      Locked g(core_, h);
+      auto* n = core_.find_locked(k.bytes(), h);
+      V& v = out.emplace(n ? detail::decode<V>(n->value()) : initial);
+      std::invoke(std::forward<F>(fn), v);
+      auto e = detail::encode(v);
+      if (n) {
+        core_.assign_locked(n, e.bytes());
+        return std::move(v);
+      }
       core_.set_locked(k.bytes(), h, e.bytes());
     }
-    return v;
+    core_.grow_if_needed();
+    return std::move(*out);
   }
 
   // Python's d.update(other): all pairs or none, also when the caller is killed midway
@@ -224,7 +240,7 @@ class Dict {
       keep.push_back(detail::encode(static_cast<const V&>(value)));
     }
     for (std::size_t i = 0; i < keep.size(); i += 2) raw.emplace_back(keep[i].bytes(), keep[i + 1].bytes());
-    auto g = core_.write();
+    detail::DictCore::AllGuard g(core_);
     core_.set_many_locked(raw);
   }
   void update(std::initializer_list<std::pair<K, V>> pairs) {
@@ -245,7 +261,7 @@ class Dict {
   bool empty() const { return size() == 0; }
   // Empties the dict: all or nothing, also when the caller is killed midway.
   void clear() {
-    auto g = core_.write();
+    detail::DictCore::AllGuard g(core_);
     core_.clear_locked();
   }
 
@@ -320,7 +336,7 @@ class Dict {
       return d_.core_.find_locked(k.bytes(), detail::hash_bytes(k.bytes()));
     }
     Dict d_;  // declared first: outlives the lock
-    detail::SharedGuard g_;
+    detail::DictCore::SharedGuard g_;
   };
   // Takes the dict's shared lock and returns it as a ReadGuard: writers wait while it lives,
   // and views it hands out stay valid until it goes. A reader killed while holding it does
@@ -333,7 +349,7 @@ class Dict {
   // Bytes given up by crash recoveries.
   std::uint64_t leaked_bytes() const { return core_.state().hdr.leaked.load(); }
   // How many times a dead holder's lock was recovered.
-  std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
+  std::uint64_t recoveries() const { return core_.recoveries(); }
 
  private:
   // The count, as far as the segment could hold nodes: a damaged count must not size an
@@ -346,6 +362,7 @@ class Dict {
   template <class>
   friend struct detail::HandleCodec;  // sends a Dict as a reference (mpp/handle_codec.hpp)
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
+  using Locked = detail::DictCore::StripeGuard;  // the exclusive lock of a key's stripe
   // The key's encoding: its own bytes (no copy, nothing to destroy) for strings and
   // trivially copyable keys, an archive for the others. `.bytes()` either way.
   struct BorrowedKey {

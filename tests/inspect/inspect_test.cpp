@@ -273,6 +273,39 @@ TEST_CASE("a lock held by a SIGKILLed process is named as held by a dead pid") {
   CHECK(inspect("check " + name).status == 0);
 }
 
+TEST_CASE("a dict stripe held by a SIGKILLed writer is named as held by a dead pid") {
+  const std::string name = unique_name("deadstripe");
+  auto seg = Segment::create(name, 1 << 20);
+  auto d = mpp::Dict<std::string, long>::open(seg, "counts");
+  d.set("a", 1);
+  mpp::test::Child holder([&](int ready) {
+    // modify holds the key's stripe while its function runs.
+    d.modify("a", [&](long&) {
+      mpp::test::signal_ready(ready);
+      pause();
+    });
+  });
+  REQUIRE(holder.wait_ready());
+  const pid_t dead = holder.pid();
+  holder.kill_and_reap();
+  auto after = json::parse(inspect("show " + name + " --json").out).as_object();
+  auto& l = after["object_list"].as_array()[0].as_object()["lock"].as_object();
+  CHECK(l["holder_pid"].as_int64() == dead);
+  CHECK_FALSE(l["holder_alive"].as_bool());
+  Run check = inspect("check " + name);
+  CHECK(check.status == 1);
+  CHECK(check.out.find("dead pid " + std::to_string(dead)) != std::string::npos);
+
+  // A write of the same key recovers the stripe; the tool then sees it free.
+  d.set("a", 2);
+  CHECK(d.at("a") == 2);
+  auto healed = json::parse(inspect("show " + name + " --json").out).as_object();
+  auto& l2 = healed["object_list"].as_array()[0].as_object()["lock"].as_object();
+  CHECK(l2["state"].as_string() == "free");
+  CHECK(l2["recoveries"].as_int64() == 1);
+  CHECK(inspect("check " + name).status == 0);
+}
+
 TEST_CASE("a dead holder whose pid now names another live process is still shown DEAD") {
   const std::string name = unique_name("reused");
   auto seg = Segment::create(name, 1 << 20);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "mpp/detail/dict_core.hpp"
 #include "mpp/detail/os/fd.hpp"
 #include "mpp/detail/process_identity.hpp"
 #include "mpp/detail/queue_core.hpp"
@@ -220,6 +221,21 @@ SegmentInfo read_image(const void* base, std::size_t size, const std::string& na
     o.bytes = oh.bytes.load();
     o.leaked = oh.leaked.load();
     o.lock = lock_info(oh.mutex);
+    if (e.kind == ObjectKind::dict && e.object_bytes >= sizeof(DictState) &&
+        e.object_offset % alignof(DictState) == 0) {
+      // A dict's writers lock one of its stripes (the header's mutex is its list lock): the
+      // lock shown is the first one held, a dead holder first, and the recoveries of all.
+      const auto& d = *reinterpret_cast<const DictState*>(bytes + e.object_offset);
+      for (const DictStripe& st : d.stripes) {
+        const LockInfo l = lock_info(st.mutex);
+        o.lock.recoveries += l.recoveries;
+        const bool better = o.lock.holder == 0 || (o.lock.holder_alive && l.holder != 0 && !l.holder_alive);
+        if (l.holder != 0 && better) {
+          o.lock.holder = l.holder;
+          o.lock.holder_alive = l.holder_alive;
+        }
+      }
+    }
     // A queue takes no lock (its header.mutex stays free): each claimed slot names its
     // process, and the next put or get that meets a dead one's claim repairs it.
     if (o.lock.holder != 0 && !o.lock.holder_alive) {

@@ -27,6 +27,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
 
 #include "mpp/detail/intent.hpp"
@@ -38,7 +39,10 @@ namespace mpp::detail {
 
 using Bytes = std::span<const std::byte>;
 
-// A stable 64-bit hash of a key's encoded bytes: the same in every process and program.
+// A stable 64-bit hash of a key's encoded bytes: the same in every process and program
+// (part of the segment format: nodes store it, and its low bits pick the stripe and bucket).
+// The last 1..8 bytes are read with fixed-size loads (overlapping the previous word, or two
+// 4-byte loads, or three single bytes) rather than a variable-length copy.
 inline std::uint64_t hash_bytes(Bytes b) noexcept {
   auto mix = [](std::uint64_t x) {
     x ^= x >> 33;
@@ -48,17 +52,28 @@ inline std::uint64_t hash_bytes(Bytes b) noexcept {
     x ^= x >> 33;
     return x;
   };
-  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ b.size();
-  std::size_t i = 0;
-  for (; i + 8 <= b.size(); i += 8) {
+  auto load8 = [](const std::byte* p) {
     std::uint64_t w;
-    std::memcpy(&w, b.data() + i, 8);
-    h = mix(h ^ w) + 0x9e3779b97f4a7c15ULL;
-  }
-  if (i < b.size()) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, b.data() + i, b.size() - i);
-    h = mix(h ^ w);
+    std::memcpy(&w, p, 8);
+    return w;
+  };
+  auto load4 = [](const std::byte* p) {
+    std::uint32_t w;
+    std::memcpy(&w, p, 4);
+    return std::uint64_t{w};
+  };
+  const std::byte* p = b.data();
+  const std::size_t n = b.size();
+  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+  if (n >= 8) {
+    std::size_t i = 0;
+    for (; i + 8 < n; i += 8) h = mix(h ^ load8(p + i)) + 0x9e3779b97f4a7c15ULL;
+    h = mix(h ^ load8(p + n - 8));  // the last 8 bytes, overlapping the previous word
+  } else if (n >= 4) {
+    h = mix(h ^ (load4(p) | load4(p + n - 4) << 32));
+  } else if (n > 0) {
+    const auto byte = [&](std::size_t i) { return std::uint64_t{std::to_integer<std::uint8_t>(p[i])}; };
+    h = mix(h ^ (byte(0) | byte(n / 2) << 8 | byte(n - 1) << 16));
   }
   return mix(h);
 }
@@ -99,9 +114,37 @@ struct BucketArray {
   static std::size_t bytes_for(std::uint64_t n) { return 16 + 8 * n; }
 };
 
+// The number of writer stripes of every dict (a power of two). The low bits of a key's hash
+// pick its stripe; a bucket index always has at least this many slots, so every bucket
+// (hash & (n - 1)) belongs to exactly one stripe (bucket % kDictStripes). Why 32: two
+// writers then collide on 1 operation in 32, eight on about 1 in 5 (a machine's cores, not
+// a Manager's thousands of clients, bound the writers that run at once), and the stripes
+// cost 32 x 192 bytes per dict.
+inline constexpr std::uint64_t kDictStripes = 32;
+
+// One writer stripe: the lock of the keys whose hash picks it, with the version word its
+// optimistic readers validate against and the intent record and scratch block of its changes.
+struct alignas(64) DictStripe {
+  RobustMutex mutex;
+  std::atomic<std::uint32_t> seq{0};  // odd while a writer holds the stripe (a seqlock)
+  std::uint32_t reserved = 0;
+  Intent intent;                      // the stripe's change in flight
+  // A ScratchBlock (0 until first needed): where a value replaced in place is staged first,
+  // so a recovery can finish a copy a dead writer started.
+  std::atomic<std::uint64_t> scratch{0};
+};
+
 // The object's state (directory entry object_offset points here).
+//   hdr.mutex: the list lock, taken (inside a stripe, or after every stripe) by every change
+//     of the node list: append, unlink, a node replaced by another. Its recovery rebuilds
+//     what derives from the list (prev, tail, count) and settles `intent`.
+//   stripes[s]: the bucket chains of the buckets b with b % kDictStripes == s, and the bytes
+//     of their nodes' values; a stripe's recovery rebuilds its chains from the list.
+//   readers: the shared lock of views and iteration (every stripe's `seq` even).
+//   intent: the change in flight of an operation on the whole dict (update, clear, a
+//     rehash), made holding every stripe and the list lock.
 struct DictState {
-  ObjectHeader hdr;                    // lock, count, bytes, leaked
+  ObjectHeader hdr;                    // list lock, count, bytes, leaked
   ReaderSlots readers;                 // shared lock
   std::atomic<std::uint64_t> head{0};  // truth: first node in insertion order
   std::uint64_t tail = 0;              // derived: last node
@@ -109,9 +152,7 @@ struct DictState {
   Intent intent;
   std::uint32_t key_encoding = 0;      // detail::Encoding of K and V, for inspect
   std::uint32_t value_encoding = 0;
-  // A ScratchBlock (0 until first needed): where a value replaced in place is staged first,
-  // so a recovery can finish a copy a dead writer started.
-  std::atomic<std::uint64_t> scratch{0};
+  DictStripe stripes[kDictStripes];
 };
 
 // The staging block of in-place replacements: `capacity` bytes of data after the header.
@@ -128,29 +169,39 @@ inline void dict_step() noexcept {
   if (auto h = dict_step_hook.load(std::memory_order_relaxed)) h();
 }
 
-// Whether the key bytes at `a` equal `key` (same length known). Short keys (a trivially
-// copyable K, a short string) are compared with word loads instead of a memcmp call.
+// Whether the key bytes at `a` equal `key` (same length known). Keys of up to 16 bytes (a
+// trivially copyable K, most words) are compared with two possibly overlapping word loads
+// instead of a memcmp call.
 inline bool same_key(const std::byte* a, Bytes key) noexcept {
   const std::byte* b = key.data();
-  auto word = [](const std::byte* p, std::size_t n) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, p, n);
+  const std::size_t n = key.size();
+  auto load8 = [](const std::byte* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
     return w;
   };
-  switch (key.size()) {
-    case 0: return true;
-    case 4: return word(a, 4) == word(b, 4);
-    case 8: return word(a, 8) == word(b, 8);
-    case 16: return word(a, 8) == word(b, 8) && word(a + 8, 8) == word(b + 8, 8);
-    default: return std::memcmp(a, b, key.size()) == 0;
+  auto load4 = [](const std::byte* p) {
+    std::uint32_t w;
+    std::memcpy(&w, p, 4);
+    return w;
+  };
+  if (n == 8) return load8(a) == load8(b);
+  if (n >= 8) {
+    if (n > 16) return std::memcmp(a, b, n) == 0;
+    return load8(a) == load8(b) && load8(a + n - 8) == load8(b + n - 8);
   }
+  if (n >= 4) return load4(a) == load4(b) && load4(a + n - 4) == load4(b + n - 4);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
 }
 
 // Operations on one DictState. Methods named *_locked need the caller to hold the lock
-// of the kind said; the others lock themselves. Every offset read from shared memory is
-// checked (inside the heap, aligned, a tagged node whose bytes fit) before it is followed,
-// and every walk is bounded: a corrupt dict gives SegmentError naming it, never a signal,
-// a hang or an allocation sized by a corrupt length.
+// said; the others lock themselves. Every offset read from shared memory is checked (inside
+// the heap, aligned, a tagged node whose bytes fit) before it is followed, and every walk is
+// bounded: a corrupt dict gives SegmentError naming it, never a signal, a hang or an
+// allocation sized by a corrupt length.
 class DictCore {
  public:
   DictCore(std::shared_ptr<Segment> seg, DictState* st) : seg_(std::move(seg)), st_(st) {}
@@ -158,22 +209,66 @@ class DictCore {
   // Builds an empty dict in `mem` (inside `seg`), with its first bucket array.
   static void construct(Segment& seg, void* mem, std::uint32_t key_enc, std::uint32_t value_enc);
 
-  SharedGuard read() const;
-  ExclusiveGuard write() const;
+  // The exclusive lock of the stripe of `hash`: what a change of one key needs.
+  class StripeGuard {
+   public:
+    StripeGuard(const DictCore& c, std::uint64_t hash) : s_(&c.stripe(hash)) {
+      auto rec = [&c, s = s_] { const_cast<DictCore&>(c).recover_stripe(*s); };
+      lock_exclusive_inline(s_->mutex, s_->seq, c.st_->readers, RecoverRef::of(rec));
+    }
+    ~StripeGuard() { unlock_exclusive_inline(s_->mutex, s_->seq); }
+    StripeGuard(const StripeGuard&) = delete;
+    StripeGuard& operator=(const StripeGuard&) = delete;
 
-  // Lookup under either lock. nullptr if absent; SegmentError if the chain is corrupt.
+   private:
+    DictStripe* s_;
+  };
+  // Every stripe (in order) and then the list lock: the whole dict, for update, clear, a
+  // rehash and check().
+  class AllGuard {
+   public:
+    explicit AllGuard(const DictCore& c);
+    ~AllGuard();
+    AllGuard(const AllGuard&) = delete;
+    AllGuard& operator=(const AllGuard&) = delete;
+
+   private:
+    void release() noexcept;
+    const DictCore& c_;
+    std::uint64_t held_ = 0;  // stripes locked so far
+    bool list_ = false;
+  };
+  // The shared lock: no writer in any stripe while it lives (views, iteration).
+  class SharedGuard {
+   public:
+    explicit SharedGuard(const DictCore& c);
+    ~SharedGuard();
+    SharedGuard(SharedGuard&& o) noexcept : c_(o.c_), slot_(o.slot_) { o.c_ = nullptr; }
+    SharedGuard(const SharedGuard&) = delete;
+    SharedGuard& operator=(const SharedGuard&) = delete;
+
+   private:
+    const DictCore* c_;
+    int slot_;  // -1: every stripe's mutex is held instead (all reader slots were taken)
+  };
+
+  SharedGuard read() const { return SharedGuard(*this); }
+
+  // Lookup under the key's stripe lock, every stripe, or the shared lock. nullptr if absent;
+  // SegmentError if the chain is corrupt.
   DictNode* find_locked(Bytes key, std::uint64_t hash) const;
 
   // A lookup that writes nothing shared when it can (a reader killed in it leaves nothing
-  // behind): `copy(node)` (node: key's node, or nullptr) runs on a version-validated
-  // snapshot, retried a few times, and under the shared lock if writers keep interfering.
-  // `copy` may run more than once and on torn data that is then thrown away: it must only
-  // copy bytes out (and not throw). A version-validated pass runs it exactly once more on
-  // consistent data last, so what it copied last is the answer.
+  // behind): `copy(node)` (node: key's node, or nullptr) runs on a snapshot validated by the
+  // version word of the key's stripe, retried a few times, and under the shared lock if
+  // writers keep interfering. `copy` may run more than once and on torn data that is then
+  // thrown away: it must only copy bytes out (and not throw). A validated pass runs it
+  // exactly once more on consistent data last, so what it copied last is the answer.
   template <class F>
   void lookup(Bytes key, std::uint64_t hash, F&& copy) const {
+    const std::atomic<std::uint32_t>& seq = stripe(hash).seq;
     for (int t = 0; t < kOptimisticTries; ++t) {
-      const std::uint32_t v = read_begin(st_->readers);
+      const std::uint32_t v = seq.load(std::memory_order_acquire);
       if ((v & 1) != 0) {
         optimistic_pause();
         continue;
@@ -181,7 +276,8 @@ class DictCore {
       DictNode* n = nullptr;
       if (!probe(key, hash, n)) continue;  // torn (or corrupt: the locked pass will say)
       copy(n);
-      if (read_valid(st_->readers, v)) return;
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (seq.load(std::memory_order_relaxed) == v) return;
     }
     auto g = read();
     copy(find_locked(key, hash));
@@ -198,26 +294,35 @@ class DictCore {
     return {reinterpret_cast<std::byte*>(n) + DictNode::value_offset(kl), vl};
   }
 
-  // Sets key to value (insert or replace), exclusive lock held. Throws SegmentFull with the
-  // dict unchanged.
-  void set_locked(Bytes key, std::uint64_t hash, Bytes value);
-  // Replaces the value of a node found under this exclusive hold.
+  // Sets key to value (insert or replace), the key's stripe locked. Returns whether the key
+  // was new (then call grow_if_needed() once the stripe is unlocked). Throws SegmentFull
+  // with the dict unchanged.
+  bool set_locked(Bytes key, std::uint64_t hash, Bytes value);
+  // Replaces the value of a node found under this hold of its stripe.
   void assign_locked(DictNode* node, Bytes value);
-  // Unlinks and frees the node, exclusive lock held.
+  // Unlinks and frees the node, its stripe locked.
   void erase_locked(DictNode* node);
   // Sets many pairs all or nothing, also across a crash: every node is allocated first
   // (SegmentFull leaves the dict unchanged), then one store commits the change and the
   // pairs are published; a writer killed after the commit has the rest published by the
-  // recovery (rolled forward), one killed before it has everything undone. Exclusive lock.
+  // recovery (rolled forward), one killed before it has everything undone. AllGuard held.
   void set_many_locked(std::span<const std::pair<Bytes, Bytes>> pairs);
   // Empties the dict all or nothing across a crash: one store (head = 0) commits, the nodes
-  // are freed after (a recovery frees the ones a dead writer had not freed yet).
+  // are freed after (a recovery frees the ones a dead writer had not freed yet). AllGuard.
   void clear_locked();
+  // Doubles the bucket index (holding every stripe) when the dict has more keys than
+  // buckets. Call with no lock of this dict held.
+  void grow_if_needed() {
+    const BucketArray* b = buckets_if_plausible();
+    if (b && size() > b->n) grow();
+  }
 
   std::uint64_t size() const noexcept { return st_->hdr.count.load(std::memory_order_relaxed); }
+  // How many dead holders' locks (list lock and stripes) were recovered, since creation.
+  std::uint64_t recoveries() const noexcept;
 
-  // Calls fn for every node in insertion order (either lock held). Stops when fn returns
-  // false. SegmentError when the list is corrupt (a bad link or a cycle).
+  // Calls fn for every node in insertion order (shared lock or AllGuard held). Stops when fn
+  // returns false. SegmentError when the list is corrupt (a bad link or a cycle).
   void for_each_locked(const std::function<bool(DictNode&)>& fn) const;
 
   // Walks the whole structure and returns what is wrong with it (empty when sound). Never
@@ -230,6 +335,10 @@ class DictCore {
  private:
   static constexpr int kOptimisticTries = 4;
   static void optimistic_pause() noexcept;
+  DictStripe& stripe(std::uint64_t hash) const noexcept { return st_->stripes[hash & (kDictStripes - 1)]; }
+  std::uint64_t stripe_index(const DictStripe& s) const noexcept {
+    return static_cast<std::uint64_t>(&s - st_->stripes);
+  }
   // The node at `off`, checked: SegmentError naming the dict when it cannot be one.
   DictNode* node(std::uint64_t off) const;
   // The heap's bounds, read from the segment header (offset 0) on every use: inline, as the
@@ -257,27 +366,34 @@ class DictCore {
     if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < BucketArray::bytes_for(1)) return nullptr;
     auto* b = seg_->at<BucketArray>(off);
     const std::uint64_t n = b->n;
-    if (n == 0 || (n & (n - 1)) != 0 || n > (h.hi - off) / 8) return nullptr;
+    if (n < kDictStripes || (n & (n - 1)) != 0 || n > (h.hi - off) / 8) return nullptr;
     return b;
   }
   BucketArray* buckets_if_plausible() const noexcept { return buckets_if_plausible(heap()); }
   // Walks key's chain without throwing: false when a link is implausible (torn or corrupt).
+  // A link is followed only to a 16-aligned node header inside the heap; a node whose hash
+  // differs is passed by its bnext without further checks (nothing past its header is
+  // read), so the common miss costs a compare; a node whose hash matches is checked (tag,
+  // key inside the heap) before its key is compared.
   bool probe(Bytes key, std::uint64_t hash, DictNode*& out) const noexcept {
     out = nullptr;
     const Heap h = heap();
     BucketArray* b = buckets_if_plausible(h);
-    if (!b) return false;
+    if (!b || h.hi - h.lo < sizeof(DictNode)) return false;
+    const std::uint64_t last = h.hi - sizeof(DictNode);  // the last offset a header fits at
     std::uint64_t off = b->slot[hash & (b->n - 1)].load(std::memory_order_acquire);
     for (std::uint64_t steps = (h.hi - h.lo) / 32 + 1; off != 0; --steps) {
-      DictNode* n = node_if_plausible(off, h);
-      if (!n || steps == 0) return false;
-      // key_len read once: a writer may change it under an optimistic reader, and the
-      // compare must stay inside what was checked.
-      const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
-      if (n->hash == hash && kl == key.size() && h.hi - off - sizeof(DictNode) >= kl &&
-          same_key(n->key_data(), key)) {
-        out = n;
-        return true;
+      if (off < h.lo || off > last || off % 16 != 0 || steps == 0) return false;
+      DictNode* n = seg_->at<DictNode>(off);
+      if (std::atomic_ref<std::uint64_t>(n->hash).load(std::memory_order_relaxed) == hash) {
+        // key_len read once: a writer may change it under an optimistic reader, and the
+        // compare must stay inside what was checked.
+        const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
+        if (n->tag != DICT_NODE_TAG || h.hi - off - sizeof(DictNode) < kl) return false;
+        if (kl == key.size() && same_key(n->key_data(), key)) {
+          out = n;
+          return true;
+        }
       }
       off = std::atomic_ref<std::uint64_t>(n->bnext).load(std::memory_order_relaxed);
     }
@@ -286,20 +402,40 @@ class DictCore {
   [[noreturn]] void corrupt(const std::string& what) const;
   std::string name() const;  // "dict 'name'" for messages
 
-  DictNode* build(Bytes key, std::uint64_t hash, Bytes value, bool pending);
-  void publish(DictNode* n);               // links a built node (replacing one with its key)
+  // The list lock (hdr.mutex), recovering a dead holder's list.
+  class ListGuard {
+   public:
+    explicit ListGuard(const DictCore& c);
+    ~ListGuard();
+    ListGuard(const ListGuard&) = delete;
+    ListGuard& operator=(const ListGuard&) = delete;
+
+   private:
+    const DictCore& c_;
+  };
+  void lock_list() const;
+  void unlock_list() const noexcept;
+
+  DictNode* build(Intent& in, Bytes key, std::uint64_t hash, Bytes value, bool pending);
+  // The next three change the list: the list lock and the node's stripe are held.
+  void publish(Intent& in, DictNode* n);   // links a built node (replacing one with its key)
   void append(DictNode* n);                // links a built node whose key is absent
-  void replace(DictNode* x, DictNode* n);  // links n in x's place, frees x
+  void replace(Intent& in, DictNode* x, DictNode* n);  // links n in x's place, frees x
   void relink_bucket(std::atomic<std::uint64_t>& slot, std::uint64_t xoff, std::uint64_t to);
   void publish_pending();                  // the publish loop of set_many (and its recovery)
+  void grow();                             // takes every stripe, then grow_index()
   void grow_index() noexcept;
-  // The scratch block, grown to hold `bytes`; nullptr when the segment has no room.
-  ScratchBlock* scratch_for(std::uint64_t bytes) noexcept;
-  ScratchBlock* scratch_if_plausible() const noexcept;
-  std::uint64_t fixed_bytes(const BucketArray& b) const noexcept;  // index + scratch
-  bool assign_in_place(DictNode* x, Bytes value);
-  void rebuild_derived(const BucketArray& b);
-  void recover();  // under the recovered lock
+  // The stripe's scratch block, grown to hold `bytes`; nullptr when the segment has no room.
+  ScratchBlock* scratch_for(DictStripe& s, std::uint64_t bytes) noexcept;
+  ScratchBlock* scratch_if_plausible(const DictStripe& s) const noexcept;
+  std::uint64_t fixed_bytes(const BucketArray& b) const noexcept;  // index + scratch blocks
+  bool assign_in_place(DictStripe& s, DictNode* x, Bytes value);
+  // The nodes of the list (cut at the first link that cannot be a node).
+  std::unordered_set<std::uint64_t> live_nodes();
+  // Refills the bucket chains of stripe `s` (every stripe when s == kDictStripes) from the list.
+  void rebuild_buckets(std::uint64_t s);
+  void recover_list();                     // under the recovered list lock
+  void recover_stripe(DictStripe& s);      // under the recovered stripe lock
 
   std::shared_ptr<Segment> seg_;
   DictState* st_;

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -46,8 +47,17 @@ class RobustMutex {
   // recovery happened (as lock()).
   std::optional<bool> lock_until(Clock::time_point deadline, const Recover& recover = {});
 
-  // Locks only if free now. Returns nullopt when it is held; otherwise as lock().
-  std::optional<bool> try_lock(const Recover& recover = {});
+  // Locks only if free now. Returns nullopt when it is held; otherwise as lock(). Inline:
+  // the uncontended path of every shared container's lock.
+  std::optional<bool> try_lock(const Recover& recover = {}) {
+    const int rc = pthread_mutex_trylock(&m_);
+    if (rc == 0) {
+      record_holder();
+      return false;
+    }
+    if (rc == EBUSY) return std::nullopt;
+    return after_acquire(rc, recover);
+  }
 
   // Unlocks. The caller must hold it. Throws ValueError when this process does not.
   void unlock();

@@ -104,9 +104,10 @@ struct ObjectHeader {
 
 // "mppSEG01" as the first 8 bytes of the file.
 inline constexpr std::uint64_t SEGMENT_MAGIC = 0x313047455370706dULL;
-inline constexpr std::uint32_t FORMAT_VERSION = 3;  // 3: growable segments, heap directory,
+inline constexpr std::uint32_t FORMAT_VERSION = 4;  // 3: growable segments, heap directory,
                                                     // coalescing heap, queue claims with start
-                                                    // ticks, native container encoding
+                                                    // ticks, native container encoding;
+                                                    // 4: a dict's writer stripes
 
 inline constexpr std::size_t MAX_SEGMENT_NAME = 200;  // bytes, without the leading '/'
 inline constexpr std::size_t MAX_OBJECT_NAME = 127;   // bytes, without the NUL
