@@ -25,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -325,7 +326,11 @@ struct CaseResult {
   Outcome outcome = Outcome::fine;
   int signal = 0;
   std::string what;
+  bool attached = false;  // the image got past attach, so its objects were called
 };
+
+// The child's exit status when attach refused the image with an mpp::Error.
+constexpr int kRefusedAtAttach = 4;
 
 // Runs one image in a forked child (which attaches to it as a named segment). With
 // MPP_FUZZ_IN_PROCESS set in the environment, runs it in this process instead (to debug one
@@ -364,10 +369,15 @@ CaseResult run_case(const std::vector<std::byte>& img, bool dict) {
     for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM}) signal(sig, SIG_DFL);
     alarm(3);
     try {
-      auto m = mpp::Manager::attach(name);
+      std::optional<mpp::Manager> m;
+      try {
+        m.emplace(mpp::Manager::attach(name));
+      } catch (const mpp::Error&) {
+        _exit(kRefusedAtAttach);
+      }
       // With the segment's own structures damaged, every object can meet it (the heap).
-      if (dict) exercise_dict(m);
-      exercise_objects(m);
+      if (dict) exercise_dict(*m);
+      exercise_objects(*m);
     } catch (const mpp::Error&) {
     } catch (const std::exception& e) {
       (void)!write(msg[1], e.what(), std::min<std::size_t>(strlen(e.what()), 200));
@@ -384,12 +394,15 @@ CaseResult run_case(const std::vector<std::byte>& img, bool dict) {
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
   unlink(path.c_str());
+  r.attached = true;
   if (WIFSIGNALED(st)) {
     r.signal = WTERMSIG(st);
     r.outcome = r.signal == SIGALRM ? Outcome::hung : Outcome::crashed;
   } else if (WEXITSTATUS(st) == 3) {
     r.outcome = Outcome::other_exception;
     r.what = std::string(buf, got > 0 ? static_cast<std::size_t>(got) : 0);
+  } else if (WEXITSTATUS(st) == kRefusedAtAttach) {
+    return r;
   } else if (WEXITSTATUS(st) != 0) {
     r.outcome = Outcome::crashed;
     r.what = "exit status " + std::to_string(WEXITSTATUS(st));
@@ -486,6 +499,7 @@ namespace {
 // object but the dict; "dict_": the dict and the segment's own structures).
 void replay(const std::string& prefix, bool dict) {
   int files = 0;
+  int attached = 0;
   const char* only = std::getenv("MPP_FUZZ_FILE");  // replay just this file (debugging)
   for (const auto& entry : fs::directory_iterator(regression_dir())) {
     const std::string file = entry.path().filename().string();
@@ -494,11 +508,22 @@ void replay(const std::string& prefix, bool dict) {
     std::ifstream in(entry.path(), std::ios::binary);
     std::vector<std::byte> img(fs::file_size(entry.path()));
     in.read(reinterpret_cast<char*>(img.data()), static_cast<std::streamsize>(img.size()));
+    // A kept image is replayed as this build's format: after a format change attach would
+    // refuse every one of them at once, and the replay would test nothing. Where the layout
+    // moved, the image is still a damaged segment, which is what this test feeds the objects.
+    constexpr std::size_t at = offsetof(mpp::detail::SegmentHeader, format_version);
+    if (img.size() >= at + sizeof(std::uint32_t))
+      std::memcpy(img.data() + at, &mpp::detail::FORMAT_VERSION, sizeof(std::uint32_t));
     ++files;
     INFO(file);
-    CHECK(describe(run_case(img, dict)) == "fine");
+    const CaseResult r = run_case(img, dict);
+    CHECK(describe(r) == "fine");
+    attached += r.attached ? 1 : 0;
   }
   CHECK(files > 0);
+  // Most kept images damage an object or the heap, not the header: if none gets past attach,
+  // the replay has stopped testing what they were kept for.
+  CHECK(attached * 2 >= files);
 }
 
 }  // namespace
