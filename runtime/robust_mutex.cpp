@@ -1,10 +1,16 @@
 #include "mpp/detail/robust_mutex.hpp"
 
 #include <linux/futex.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <array>
 #include <ctime>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <string>
 
 #include "mpp/detail/shared_lock.hpp"
 #include "mpp/detail/process_identity.hpp"
@@ -52,6 +58,8 @@ bool RobustMutex::after_acquire(int rc, const Recover& recover) {
   if (rc == EOWNERDEAD) {
     // The holder died inside its critical section. We hold the lock now; make the
     // protected state valid before anyone else can see it, then mark it consistent.
+    // Recorded first: a recovery can be long, and waiters check the word against it (wait()).
+    record_holder();
     if (recover) {
       try {
         recover();
@@ -80,18 +88,121 @@ bool RobustMutex::after_acquire(int rc, const Recover& recover) {
   return recovered;
 }
 
+namespace {
+
+timespec to_timespec(Clock::time_point t) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
+  if (ns.count() < 0) ns = {};
+  return timespec{static_cast<time_t>(ns.count() / 1'000'000'000),
+                  static_cast<long>(ns.count() % 1'000'000'000)};
+}
+
+}  // namespace
+
+namespace {
+
+// Locks found damaged by wait(), so that later calls on the same lock fail at once instead of
+// waiting again: the address and the lock word seen. Process-local; a few entries suffice.
+struct DamagedLock {
+  const void* mutex;
+  unsigned word;
+};
+std::mutex damaged_mutex;
+std::array<DamagedLock, 8> damaged_locks{};
+std::size_t damaged_next = 0;
+
+bool known_damaged(const void* m, unsigned word) {
+  std::lock_guard g(damaged_mutex);
+  for (const auto& d : damaged_locks)
+    if (d.mutex == m && d.word == word) return true;
+  return false;
+}
+
+[[noreturn]] void damaged(const void* m, unsigned word, const std::string& why) {
+  {
+    std::lock_guard g(damaged_mutex);
+    damaged_locks[damaged_next++ % damaged_locks.size()] = {m, word};
+  }
+  throw SegmentError("a shared lock " + why + ": the segment is damaged; recreate it");
+}
+
+// The process a thread belongs to (its Tgid), or 0 when it cannot be read.
+pid_t process_of(pid_t tid) {
+  std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+  std::string key;
+  while (in >> key) {
+    if (key == "Tgid:") {
+      pid_t tgid = 0;
+      in >> tgid;
+      return tgid;
+    }
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return 0;
+}
+
+}  // namespace
+
+// A holder that dies is reported by the kernel: it walks the dead thread's robust list and
+// clears the owner's tid from the lock word (setting FUTEX_OWNER_DIED) before the tid can be
+// reused. And a live holder records its pid beside the word (record_holder) right after it
+// acquires. So a word naming a thread that does not exist, or naming for a whole second a
+// thread of another process than the recorded holder, was not written by a holder: it is
+// damaged shared memory, on which the kernel would let a waiter sleep forever. The wait is
+// therefore cut into slices (short at first, then up to a second, so a long but healthy hold
+// costs a kill(2) a second) and the word is checked after each one.
+std::optional<bool> RobustMutex::wait(std::optional<Clock::time_point> deadline, const Recover& recover) {
+  auto slice = std::chrono::milliseconds(10);
+  unsigned suspect_word = 0;
+  pid_t suspect_holder = 0;
+  bool suspect = false;
+  Clock::time_point suspect_since{};
+  for (;;) {
+    const auto word = static_cast<unsigned>(__atomic_load_n(&m_.__data.__lock, __ATOMIC_ACQUIRE));
+    if (word != 0 && known_damaged(this, word))
+      damaged(this, word, "was found damaged before and still holds the same word");
+    auto until = Clock::now() + slice;
+    if (deadline && *deadline < until) until = *deadline;
+    const timespec ts = to_timespec(until);
+    const int rc = pthread_mutex_clocklock(&m_, CLOCK_MONOTONIC, &ts);
+    if (rc != ETIMEDOUT) return after_acquire(rc, recover);
+    const auto now = Clock::now();
+    if (deadline && now >= *deadline) return std::nullopt;
+    slice = std::min<std::chrono::milliseconds>(slice * 2, std::chrono::seconds(1));
+    const auto seen = static_cast<unsigned>(__atomic_load_n(&m_.__data.__lock, __ATOMIC_ACQUIRE));
+    const auto tid = static_cast<pid_t>(seen & FUTEX_TID_MASK);
+    if (tid == 0) continue;
+    const bool gone = ::kill(tid, 0) != 0 && errno == ESRCH;
+    if (static_cast<unsigned>(__atomic_load_n(&m_.__data.__lock, __ATOMIC_ACQUIRE)) != seen) continue;
+    if (gone) damaged(this, seen, "names thread " + std::to_string(tid) + " as its holder, which does not exist");
+    const pid_t holder = holder_pid_.load(std::memory_order_relaxed);
+    if (holder != 0 && (holder == tid || process_of(tid) == holder)) {
+      suspect = false;
+      continue;
+    }
+    if (!suspect || seen != suspect_word || holder != suspect_holder) {
+      suspect = true;
+      suspect_since = now;
+      suspect_word = seen;
+      suspect_holder = holder;
+    } else if (now - suspect_since >= std::chrono::seconds(1)) {
+      damaged(this, seen,
+              "names thread " + std::to_string(tid) + " as its holder, but the holder recorded beside it is " +
+                  (holder == 0 ? std::string("none") : "pid " + std::to_string(holder)));
+    }
+  }
+}
+
 bool RobustMutex::lock(const Recover& recover) {
-  return after_acquire(pthread_mutex_lock(&m_), recover);
+  const int rc = pthread_mutex_trylock(&m_);
+  if (rc != EBUSY) return after_acquire(rc, recover);
+  return *wait(std::nullopt, recover);
 }
 
 std::optional<bool> RobustMutex::lock_until(Clock::time_point deadline, const Recover& recover) {
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch());
-  if (ns.count() < 0) ns = {};
-  timespec ts{static_cast<time_t>(ns.count() / 1'000'000'000),
-              static_cast<long>(ns.count() % 1'000'000'000)};
-  int rc = pthread_mutex_clocklock(&m_, CLOCK_MONOTONIC, &ts);
-  if (rc == ETIMEDOUT) return std::nullopt;
-  return after_acquire(rc, recover);
+  const int rc = pthread_mutex_trylock(&m_);
+  if (rc != EBUSY) return after_acquire(rc, recover);
+  return wait(deadline, recover);
 }
 
 void RobustMutex::unlock() {

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <new>
+#include <thread>
 
 #include "mpp/errors.hpp"
 #include "support/child.hpp"
@@ -73,4 +75,58 @@ TEST_CASE("misuse is an error, not undefined behaviour") {
   shm->m.lock();
   CHECK_THROWS_AS(shm->m.lock(), mpp::ValueError);
   shm->m.unlock();
+}
+
+namespace {
+
+// Writes a lock word as damage would: the mutex's futex word (glibc keeps the holder's tid
+// in it, the kernel reads it) names `tid`, with the waiters bit.
+void damage_word(RobustMutex& m, unsigned tid) {
+  __atomic_store_n(&m.native()->__data.__lock, static_cast<int>(0x80000000u | tid), __ATOMIC_RELEASE);
+}
+
+}  // namespace
+
+TEST_CASE("a damaged lock word is a SegmentError, not a wait forever") {
+  mpp::test::SharedMapping<Shared> shm;
+  SECTION("naming a thread that does not exist") {
+    damage_word(shm->m, 0x3ffffff0u);  // above any pid_max
+    CHECK_THROWS_AS(shm->m.lock(), mpp::SegmentError);
+    // The same damage is known now: the next call fails at once.
+    const auto start = mpp::detail::Clock::now();
+    CHECK_THROWS_AS(shm->m.lock(), mpp::SegmentError);
+    CHECK(mpp::detail::Clock::now() - start < std::chrono::milliseconds(5));
+  }
+  SECTION("naming a live thread of a process that never took it") {
+    damage_word(shm->m, 1);  // init: alive, and not the holder recorded beside the word
+    CHECK_THROWS_AS(shm->m.lock(), mpp::SegmentError);
+  }
+}
+
+TEST_CASE("a healthy lock held longer than the damage checks' second is waited for") {
+  mpp::test::SharedMapping<Shared> shm;
+  int go[2];
+  REQUIRE(pipe(go) == 0);
+  mpp::test::Child child([&](int ready_fd) {
+    shm->m.lock();
+    mpp::test::signal_ready(ready_fd);
+    char c;
+    (void)!read(go[0], &c, 1);  // held until the parent says
+    shm->m.unlock();
+    _exit(0);
+  });
+  child.wait_ready();
+  // Released after 1.5 s, while the main thread waits: longer than the second after which a
+  // word naming another process than the recorded holder is called damaged.
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    (void)!write(go[1], "x", 1);
+  });
+  CHECK_FALSE(shm->m.lock());
+  CHECK(shm->m.holder() == getpid());
+  shm->m.unlock();
+  releaser.join();
+  CHECK(child.exit_code() == 0);
+  close(go[0]);
+  close(go[1]);
 }

@@ -40,7 +40,9 @@ class RobustMutex {
   using Recover = std::function<void()>;
 
   // Locks, blocking. If the previous holder died, runs `recover` (if given) under the lock
-  // before returning. Returns true when a recovery happened.
+  // before returning. Returns true when a recovery happened. Throws SegmentError when the
+  // lock word names a holder thread that does not exist (damaged shared memory) instead of
+  // waiting forever.
   bool lock(const Recover& recover = {});
 
   // Locks unless `deadline` passes first. Returns nullopt on timeout; otherwise whether a
@@ -86,6 +88,8 @@ class RobustMutex {
 
  private:
   bool after_acquire(int rc, const Recover& recover);
+  // The blocking part of lock() and lock_until(): nullopt when `deadline` passed.
+  std::optional<bool> wait(std::optional<Clock::time_point> deadline, const Recover& recover);
   void record_holder() noexcept;  // holder_ticks_, then holder_pid_
 
   pthread_mutex_t m_;
