@@ -465,6 +465,12 @@ class Heap {
   // bounds `off` on both sides.
   [[gnu::always_inline]] std::uint64_t sound_word(std::uint64_t off) const {
     if (off - first_ >= top_ - first_ || off % 16 != 0) return 0;
+    return header_word(off);
+  }
+
+  // sound_word() for an `off` the caller knows is aligned and in [first, top): a neighbour
+  // of a sound block, found from its size or a prev_size that was bounded.
+  [[gnu::always_inline]] std::uint64_t header_word(std::uint64_t off) const {
     const std::uint64_t w = word_at(off), size = size_of(w);
     const std::uint64_t kind = (w & (TAG_MASK | STATE_MASK)) - (BLOCK_TAG | kAllocated);
     return kind <= kFree - kAllocated && size >= BLOCK_MIN_BYTES && size <= top_ - off ? w : 0;
@@ -526,7 +532,8 @@ class Heap {
     const std::uint64_t top = top_;
     std::uint64_t size = size_of(w);
     const std::uint64_t next = off + size;
-    const std::uint64_t nw = next < top ? block_word(next) : 0;  // checked before anything changes
+    // Checked before anything changes. `next` is aligned and above `off` (a sound block).
+    const std::uint64_t nw = next < top ? block_word(next) : 0;
     at_crash_point("heap:before-release");
     at(off)->word.store(word(size, BlockState::free), std::memory_order_release);  // takes it back
     heap_.allocations.fetch_sub(1, std::memory_order_relaxed);
@@ -538,11 +545,11 @@ class Heap {
       at(off)->word.store(word(size, BlockState::free), std::memory_order_release);
     }
     if (const std::uint64_t psize = at(off)->prev_size.load(std::memory_order_relaxed);
-        psize != 0 && psize <= off - first_) {
+        psize != 0 && psize <= off - first_ && psize % 16 == 0) {
       // prev_size is derived: a block there that is not a sound free block of that size is
-      // not merged with.
+      // not merged with. The bounds just checked put `prev` aligned in [first, off).
       const std::uint64_t prev = off - psize;
-      const std::uint64_t pw = sound_word(prev);
+      const std::uint64_t pw = header_word(prev);
       if (size_of(pw) == psize && is_free(pw)) {
         unlink(prev, psize);
         at_crash_point("heap:before-merge-prev");
@@ -655,9 +662,10 @@ class Heap {
     return HEAP_CLASSES;
   }
 
-  // The header word of the sound block at `off` (HeapCorrupt if it is not one).
+  // The header word of the sound block at `off`, an aligned offset in [first, top)
+  // (HeapCorrupt if it is not one).
   std::uint64_t block_word(std::uint64_t off) const {
-    const std::uint64_t w = sound_word(off);
+    const std::uint64_t w = header_word(off);
     if (w == 0) heap_corrupt("a block has a corrupt header, at offset", off);
     return w;
   }
@@ -699,7 +707,7 @@ class Heap {
     heap_.free_listed_bytes.fetch_sub(size, std::memory_order_relaxed);
   }
 
-  void push(std::uint64_t off, std::uint64_t size) {
+  [[gnu::always_inline]] void push(std::uint64_t off, std::uint64_t size) {
     const std::uint32_t c = floor_class(size);
     const std::uint64_t head = heap_.free_head[c].load(std::memory_order_relaxed);
     check_listed(head, c);
@@ -711,7 +719,7 @@ class Heap {
     heap_.free_listed_bytes.fetch_add(size, std::memory_order_relaxed);
   }
 
-  void unlink(std::uint64_t off, std::uint64_t size) {
+  [[gnu::always_inline]] void unlink(std::uint64_t off, std::uint64_t size) {
     const std::uint32_t c = floor_class(size);
     const std::uint64_t next = links(off)->next.load(std::memory_order_relaxed);
     const std::uint64_t prev = links(off)->prev.load(std::memory_order_relaxed);
