@@ -436,8 +436,12 @@ struct HeapCorrupt {
 
 class Heap {
  public:
-  explicit Heap(const Segment::Impl& im) : im_(im), heap_(im.heap()) {
-    if (heap_.first_block != first_block_of(im.header())) throw HeapCorrupt{"the heap's first block moved"};
+  // Reads and checks the heap's bounds once: an operation then checks each offset it
+  // follows against these locals (top_ moves only by this operation's own stores).
+  explicit Heap(const Segment::Impl& im) : im_(im), heap_(im.heap()), first_(heap_.first_block) {
+    if (first_ != first_block_of(im.header()) || first_ % 16 != 0) heap_corrupt("the heap's first block moved", first_);
+    top_ = heap_.top.load(std::memory_order_relaxed);
+    if (top_ < first_ || top_ > im.size() || top_ % 16 != 0) heap_corrupt("the heap's top is outside the heap", top_);
   }
 
   static std::uint64_t first_block_of(const SegmentHeader& h) {
@@ -452,36 +456,31 @@ class Heap {
   BlockHeader* at(std::uint64_t off) const { return im_.block(off); }
   std::uint64_t word_at(std::uint64_t off) const { return at(off)->word.load(std::memory_order_relaxed); }
 
-  // `top`, checked: inside the segment's current size, aligned.
-  std::uint64_t top() const {
-    const std::uint64_t t = heap_.top.load(std::memory_order_relaxed);
-    if (t < heap_.first_block || t > im_.size() || t % 16 != 0) {
-      heap_corrupt("the heap's top is outside the heap", t);
-    }
-    return t;
+  // `top`, checked when the Heap was made: inside the segment's current size, aligned.
+  std::uint64_t top() const { return top_; }
+
+  // The header word at `off` if `off` is the start of a block whose header is sound (below
+  // `top`, aligned, tagged, of a known state, a size of at least BLOCK_MIN_BYTES that ends
+  // at or below `top`; a size is a multiple of 16 by its mask), else 0. One unsigned compare
+  // bounds `off` on both sides.
+  [[gnu::always_inline]] std::uint64_t sound_word(std::uint64_t off) const {
+    if (off - first_ >= top_ - first_ || off % 16 != 0) return 0;
+    return header_word(off);
   }
 
-  // Whether `off` is the start of a block whose header is sound: below `top`, aligned,
-  // tagged, of a known state and a size that ends at or below `top`.
-  bool sound(std::uint64_t off, std::uint64_t top) const {
-    if (off < heap_.first_block || off >= top || off % 16 != 0) return false;
-    const std::uint64_t w = word_at(off), size = size_of(w), st = w & STATE_MASK;
-    return (w & TAG_MASK) == BLOCK_TAG && size >= BLOCK_MIN_BYTES && size % 16 == 0 && size <= top - off &&
-           (st == static_cast<std::uint64_t>(BlockState::free) ||
-            st == static_cast<std::uint64_t>(BlockState::allocated));
+  // sound_word() for an `off` the caller knows is aligned and in [first, top): a neighbour
+  // of a sound block, found from its size or a prev_size that was bounded.
+  [[gnu::always_inline]] std::uint64_t header_word(std::uint64_t off) const {
+    const std::uint64_t w = word_at(off), size = size_of(w);
+    const std::uint64_t kind = (w & (TAG_MASK | STATE_MASK)) - (BLOCK_TAG | kAllocated);
+    return kind <= kFree - kAllocated && size >= BLOCK_MIN_BYTES && size <= top_ - off ? w : 0;
   }
 
-  // The size of the sound block at `off` (HeapCorrupt if it is not one).
-  std::uint64_t block_size(std::uint64_t off) const {
-    if (!sound(off, top())) {
-      heap_corrupt("a block has a corrupt header, at offset", off);
-    }
-    return size_of(word_at(off));
-  }
-
-  // Whether `off` is an allocated block of this heap: what deallocate() accepts.
-  bool live_block(std::uint64_t off) const {
-    return sound(off, top()) && (word_at(off) & STATE_MASK) == static_cast<std::uint64_t>(BlockState::allocated);
+  // Whether `off` is an allocated block of this heap (what deallocate() accepts): its header
+  // word, else 0.
+  std::uint64_t live_word(std::uint64_t off) const {
+    const std::uint64_t w = sound_word(off);
+    return (w & STATE_MASK) == kAllocated ? w : 0;
   }
 
   // A block of exactly `n` bytes (a multiple of 16, at least BLOCK_MIN_BYTES) from the free
@@ -491,9 +490,8 @@ class Heap {
     if (c >= HEAP_CLASSES) return 0;
     const std::uint64_t off = heap_.free_head[c].load(std::memory_order_relaxed);
     if (off == 0) heap_corrupt("a free list is marked non-empty but is empty, class", c);
-    check_listed(off, c);
-    std::uint64_t size = size_of(word_at(off));
-    unlink(off, size);
+    std::uint64_t size = listed_size(off, c);
+    unlink_head(off, c, size);
     if (size - n >= kMinSplit) {
       const std::uint64_t rest = off + n;
       at(rest)->word.store(word(size - n, BlockState::free), std::memory_order_relaxed);
@@ -513,12 +511,13 @@ class Heap {
   // A block of `n` bytes from never-used space below `limit`; 0 if it does not fit. Sets
   // `fresh` when the block was never handed out before (its bytes are zero).
   std::uint64_t take_top(std::uint64_t n, std::uint64_t limit, bool& fresh) {
-    const std::uint64_t top = this->top();
+    const std::uint64_t top = top_;
     if (limit < top || limit - top < n) return 0;
     at(top)->word.store(word(n, BlockState::allocated), std::memory_order_relaxed);
     at(top)->prev_size.store(heap_.top_prev.load(std::memory_order_relaxed), std::memory_order_relaxed);
     at_crash_point("heap:before-top");
     heap_.top.store(top + n, std::memory_order_release);  // publishes (and hands out) the block
+    top_ = top + n;
     heap_.top_prev.store(n, std::memory_order_relaxed);
     const std::uint64_t clean = heap_.clean.load(std::memory_order_relaxed);
     fresh = top >= clean;
@@ -527,30 +526,31 @@ class Heap {
     return top;
   }
 
-  // Frees the allocated block at `off` (a live_block()): merges it with free neighbours,
-  // and gives it back to never-used space if it ends at `top`.
-  void release(std::uint64_t off) {
-    const std::uint64_t top = this->top();
-    std::uint64_t size = size_of(word_at(off));
+  // Frees the allocated block at `off`, whose header word `w` live_word() returned: merges
+  // it with free neighbours, and gives it back to never-used space if it ends at `top`.
+  void release(std::uint64_t off, std::uint64_t w) {
+    const std::uint64_t top = top_;
+    std::uint64_t size = size_of(w);
     const std::uint64_t next = off + size;
-    if (next < top) (void)block_size(next);  // checked before anything changes
+    // Checked before anything changes. `next` is aligned and above `off` (a sound block).
+    const std::uint64_t nw = next < top ? block_word(next) : 0;
     at_crash_point("heap:before-release");
     at(off)->word.store(word(size, BlockState::free), std::memory_order_release);  // takes it back
     heap_.allocations.fetch_sub(1, std::memory_order_relaxed);
-    if (next < top && is_free(word_at(next))) {
-      const std::uint64_t nsize = size_of(word_at(next));
+    if (is_free(nw)) {
+      const std::uint64_t nsize = size_of(nw);
       unlink(next, nsize);
       at_crash_point("heap:before-merge-next");
       size += nsize;
       at(off)->word.store(word(size, BlockState::free), std::memory_order_release);
     }
     if (const std::uint64_t psize = at(off)->prev_size.load(std::memory_order_relaxed);
-        psize != 0 && psize <= off - heap_.first_block) {
+        psize != 0 && psize <= off - first_ && psize % 16 == 0) {
       // prev_size is derived: a block there that is not a sound free block of that size is
-      // not merged with.
+      // not merged with. The bounds just checked put `prev` aligned in [first, off).
       const std::uint64_t prev = off - psize;
-      const std::uint64_t pw = sound(prev, top) ? word_at(prev) : 0;
-      if ((pw & TAG_MASK) == BLOCK_TAG && size_of(pw) == psize && is_free(pw)) {
+      const std::uint64_t pw = header_word(prev);
+      if (size_of(pw) == psize && is_free(pw)) {
         unlink(prev, psize);
         at_crash_point("heap:before-merge-prev");
         size += psize;
@@ -561,6 +561,7 @@ class Heap {
     if (off + size == top) {
       at_crash_point("heap:before-lower-top");
       heap_.top.store(off, std::memory_order_release);  // back to never-used space
+      top_ = off;
       heap_.top_prev.store(at(off)->prev_size.load(std::memory_order_relaxed), std::memory_order_relaxed);
     } else {
       at(off + size)->prev_size.store(size, std::memory_order_relaxed);
@@ -616,6 +617,14 @@ class Heap {
     t[HEAP_CLASSES] = ~std::uint64_t{0};
     return t;
   }();
+  // How many sizes class c spans: size - kClassBytes[c] < kClassSpan[c] is the class test.
+  static constexpr auto kClassSpan = [] {
+    std::array<std::uint64_t, HEAP_CLASSES> t{};
+    for (std::uint32_t c = 0; c < HEAP_CLASSES; ++c) t[c] = kClassBytes[c + 1] - kClassBytes[c];
+    return t;
+  }();
+  static constexpr std::uint64_t kAllocated = static_cast<std::uint64_t>(BlockState::allocated);
+  static constexpr std::uint64_t kFree = static_cast<std::uint64_t>(BlockState::free);
 
   // The chain from first_block must be headers of known state whose sizes land exactly on
   // `top`.
@@ -633,7 +642,7 @@ class Heap {
   }
 
   void set_prev_size(std::uint64_t off, std::uint64_t size) {
-    if (off < heap_.top.load(std::memory_order_relaxed)) {
+    if (off < top_) {
       at(off)->prev_size.store(size, std::memory_order_relaxed);
     } else {
       heap_.top_prev.store(size, std::memory_order_relaxed);
@@ -653,16 +662,52 @@ class Heap {
     return HEAP_CLASSES;
   }
 
-  // `off` is 0 or a sound free block listed in class `c`: what a list link may hold.
-  void check_listed(std::uint64_t off, std::uint32_t c) const {
-    if (off == 0) return;
-    if (!sound(off, top()) || !is_free(word_at(off)) || size_of(word_at(off)) < kClassBytes[c] ||
-        size_of(word_at(off)) >= kClassBytes[c + 1]) {
-      heap_corrupt("a free-list link is not a free block of its class, at offset", off);
-    }
+  // The header word of the sound block at `off`, an aligned offset in [first, top)
+  // (HeapCorrupt if it is not one).
+  std::uint64_t block_word(std::uint64_t off) const {
+    const std::uint64_t w = header_word(off);
+    if (w == 0) heap_corrupt("a block has a corrupt header, at offset", off);
+    return w;
   }
 
-  void push(std::uint64_t off, std::uint64_t size) {
+  // The size of the block at `off` if it is a sound free block of class `c` (below `top`,
+  // aligned, tagged free, a size of class `c` that ends at or below `top`): what a list
+  // link may name. HeapCorrupt otherwise. Two unsigned compares bound the offset and the
+  // size (class c's sizes are at least 32, so a size in it is at least BLOCK_MIN_BYTES).
+  [[gnu::always_inline]] std::uint64_t listed_size(std::uint64_t off, std::uint32_t c) const {
+    if (off - first_ >= top_ - first_ || off % 16 != 0) bad_link(off);
+    const std::uint64_t w = word_at(off), size = size_of(w);
+    if ((w & (TAG_MASK | STATE_MASK)) != (BLOCK_TAG | kFree) || size - kClassBytes[c] >= kClassSpan[c] ||
+        size > top_ - off) {
+      bad_link(off);
+    }
+    return size;
+  }
+
+  // `off` is 0 or a sound free block listed in class `c`.
+  [[gnu::always_inline]] void check_listed(std::uint64_t off, std::uint32_t c) const {
+    if (off != 0) (void)listed_size(off, c);
+  }
+
+  [[noreturn, gnu::cold, gnu::noinline]] static void bad_link(std::uint64_t off) {
+    heap_corrupt("a free-list link is not a free block of its class, at offset", off);
+  }
+
+  // Unlinks the head `off` (of `size` bytes) of list `c`, whose prev link is 0 by the
+  // lists' invariant and is not followed.
+  void unlink_head(std::uint64_t off, std::uint32_t c, std::uint64_t size) {
+    const std::uint64_t next = links(off)->next.load(std::memory_order_relaxed);
+    check_listed(next, c);
+    heap_.free_head[c].store(next, std::memory_order_relaxed);
+    if (next) {
+      links(next)->prev.store(0, std::memory_order_relaxed);
+    } else {
+      heap_.nonempty[c / 64].fetch_and(~(std::uint64_t{1} << (c % 64)), std::memory_order_relaxed);
+    }
+    heap_.free_listed_bytes.fetch_sub(size, std::memory_order_relaxed);
+  }
+
+  [[gnu::always_inline]] void push(std::uint64_t off, std::uint64_t size) {
     const std::uint32_t c = floor_class(size);
     const std::uint64_t head = heap_.free_head[c].load(std::memory_order_relaxed);
     check_listed(head, c);
@@ -674,7 +719,7 @@ class Heap {
     heap_.free_listed_bytes.fetch_add(size, std::memory_order_relaxed);
   }
 
-  void unlink(std::uint64_t off, std::uint64_t size) {
+  [[gnu::always_inline]] void unlink(std::uint64_t off, std::uint64_t size) {
     const std::uint32_t c = floor_class(size);
     const std::uint64_t next = links(off)->next.load(std::memory_order_relaxed);
     const std::uint64_t prev = links(off)->prev.load(std::memory_order_relaxed);
@@ -692,6 +737,8 @@ class Heap {
 
   const Segment::Impl& im_;
   HeapHeader& heap_;
+  const std::uint64_t first_;  // the first block's offset, checked
+  std::uint64_t top_;          // `top`, checked, then moved only by this operation
 };
 
 // Checks the heap with the allocator's lock held (heap_problem: the chain and every list).
@@ -887,8 +934,9 @@ void Segment::deallocate(void* p) noexcept {
     RobustLockGuard guard(heap.mutex, [&] { recover_heap(im); });
     try {
       Heap h(im);
-      if (!h.live_block(off)) return;  // not a live block of this heap (a double free): refused
-      h.release(off);
+      const std::uint64_t w = h.live_word(off);
+      if (w == 0) return;  // not a live block of this heap (a double free): refused
+      h.release(off, w);
     } catch (const HeapCorrupt& e) {
       repair_heap(im, e);  // the block leaks
     }

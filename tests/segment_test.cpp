@@ -193,6 +193,51 @@ TEST_CASE("a full heap is SegmentFull, and frees make room again") {
   seg->deallocate(big);
 }
 
+// A free list's link overwritten from outside mpp (each kind of bad value the heap's one-compare
+// checks must still refuse): the allocation that meets it repairs the lists from the chain
+// and succeeds, and no live block is handed out or written to.
+TEST_CASE("a planted free-list link is refused: the heap repairs itself and live blocks stay intact") {
+  auto seg = Segment::anonymous(256 * 1024);
+  void* probe = seg->allocate(16);
+  const std::uint64_t first = seg->offset_of(probe) - mpp::detail::BLOCK_HEADER_BYTES;
+  seg->deallocate(probe);
+  struct Plant {
+    const char* what;
+    std::uint64_t (*link)(std::uint64_t live, std::uint64_t first, std::uint64_t other);
+  };
+  const Plant plants[] = {
+      {"a live block", [](std::uint64_t live, std::uint64_t, std::uint64_t) { return live; }},
+      {"below the heap", [](std::uint64_t, std::uint64_t first, std::uint64_t) { return first - 64; }},
+      {"unaligned", [](std::uint64_t live, std::uint64_t, std::uint64_t) { return live + 8; }},
+      {"past top", [](std::uint64_t, std::uint64_t, std::uint64_t) { return std::uint64_t{1} << 40; }},
+      {"a free block of another class", [](std::uint64_t, std::uint64_t, std::uint64_t other) { return other; }},
+  };
+  for (const Plant& plant : plants) {
+    INFO(plant.what);
+    // live | freed | guard | other (freed, another class) | guard. 240 bytes make a block of
+    // 256, the least of its class, so that an allocation of 240 takes it from its list.
+    void* live = seg->allocate(240);
+    void* freed = seg->allocate(240);
+    void* guard = seg->allocate(240);
+    void* other = seg->allocate(1000);
+    void* guard2 = seg->allocate(240);
+    std::memset(live, 0x5A, 240);
+    seg->deallocate(other);
+    seg->deallocate(freed);  // the head of its class, its links in its first 16 bytes
+    auto* links = static_cast<mpp::detail::FreeLinks*>(freed);
+    links->next.store(plant.link(seg->offset_of(live) - mpp::detail::BLOCK_HEADER_BYTES, first,
+                                 seg->offset_of(other) - mpp::detail::BLOCK_HEADER_BYTES));
+    void* got = seg->allocate(240);  // takes `freed`, meets the link, repairs, tries again
+    CHECK(got != live);
+    CHECK_FALSE(seg->read_only());
+    CHECK(seg->check_heap());
+    CHECK(std::all_of(static_cast<unsigned char*>(live), static_cast<unsigned char*>(live) + 240,
+                      [](unsigned char c) { return c == 0x5A; }));
+    for (void* p : {got, live, guard, guard2}) seg->deallocate(p);
+    CHECK(seg->check_heap());
+  }
+}
+
 TEST_CASE("allocate_zeroed gives zeros, from fresh space and from a reused block") {
   auto seg = Segment::anonymous(1 << 20);
   auto all_zero = [](const void* p, std::size_t n) {
