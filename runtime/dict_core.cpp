@@ -368,15 +368,19 @@ ScratchBlock* DictCore::scratch_for(DictStripe& s, std::uint64_t bytes) noexcept
 // A value of the old one's length replaces it in the node: staged in the scratch block, the
 // intent says which node gets it, then the copy; a recovery repeats the copy from the
 // scratch block, so the node ends with the old bytes (killed before the intent) or the new.
+// The intent's op is 0 here (every change of the stripe ended its own), so the two fields
+// op_assign uses are filled in first and the op store alone commits: the recovery of
+// op_assign reads nothing else, and every other op clears the whole record when it begins.
 bool DictCore::assign_in_place(DictStripe& s, DictNode* x, Bytes value) {
   ScratchBlock* sb = scratch_for(s, value.size());
   if (!sb) return false;
   std::memcpy(sb->data(), value.data(), value.size());
   dict_step();
   Intent& in = s.intent;
-  in.begin(op_assign);
   in.size_before.store(value.size(), std::memory_order_relaxed);
-  in.index.store(seg_->offset_of(x), std::memory_order_release);  // commits
+  in.index.store(seg_->offset_of(x), std::memory_order_relaxed);
+  dict_step();
+  in.arm(op_assign);  // commits
   dict_step();
   // In two halves with a step between, so the store-by-store test also kills a half copy.
   const std::size_t half = value.size() / 2;

@@ -120,10 +120,7 @@ class Dict {
         if ((len = static_cast<std::uint32_t>(b.size())) == sizeof(V)) std::memcpy(&v, b.data(), sizeof(V));
       });
       if (!found) return std::nullopt;
-      if (len != sizeof(V)) {
-        throw DecodeError("cannot decode " + detail::type_name<V>() + ": expected " +
-                          std::to_string(sizeof(V)) + " bytes, got " + std::to_string(len));
-      }
+      if (len != sizeof(V)) wrong_length(len);
       return v;
     } else {
       std::string bytes;
@@ -377,6 +374,12 @@ class Dict {
     } else {
       return detail::encode(key);
     }
+  }
+  // Out of line and cold: the message building would otherwise give every get a large
+  // stack frame and its register saves.
+  [[noreturn, gnu::cold, gnu::noinline]] static void wrong_length(std::uint32_t len) {
+    throw DecodeError("cannot decode " + detail::type_name<V>() + ": expected " +
+                      std::to_string(sizeof(V)) + " bytes, got " + std::to_string(len));
   }
   static std::string missing(key_arg key) {
     if constexpr (std::is_arithmetic_v<K>) {
