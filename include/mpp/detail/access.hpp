@@ -2,8 +2,8 @@
 //
 // Public handles (Value, Array, the sync primitives, Queue, Manager, Barrier) keep their
 // shared state, segment and detail-taking constructors private and declare
-// `friend struct detail::Access;`. Manager, the handle codec, the Python module,
-// mpp-inspect, the network servables and the tests go through these static functions;
+// `friend struct detail::Access;`. Manager, the handle codec, runtime/ and the tests go
+// through these static functions (as must any new internal user: mpp-inspect, a servable);
 // users have no reason to, and detail types may change between versions.
 //
 // The functions are templates over the handle type, so this header needs none of the
@@ -23,7 +23,7 @@ struct Access {
     return Handle(std::forward<Args>(args)...);
   }
 
-  // The handle's shared state (Value, Array, Semaphore, Event, Condition, Barrier).
+  // The handle's shared state (Value, Array, Semaphore, Event, Condition).
   template <class Handle>
   static auto state(const Handle& h) noexcept {
     return h.state();
