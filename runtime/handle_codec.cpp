@@ -81,7 +81,7 @@ Manager reopen_segment(const HandleRef& ref, ObjectKind expected) {
     std::lock_guard lock(c.m);
     auto it = c.by_name.find(ref.segment);
     if (it != c.by_name.end()) {
-      if (auto seg = it->second.lock()) return Manager(std::move(seg));
+      if (auto seg = it->second.lock()) return Access::make<Manager>(std::move(seg));
     }
   }
   if (ref.segment.rfind(kAnonymous, 0) == 0) {
@@ -93,7 +93,7 @@ Manager reopen_segment(const HandleRef& ref, ObjectKind expected) {
   }
   Manager m = Manager::attach(ref.segment);
   std::lock_guard lock(c.m);
-  c.by_name[ref.segment] = m.segment();
+  c.by_name[ref.segment] = Access::segment(m);
   return m;
 }
 

@@ -182,15 +182,16 @@ namespace {
 
 LockHandle lock_of(detail::ConditionState* state,
                            const std::shared_ptr<detail::Segment>& segment) {
-  if (state->lock_offset == 0) return RLock(&state->header, segment);
+  if (state->lock_offset == 0) return detail::Access::make<RLock>(&state->header, segment);
   if (!detail::in_heap(*segment, state->lock_offset, sizeof(detail::LockState), alignof(detail::LockState)) ||
       (state->lock_kind != detail::ObjectKind::lock && state->lock_kind != detail::ObjectKind::rlock)) {
     detail::throw_corrupt(*segment, state, "condition",
                           "its lock's offset " + std::to_string(state->lock_offset) + " is not a lock");
   }
   auto* lock = segment->at<detail::LockState>(state->lock_offset);
-  if (state->lock_kind == detail::ObjectKind::lock) return Lock(lock, segment);
-  return RLock(lock, segment);
+  if (state->lock_kind == detail::ObjectKind::lock)
+    return detail::Access::make<Lock>(lock, segment);
+  return detail::Access::make<RLock>(lock, segment);
 }
 
 }  // namespace
@@ -214,7 +215,7 @@ Condition::Condition(RLock lock)
     : Condition(detail::make_standalone<detail::ConditionState>(), std::move(lock)) {}
 
 bool Condition::wait_until(std::optional<Clock::time_point> deadline) {
-  auto& mutex = lock_.header()->mutex;
+  auto& mutex = detail::Access::header(lock_)->mutex;
   auto& s = *state_;
   const unsigned depth = mutex.depth();
   if (depth == 0) {

@@ -44,7 +44,7 @@ mpp::detail::DictState* state_of(mpp::Manager& m, const std::string& name) {
                                         mpp::detail::type_fingerprint<V>(),
                                         sizeof(mpp::detail::DictState),
                                         alignof(mpp::detail::DictState)};
-  return static_cast<mpp::detail::DictState*>(m.segment()->find(spec));
+  return static_cast<mpp::detail::DictState*>(mpp::detail::Access::segment(m)->find(spec));
 }
 
 }  // namespace
@@ -105,7 +105,7 @@ TEST_CASE("a writer killed between any two stores of each Dict mutation: all or 
     CHECK(killed > 0);
     CHECK(saw_after > 0);  // a kill after the commit store: finished or kept, never half
   }
-  CHECK(m.segment()->check_heap());
+  CHECK(mpp::detail::Access::segment(m)->check_heap());
 }
 
 TEST_CASE("Dict::update killed at random, 400 times: every pair or none") {
@@ -133,7 +133,7 @@ TEST_CASE("Dict::update killed at random, 400 times: every pair or none") {
     REQUIRE(items.size() == 4);
     for (auto& [k, v] : items) REQUIRE(v == items[0].second);
   }
-  CHECK(m.segment()->check_heap());
+  CHECK(mpp::detail::Access::segment(m)->check_heap());
 }
 
 TEST_CASE("lock-free Dict reads under a writer see whole values only") {
@@ -200,7 +200,7 @@ TEST_CASE("a corrupt Dict gives SegmentError or a check() finding, never a signa
   auto d = m.dict<int, int>("c");
   for (int i = 0; i < 100; ++i) d.set(i, i);
   auto* st = state_of<int, int>(m, "c");
-  auto& seg = *m.segment();
+  auto& seg = *mpp::detail::Access::segment(m);
   std::vector<std::uint64_t> nodes;
   for (std::uint64_t off = st->head.load(); off != 0; off = seg.at<mpp::detail::DictNode>(off)->next.load())
     nodes.push_back(off);

@@ -98,7 +98,7 @@ TEST_CASE("a whole-dict change killed at any store, recovered first through one 
       CHECK(saw_after > 0);
     }
   }
-  CHECK(m.segment()->check_heap());
+  CHECK(mpp::detail::Access::segment(m)->check_heap());
 }
 
 TEST_CASE("writers of different stripes keep each writer's insertion order and every count") {

@@ -338,7 +338,7 @@ namespace {
 mpp::detail::ListState* list_state(mpp::Manager& m, const std::string& name) {
   Segment::ObjectSpec spec{name, mpp::detail::ObjectKind::list, "", mpp::detail::type_fingerprint<long>(),
                            sizeof(mpp::detail::ListState), alignof(mpp::detail::ListState)};
-  return static_cast<mpp::detail::ListState*>(m.segment()->find(spec));
+  return static_cast<mpp::detail::ListState*>(mpp::detail::Access::segment(m)->find(spec));
 }
 
 }  // namespace
@@ -349,7 +349,7 @@ TEST_CASE("a corrupt List gives SegmentError or a check() finding from every rea
   for (long i = 0; i < 100; ++i) l.append(i);
   auto* st = list_state(m, "c");
   REQUIRE(st != nullptr);
-  auto& seg = *m.segment();
+  auto& seg = *mpp::detail::Access::segment(m);
   auto* a = seg.at<mpp::detail::ListArray>(st->array.load());
   auto* item5 = seg.at<mpp::detail::ListItem>(a->items[5].load());
   const std::uint64_t heap_end = seg.header().heap_offset + seg.header().heap_size;

@@ -127,7 +127,7 @@ TEST_CASE("SIGKILL of a child changing a list, 200 times: the list is valid and 
     l.append("after");
     REQUIRE(l.get(-1) == "after");
   }
-  CHECK(m.segment()->check_heap());
+  CHECK(mpp::detail::Access::segment(m)->check_heap());
 }
 
 namespace {

@@ -123,7 +123,7 @@ TEST_CASE("Manager: a Condition bound to a Manager lock, found again by name") {
     auto g = c.guard();
     _exit(c.wait_for([&] { return flag.value() == 1; }, 60s) ? 0 : 1);
   });
-  until([&] { return cond.state()->sleepers.load() == 1; });
+  until([&] { return mpp::detail::Access::state(cond)->sleepers.load() == 1; });
   {
     auto g = cond.guard();
     flag.set_value(1);

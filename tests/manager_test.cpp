@@ -119,7 +119,7 @@ TEST_CASE("a dict churned with values of 1 B to 64 KiB reuses its freed space fo
       d.erase(key);
     }
   }
-  auto seg = m.segment();
+  auto seg = mpp::detail::Access::segment(m);
   REQUIRE(seg->check_heap());
   void* quarter = seg->allocate(m.free_bytes() / 4);
   CHECK(quarter != nullptr);

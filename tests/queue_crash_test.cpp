@@ -45,7 +45,7 @@ std::vector<std::string> drain(Q& q) {
   }
 }
 
-std::uint64_t tasks_done(Q& q) { return q.core().state().tasks_done.load(); }
+std::uint64_t tasks_done(Q& q) { return mpp::detail::Access::core(q).state().tasks_done.load(); }
 
 // With `owed` tasks still unfinished (published messages nobody called task_done() for):
 // join() must wait while any is owed and return once they are done, and a task_done() beyond
@@ -146,7 +146,7 @@ TEST_CASE("repairers of a dead producer's claim killed before any store, twice: 
       const bool second_killed = first_killed && killed_at_store(second, repair);
       const auto got = drain(q);  // finishes whatever repair is left
       CHECK(got.empty());
-      CHECK(q.core().skipped() == 1);
+      CHECK(mpp::detail::Access::core(q).skipped() == 1);
       CHECK(q.qsize() == 0);
       settle_and_check(q, 0);  // the dead put is no task: join() returns at once
       check_usable(q, "y");
@@ -201,7 +201,7 @@ TEST_CASE("random kill loop: producers, consumers and repairers killed at random
     (void)done_before;
     settle_and_check(q, published - done);
     published = tasks_done(q);
-    skips_seen = q.core().skipped();
+    skips_seen = mpp::detail::Access::core(q).skipped();
   }
   WARN(kills << " kills in 400 rounds; " << skips_seen << " producers' claims skipped");
   CHECK(kills > 100);

@@ -153,7 +153,7 @@ TEST_CASE("a message that can never fit is SegmentFull, not a hang") {
 
 TEST_CASE("an undecodable item is a DecodeError and is dropped") {
   mpp::Queue<std::string> raw;
-  mpp::Queue<std::int64_t> typed(raw.core());
+  auto typed = mpp::detail::Access::make<mpp::Queue<std::int64_t>>(mpp::detail::Access::core(raw));
   raw.put("abc");
   raw.put(std::string(8, '\0'));
   CHECK_THROWS_AS(typed.get(), mpp::DecodeError);
@@ -303,7 +303,7 @@ TEST_CASE("crash loop: 200+ SIGKILLs of producers and consumers inside put and g
       ++(kill_producer ? producer_kills : consumer_kills);
     }
   }
-  const std::uint64_t skipped = q.core().skipped();
+  const std::uint64_t skipped = mpp::detail::Access::core(q).skipped();
   INFO("producer kills " << producer_kills << ", consumer kills " << consumer_kills
                          << ", producers' claims skipped " << skipped);
   INFO(q.check());
@@ -427,7 +427,7 @@ TEST_CASE("SIGKILL inside each claim window: the queue stays valid, the item is 
         // A consumer meets the dead claim first: it moves tail past it (which the producer
         // never did), skips it and steps head past it.
         CHECK_THROWS_AS(q.get_nowait(), mpp::Empty);
-        const auto& st = q.core().state();
+        const auto& st = mpp::detail::Access::core(q).state();
         CHECK(st.head.load() == st.tail.load());
         CHECK(q.qsize() == 0);
         CHECK(q.check().empty());
@@ -469,7 +469,7 @@ TEST_CASE("a consumer killed while repairing a dead producer's claim: still vali
   for (int i = 0; i < 4; ++i) CHECK(q.get_nowait() == std::to_string(i));
   CHECK(q.check().empty());
   // The dead repairer's takeover is finished by the next repairer: counted once.
-  CHECK(q.core().skipped() == 1);
+  CHECK(mpp::detail::Access::core(q).skipped() == 1);
 }
 
 TEST_CASE("get_view lends the item in place and takes it") {
@@ -513,12 +513,12 @@ TEST_CASE("a claim whose pid now names another live process is repaired as a dea
   const std::uint64_t ticks = mpp::detail::process_start_ticks(other.pid());
   REQUIRE(ticks != 0);
   const std::uint64_t stale = static_cast<std::uint64_t>(other.pid()) | (((ticks + 1) & 0x3fff) << 22);
-  auto& st = q.core().state();
-  auto* ring = q.core().segment().at<mpp::detail::QueueSlot>(st.ring_offset);
+  auto& st = mpp::detail::Access::core(q).state();
+  auto* ring = mpp::detail::Access::core(q).segment().at<mpp::detail::QueueSlot>(st.ring_offset);
   ring[0].state.store(stale);
   st.tail.store(1);  // its producer had moved tail on
   q.put_nowait("x");
   CHECK(q.get_nowait() == "x");  // the stale claim was skipped, not waited for
-  CHECK(q.core().skipped() == 1);
+  CHECK(mpp::detail::Access::core(q).skipped() == 1);
   CHECK(q.check().empty());
 }

@@ -91,7 +91,7 @@ Seed make_seed() {
     m.event("ev").set();
     m.condition("cond");
     m.barrier(2, "bar");
-    auto& seg = *m.segment();
+    auto& seg = *mpp::detail::Access::segment(m);
     const auto& h = seg.header();
     const auto* heap = seg.at<mpp::detail::HeapHeader>(h.heap_offset);
     s.hot = heap->top.load();

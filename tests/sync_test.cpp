@@ -196,7 +196,7 @@ TEST_CASE("Semaphore: counts, blocks at zero, and wakes a waiting process on rel
     sem.acquire();
     got.set();
   });
-  until([&] { return sem.state()->sleepers.load() == 1; });
+  until([&] { return mpp::detail::Access::state(sem)->sleepers.load() == 1; });
   CHECK_FALSE(got.is_set());
   sem.release();
   CHECK(got.wait(60s));
@@ -254,14 +254,14 @@ TEST_CASE("Semaphore: a waiter SIGKILLed inside acquire() does not break it for 
       sem.acquire();
       got.set();
     });
-    until([&] { return sem.state()->sleepers.load() >= 2; });
+    until([&] { return mpp::detail::Access::state(sem)->sleepers.load() >= 2; });
     victim.kill_and_reap();
     sem.release();
     CHECK(got.wait(60s));
     CHECK(survivor.exit_code() == 0);
     CHECK(sem.get_value() == 0);
     // The dead sleeper may stay counted in the hint; the count itself is exact.
-    sem.state()->sleepers.store(0);
+    mpp::detail::Access::state(sem)->sleepers.store(0);
   }
 }
 
@@ -280,7 +280,7 @@ TEST_CASE("Event: set wakes every waiting process, clear, wait with a timeout") 
       woke.release();
     }));
   }
-  until([&] { return ev.state()->sleepers.load() == kWaiters; });
+  until([&] { return mpp::detail::Access::state(ev)->sleepers.load() == kWaiters; });
   ev.set();
   for (int i = 0; i < kWaiters; ++i) CHECK(woke.acquire(60s));
   for (auto& w : waiters) CHECK(w->exit_code() == 0);
@@ -296,7 +296,7 @@ TEST_CASE("Event: a waiter that sleeps through set() then clear() still returns 
   mpp::Event ev;
   for (int round = 0; round < 20; ++round) {
     Child waiter([&](int) { _exit(ev.wait(60s) ? 0 : 7); });
-    until([&] { return ev.state()->sleepers.load() == 1; });
+    until([&] { return mpp::detail::Access::state(ev)->sleepers.load() == 1; });
     ev.set();
     ev.clear();
     CHECK(waiter.exit_code() == 0);
@@ -325,7 +325,7 @@ TEST_CASE("Event: a waiter SIGKILLed inside wait() does not break it for the oth
   mpp::Event ev;
   Child victim([&](int) { ev.wait(); _exit(8); });
   Child survivor([&](int) { _exit(ev.wait(60s) ? 0 : 9); });
-  until([&] { return ev.state()->sleepers.load() == 2; });
+  until([&] { return mpp::detail::Access::state(ev)->sleepers.load() == 2; });
   victim.kill_and_reap();
   ev.set();
   CHECK(survivor.exit_code() == 0);
@@ -408,7 +408,7 @@ TEST_CASE("Condition: a waiter SIGKILLed inside wait() does not break it for the
       auto g = cond.guard();
       _exit(cond.wait_for([&] { return flag.span()[0] == 1; }, 60s) ? 0 : 13);
     });
-    until([&] { return cond.state()->sleepers.load() == 2; });
+    until([&] { return mpp::detail::Access::state(cond)->sleepers.load() == 2; });
     victim.kill_and_reap();
     {
       auto g = cond.guard();
@@ -416,7 +416,8 @@ TEST_CASE("Condition: a waiter SIGKILLed inside wait() does not break it for the
       cond.notify();  // one notification, and the only live waiter gets it
     }
     CHECK(survivor.exit_code() == 0);
-    cond.state()->sleepers.store(0);  // the dead waiter stays counted in the hint
+    mpp::detail::Access::state(cond)->sleepers.store(
+        0);  // the dead waiter stays counted in the hint
   }
 }
 

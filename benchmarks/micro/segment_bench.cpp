@@ -176,9 +176,9 @@ int main(int argc, char** argv) {
     const std::size_t quarter = full_size / 4;
     bool served = false;
     try {
-      void* p = m.segment()->allocate(quarter);
+      void* p = mpp::detail::Access::segment(m)->allocate(quarter);
       served = m.size() == full_size;  // served without growing
-      m.segment()->deallocate(p);
+      mpp::detail::Access::segment(m)->deallocate(p);
     } catch (const mpp::SegmentFull&) {
     }
     std::printf("erase: %zu entries (%.2f GiB of values) in a %.0f MiB segment, then clear():\n", n,

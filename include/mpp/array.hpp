@@ -106,9 +106,6 @@ class Array {
   // A new Array holding a copy of `init` (Python: Array(typecode, initializer)).
   explicit Array(std::span<const T> init) : Array(make(init.size(), init.data())) {}
   Array(std::initializer_list<T> init) : Array(make(init.size(), std::data(init))) {}
-  // The Array whose state is `state`, in `segment` (which this handle keeps mapped).
-  Array(State* state, std::shared_ptr<detail::Segment> segment) noexcept
-      : state_(state), segment_(std::move(segment)) {}
 
   // The number of elements (Python: len(a)); fixed at creation.
   std::size_t size() const noexcept { return static_cast<std::size_t>(state_->size); }
@@ -166,12 +163,16 @@ class Array {
   }
 
   // The recursive lock guarding the elements (Python: get_lock()).
-  RLock get_lock() const noexcept { return RLock(&state_->header, segment_); }
+  RLock get_lock() const noexcept { return detail::Access::make<RLock>(&state_->header, segment_); }
 
+ private:
+  friend struct detail::Access;
+  // The Array whose state is `state`, in `segment` (which this handle keeps mapped).
+  Array(State* state, std::shared_ptr<detail::Segment> segment) noexcept
+      : state_(state), segment_(std::move(segment)) {}
   // The shared state, for diagnostics and tests.
   State* state() const noexcept { return state_; }
 
- private:
   explicit Array(std::pair<State*, std::shared_ptr<detail::Segment>> made) noexcept
       : state_(made.first), segment_(std::move(made.second)) {}
 

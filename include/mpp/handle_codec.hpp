@@ -83,7 +83,8 @@ struct HandleCodec<List<T>> {
 template <class T>
 struct HandleCodec<Queue<T>> {
   static void save(std::string& out, const Queue<T>& q) {
-    save_handle_ref(out, make_handle_ref(q.core().segment(), &q.core().state(), ObjectKind::queue, "Queue"));
+    save_handle_ref(out, make_handle_ref(Access::core(q).segment(), &Access::core(q).state(),
+                                         ObjectKind::queue, "Queue"));
   }
   static Queue<T> load(ByteView b) {
     HandleRef r = load_handle_ref(b);
@@ -94,7 +95,8 @@ struct HandleCodec<Queue<T>> {
 template <class T>
 struct HandleCodec<Value<T>> {
   static void save(std::string& out, const Value<T>& v) {
-    save_handle_ref(out, make_handle_ref(*v.get_lock().segment(), v.state(), ObjectKind::value, "Value"));
+    save_handle_ref(out, make_handle_ref(*Access::segment(v.get_lock()), Access::state(v),
+                                         ObjectKind::value, "Value"));
   }
   static Value<T> load(ByteView b) {
     HandleRef r = load_handle_ref(b);
@@ -105,7 +107,8 @@ struct HandleCodec<Value<T>> {
 template <>
 struct HandleCodec<Lock> {
   static void save(std::string& out, const Lock& l) {
-    save_handle_ref(out, make_handle_ref(*l.segment(), l.header(), ObjectKind::lock, "Lock"));
+    save_handle_ref(
+        out, make_handle_ref(*Access::segment(l), Access::header(l), ObjectKind::lock, "Lock"));
   }
   static Lock load(ByteView b) {
     HandleRef r = load_handle_ref(b);

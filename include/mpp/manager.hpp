@@ -80,9 +80,6 @@ class Manager {
   // is none, SegmentError if the file is not an mpp segment of this version.
   static Manager attach(const std::string& name);
 
-  // Wraps a segment some other component made (an anonymous one, for example).
-  explicit Manager(std::shared_ptr<detail::Segment> segment) : seg_(std::move(segment)) {}
-
   // The segment's name (as given to the constructor or attach); empty for an anonymous one.
   const std::string& name() const noexcept { return seg_->name(); }
   // The segment's size in bytes now; it grows as objects need room.
@@ -118,19 +115,21 @@ class Manager {
   // object or has another T, SegmentFull, ValueError (bad name or ring size).
   template <class T>
   Queue<T> queue(std::string_view name, std::size_t maxsize = 0, std::size_t ring_bytes = 0) {
-    return Queue<T>(named_queue<T>(name, detail::ObjectKind::queue, maxsize, ring_bytes));
+    return detail::Access::make<Queue<T>>(
+        named_queue<T>(name, detail::ObjectKind::queue, maxsize, ring_bytes));
   }
   // The shared JoinableQueue `name` (Python: manager.JoinableQueue()). As queue().
   template <class T>
   JoinableQueue<T> joinable_queue(std::string_view name, std::size_t maxsize = 0,
                                   std::size_t ring_bytes = 0) {
-    return JoinableQueue<T>(
+    return detail::Access::make<JoinableQueue<T>>(
         named_queue<T>(name, detail::ObjectKind::joinable_queue, maxsize, ring_bytes));
   }
   // The shared SimpleQueue `name`. As queue(), unbounded.
   template <class T>
   SimpleQueue<T> simple_queue(std::string_view name, std::size_t ring_bytes = 0) {
-    return SimpleQueue<T>(named_queue<T>(name, detail::ObjectKind::simple_queue, 0, ring_bytes));
+    return detail::Access::make<SimpleQueue<T>>(
+        named_queue<T>(name, detail::ObjectKind::simple_queue, 0, ring_bytes));
   }
 
   // ---- Value, Array and the synchronisation primitives (sync.hpp, value.hpp, array.hpp) ----
@@ -145,9 +144,10 @@ class Manager {
   template <class T>
   Value<T> value(std::string_view name, const T& init = T{}) {
     using State = detail::ValueState<T>;
-    return Value<T>(sync_object<State>(name, detail::ObjectKind::value, detail::type_fingerprint<T>(),
-                                       sizeof(State), [&](void* p) { ::new (p) State(init); }),
-                    seg_);
+    return detail::Access::make<Value<T>>(
+        sync_object<State>(name, detail::ObjectKind::value, detail::type_fingerprint<T>(),
+                           sizeof(State), [&](void* p) { ::new (p) State(init); }),
+        seg_);
   }
 
   // The shared Array `name` of n T (Python: manager.Array(typecode, sequence)), zero-filled
@@ -162,7 +162,7 @@ class Manager {
       throw ValueError("Array '" + std::string(name) + "' has " + std::to_string(state->size) +
                        " elements, not " + std::to_string(n));
     }
-    return Array<T>(state, seg_);
+    return detail::Access::make<Array<T>>(state, seg_);
   }
 
   // Python: manager.Lock(), manager.RLock().
@@ -183,11 +183,14 @@ class Manager {
   Barrier barrier(unsigned parties, std::string_view name = {}, Barrier::Action action = {},
                   Barrier::Timeout timeout = std::nullopt);
 
-  // The segment, for the factories of other components, mpp-inspect and tests. Not API:
-  // detail::Segment may change.
+ private:
+  friend struct detail::Access;
+  // Wraps a segment some other component made (an anonymous one, for example).
+  explicit Manager(std::shared_ptr<detail::Segment> segment) : seg_(std::move(segment)) {}
+  // The segment, for the factories of other components, mpp-inspect and tests (through
+  // detail::Access): detail::Segment may change.
   const std::shared_ptr<detail::Segment>& segment() const noexcept { return seg_; }
 
- private:
   template <class T>
   detail::QueueCore named_queue(std::string_view name, detail::ObjectKind kind,
                                 std::size_t maxsize, std::size_t ring_bytes) {

@@ -47,6 +47,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "mpp/detail/access.hpp"
 #include "mpp/detail/codec.hpp"
 #include "mpp/detail/queue_core.hpp"
 #include "mpp/errors.hpp"
@@ -65,9 +66,6 @@ class Queue {
   explicit Queue(std::size_t maxsize = 0,
                  std::size_t capacity_bytes = detail::QueueCore::default_capacity)
       : Queue(detail::ObjectKind::queue, maxsize, capacity_bytes) {}
-
-  // A handle on a queue that already exists in a segment (what Manager::queue returns).
-  explicit Queue(detail::QueueCore core) : core_(std::move(core)) {}
 
   // Puts `item`, waiting as long as needed for room (maxsize, or memory). Throws
   // ValueError after close(), SegmentFull when the item can never fit, and whatever T's
@@ -132,11 +130,13 @@ class Queue {
   // process puts or gets. For tests and mpp-inspect.
   std::string check() const { return core_.check(); }
 
-  // The engine, for Manager, the handle codec and tests. Not API: detail::QueueCore may
-  // change.
+ protected:
+  friend struct detail::Access;
+  // A handle on a queue that already exists in a segment (what Manager::queue returns).
+  explicit Queue(detail::QueueCore core) : core_(std::move(core)) {}
+  // The engine, for Manager, the handle codec and tests (through detail::Access).
   const detail::QueueCore& core() const noexcept { return core_; }
 
- protected:
   // For JoinableQueue and SimpleQueue: a standalone queue of `kind`.
   Queue(detail::ObjectKind kind, std::size_t maxsize, std::size_t capacity_bytes)
       : core_(detail::QueueCore::standalone(kind, maxsize, capacity_bytes,
@@ -210,7 +210,6 @@ class JoinableQueue : public Queue<T> {
   explicit JoinableQueue(std::size_t maxsize = 0,
                          std::size_t capacity_bytes = detail::QueueCore::default_capacity)
       : Queue<T>(detail::ObjectKind::joinable_queue, maxsize, capacity_bytes) {}
-  explicit JoinableQueue(detail::QueueCore core) : Queue<T>(std::move(core)) {}
 
   // Marks one item got from the queue as processed. Throws ValueError when called more
   // times than items were put.
@@ -223,6 +222,11 @@ class JoinableQueue : public Queue<T> {
   void join(std::chrono::duration<Rep, Period> timeout) {
     this->core_.join(detail::deadline_after(timeout));
   }
+
+ private:
+  friend struct detail::Access;
+  // A handle on a JoinableQueue that already exists in a segment.
+  explicit JoinableQueue(detail::QueueCore core) : Queue<T>(std::move(core)) {}
 };
 
 // multiprocessing.SimpleQueue: put, get, empty, close; unbounded.
@@ -231,9 +235,7 @@ class SimpleQueue {
  public:
   // As Queue's constructor, without maxsize.
   explicit SimpleQueue(std::size_t capacity_bytes = detail::QueueCore::default_capacity)
-      : q_(detail::QueueCore::standalone(detail::ObjectKind::simple_queue, 0, capacity_bytes,
-                                         detail::type_fingerprint<T>())) {}
-  explicit SimpleQueue(detail::QueueCore core) : q_(std::move(core)) {}
+      : q_(detail::Access::make<Queue<T>>(detail::ObjectKind::simple_queue, 0, capacity_bytes)) {}
 
   // As Queue::put and Queue::get (blocking).
   void put(const T& item) { q_.put(item); }
@@ -243,6 +245,13 @@ class SimpleQueue {
   std::string check() const { return q_.check(); }
 
  private:
+  friend struct detail::Access;
+  // A handle on a SimpleQueue that already exists in a segment.
+  explicit SimpleQueue(detail::QueueCore core)
+      : q_(detail::Access::make<Queue<T>>(std::move(core))) {}
+  // The engine, for the handle codec and tests (through detail::Access).
+  const detail::QueueCore& core() const noexcept { return detail::Access::core(q_); }
+
   Queue<T> q_;
 };
 

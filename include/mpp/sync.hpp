@@ -42,6 +42,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "mpp/detail/access.hpp"
 #include "mpp/detail/futex.hpp"
 #include "mpp/detail/sync_state.hpp"
 
@@ -156,12 +157,10 @@ class LockHandle {
       : header_(header), recursive_(recursive), segment_(std::move(segment)) {}
 
  private:
-  // Where the lock lives, for what sends or binds it: Manager (a Condition bound to a lock),
-  // Condition, and the handle codec (a Lock or Value sent through a Queue or Pipe).
-  friend class Manager;
-  friend class Condition;
-  template <class T>
-  friend struct detail::HandleCodec;
+  // Where the lock lives, for what sends or binds it (through detail::Access): Manager (a
+  // Condition bound to a lock), Condition, and the handle codec (a Lock or Value sent
+  // through a Queue or Pipe).
+  friend struct detail::Access;
   detail::ObjectHeader* header() const noexcept { return header_; }
   const std::shared_ptr<detail::Segment>& segment() const noexcept { return segment_; }
 
@@ -176,11 +175,14 @@ class Lock : public LockHandle {
   // A new, free Lock in its own anonymous shared memory, shared with children forked
   // after it. Throws OSError when the memory cannot be mapped.
   Lock();
-  // The Lock whose state is `state`, in `segment` (which this handle keeps mapped).
-  Lock(detail::LockState* state, std::shared_ptr<detail::Segment> segment) noexcept;
 
   // Holds the lock until the guard is destroyed (Python: `with lock:`).
   Guard<Lock> guard() { return Guard<Lock>(*this); }
+
+ private:
+  friend struct detail::Access;
+  // The Lock whose state is `state`, in `segment` (which this handle keeps mapped).
+  Lock(detail::LockState* state, std::shared_ptr<detail::Segment> segment) noexcept;
 };
 
 // multiprocessing.RLock: a recursive lock; the thread holding it may acquire it again, and
@@ -189,13 +191,16 @@ class RLock : public LockHandle {
  public:
   // A new, free RLock in its own anonymous shared memory (as Lock()).
   RLock();
+
+  // Holds the lock until the guard is destroyed (Python: `with rlock:`).
+  Guard<RLock> guard() { return Guard<RLock>(*this); }
+
+ private:
+  friend struct detail::Access;
   // The RLock whose state is `state`, in `segment`.
   RLock(detail::LockState* state, std::shared_ptr<detail::Segment> segment) noexcept;
   // The recursive lock in another object's header (a Value's, Array's or Condition's).
   RLock(detail::ObjectHeader* header, std::shared_ptr<detail::Segment> segment) noexcept;
-
-  // Holds the lock until the guard is destroyed (Python: `with rlock:`).
-  Guard<RLock> guard() { return Guard<RLock>(*this); }
 };
 
 // multiprocessing.Semaphore: a counter that acquire() decrements, waiting while it is 0,
@@ -205,8 +210,6 @@ class Semaphore {
   // A new Semaphore with this value, in its own anonymous shared memory. Throws ValueError
   // when `value` is negative or above 2^31 - 1 (Python's SEM_VALUE_MAX).
   explicit Semaphore(int value = 1);
-  // The Semaphore (or BoundedSemaphore) whose state is `state`, in `segment`.
-  Semaphore(detail::SemaphoreState* state, std::shared_ptr<detail::Segment> segment) noexcept;
 
   // Decrements the counter, waiting while it is 0; returns true. With block = false, only
   // if it is above 0 now, and says whether it did.
@@ -235,14 +238,17 @@ class Semaphore {
   // Holds one unit until the guard is destroyed (Python: `with semaphore:`).
   Guard<Semaphore> guard() { return Guard<Semaphore>(*this); }
 
-  // The shared state, for diagnostics and tests.
-  detail::SemaphoreState* state() const noexcept { return state_; }
-
  protected:
   // A new Semaphore; `bounded` makes release() refuse to go above `value`.
   Semaphore(int value, bool bounded);
+  // The Semaphore (or BoundedSemaphore) whose state is `state`, in `segment`.
+  Semaphore(detail::SemaphoreState* state, std::shared_ptr<detail::Segment> segment) noexcept;
 
  private:
+  friend struct detail::Access;
+  // The shared state, for diagnostics and tests.
+  detail::SemaphoreState* state() const noexcept { return state_; }
+
   detail::SemaphoreState* state_;
   std::shared_ptr<detail::Segment> segment_;
 };
@@ -253,12 +259,15 @@ class BoundedSemaphore : public Semaphore {
  public:
   // A new BoundedSemaphore with this value and bound (as Semaphore(value)).
   explicit BoundedSemaphore(int value = 1);
-  // The BoundedSemaphore whose state is `state`, in `segment`.
-  BoundedSemaphore(detail::SemaphoreState* state, std::shared_ptr<detail::Segment> segment) noexcept
-      : Semaphore(state, std::move(segment)) {}
 
   // Holds one unit until the guard is destroyed (Python: `with semaphore:`).
   Guard<BoundedSemaphore> guard() { return Guard<BoundedSemaphore>(*this); }
+
+ private:
+  friend struct detail::Access;
+  // The BoundedSemaphore whose state is `state`, in `segment`.
+  BoundedSemaphore(detail::SemaphoreState* state, std::shared_ptr<detail::Segment> segment) noexcept
+      : Semaphore(state, std::move(segment)) {}
 };
 
 // multiprocessing.Event: a flag that set() raises, clear() lowers and wait() waits for.
@@ -266,8 +275,6 @@ class Event {
  public:
   // A new, cleared Event in its own anonymous shared memory.
   Event();
-  // The Event whose state is `state`, in `segment`.
-  Event(detail::EventState* state, std::shared_ptr<detail::Segment> segment) noexcept;
 
   // Sets the flag and wakes every waiter.
   void set() noexcept;
@@ -284,10 +291,13 @@ class Event {
   }
   bool wait_until(std::optional<detail::Clock::time_point> deadline);
 
+ private:
+  friend struct detail::Access;
+  // The Event whose state is `state`, in `segment`.
+  Event(detail::EventState* state, std::shared_ptr<detail::Segment> segment) noexcept;
   // The shared state, for diagnostics and tests.
   detail::EventState* state() const noexcept { return state_; }
 
- private:
   detail::EventState* state_;
   std::shared_ptr<detail::Segment> segment_;
 };
@@ -305,8 +315,6 @@ class Condition {
   // A new Condition bound to `lock` (Lock or RLock), in its own anonymous shared memory.
   explicit Condition(Lock lock);
   explicit Condition(RLock lock);
-  // The Condition whose state is `state`, in `segment`, bound to the lock its state names.
-  Condition(detail::ConditionState* state, std::shared_ptr<detail::Segment> segment);
 
   // The lock's acquire/release (Python: the Condition's acquire/release and `with cond:`).
   bool acquire(bool block = true) { return lock_.acquire(block); }
@@ -356,10 +364,13 @@ class Condition {
   // The lock the Condition is bound to.
   LockHandle get_lock() const noexcept { return lock_; }
 
+ private:
+  friend struct detail::Access;
+  // The Condition whose state is `state`, in `segment`, bound to the lock its state names.
+  Condition(detail::ConditionState* state, std::shared_ptr<detail::Segment> segment);
   // The shared state, for diagnostics and tests.
   detail::ConditionState* state() const noexcept { return state_; }
 
- private:
   using Made = std::pair<detail::ConditionState*, std::shared_ptr<detail::Segment>>;
   explicit Condition(Made made);
   Condition(Made made, LockHandle lock);
@@ -390,9 +401,6 @@ class Barrier {
   // `action` runs in the process that arrives last, before any are released. `timeout` is
   // the default for wait().
   explicit Barrier(unsigned parties, Action action = {}, Timeout timeout = std::nullopt);
-  // The Barrier whose state is `state`, in `segment`; the action is this handle's own.
-  Barrier(detail::BarrierState* state, std::shared_ptr<detail::Segment> segment,
-          Action action = {}, Timeout timeout = std::nullopt) noexcept;
 
   // Waits for all parties (at most the default timeout, if any). Returns the arrival index.
   // Throws BrokenBarrierError if the barrier is or becomes broken, or the timeout passes
@@ -418,6 +426,11 @@ class Barrier {
   bool broken() const noexcept;
 
  private:
+  friend struct detail::Access;
+  // The Barrier whose state is `state`, in `segment`; the action is this handle's own.
+  Barrier(detail::BarrierState* state, std::shared_ptr<detail::Segment> segment, Action action = {},
+          Timeout timeout = std::nullopt) noexcept;
+
   std::optional<detail::Clock::time_point> default_deadline() const {
     if (!timeout_) return std::nullopt;
     return detail::deadline_after(*timeout_);

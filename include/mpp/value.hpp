@@ -152,9 +152,6 @@ class Value {
     state_ = state;
     segment_ = std::move(segment);
   }
-  // The Value whose state is `state`, in `segment` (which this handle keeps mapped).
-  Value(State* state, std::shared_ptr<detail::Segment> segment) noexcept
-      : state_(state), segment_(std::move(segment)) {}
 
   // The value (Python: `v.value`), read under the lock.
   T value() const {
@@ -169,7 +166,7 @@ class Value {
   }
 
   // The recursive lock guarding the value (Python: get_lock()).
-  RLock get_lock() const noexcept { return RLock(&state_->header, segment_); }
+  RLock get_lock() const noexcept { return detail::Access::make<RLock>(&state_->header, segment_); }
 
   // Adds `delta` under the lock and returns the previous value; integers wrap around as
   // std::atomic's do. Exact however many processes add at once.
@@ -195,10 +192,14 @@ class Value {
     return std::atomic_ref<T>(*state_->slot(0));
   }
 
+ private:
+  friend struct detail::Access;
+  // The Value whose state is `state`, in `segment` (which this handle keeps mapped).
+  Value(State* state, std::shared_ptr<detail::Segment> segment) noexcept
+      : state_(state), segment_(std::move(segment)) {}
   // The shared state, for diagnostics and tests.
   State* state() const noexcept { return state_; }
 
- private:
   State* state_ = nullptr;
   std::shared_ptr<detail::Segment> segment_;
 };

@@ -434,7 +434,7 @@ TEST_CASE("the reader survives thousands of mutated segment images") {
   // in its header, directory and heap header: every read must end in a result or an
   // InspectError. Run under ASan, an out-of-bounds read fails the test.
   auto seg = Segment::anonymous(64 * 1024, 8);
-  mpp::Manager m(seg);
+  auto m = mpp::detail::Access::make<mpp::Manager>(seg);
   auto d = m.dict<std::string, long>("d");
   for (int i = 0; i < 20; ++i) d.set("key" + std::to_string(i), i);
   d.erase("key3");
