@@ -47,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include "mpp/detail/access.hpp"
 #include "mpp/detail/codec.hpp"
 #include "mpp/detail/dict_core.hpp"
 #include "mpp/detail/item_ref.hpp"
@@ -356,8 +357,8 @@ class Dict {
         std::min<std::uint64_t>(core_.size(), core_.segment().size() / sizeof(detail::DictNode)));
   }
 
-  template <class>
-  friend struct detail::HandleCodec;  // sends a Dict as a reference (mpp/handle_codec.hpp)
+  friend struct detail::Access;  // the handle codec sends a Dict as a reference
+  const detail::DictCore& core() const noexcept { return core_; }
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
   using Locked = detail::DictCore::StripeGuard;  // the exclusive lock of a key's stripe
   // The key's encoding: its own bytes (no copy, nothing to destroy) for strings and

@@ -61,7 +61,7 @@ HandleRef load_handle_ref(ByteView bytes);
 template <class K, class V>
 struct HandleCodec<Dict<K, V>> {
   static void save(std::string& out, const Dict<K, V>& d) {
-    save_handle_ref(out, make_handle_ref(d.core_.segment(), &d.core_.state(), ObjectKind::dict, "Dict"));
+    save_handle_ref(out, make_handle_ref(Access::core(d).segment(), &Access::core(d).state(), ObjectKind::dict, "Dict"));
   }
   static Dict<K, V> load(ByteView b) {
     HandleRef r = load_handle_ref(b);
@@ -72,7 +72,7 @@ struct HandleCodec<Dict<K, V>> {
 template <class T>
 struct HandleCodec<List<T>> {
   static void save(std::string& out, const List<T>& l) {
-    save_handle_ref(out, make_handle_ref(l.core_.segment(), &l.core_.state(), ObjectKind::list, "List"));
+    save_handle_ref(out, make_handle_ref(Access::core(l).segment(), &Access::core(l).state(), ObjectKind::list, "List"));
   }
   static List<T> load(ByteView b) {
     HandleRef r = load_handle_ref(b);

@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mpp/detail/access.hpp"
 #include "mpp/detail/codec.hpp"
 #include "mpp/detail/list_core.hpp"
 #include "mpp/detail/segment.hpp"
@@ -266,8 +267,8 @@ class List {
   std::uint64_t recoveries() const { return core_.state().hdr.mutex.recoveries(); }
 
  private:
-  template <class>
-  friend struct detail::HandleCodec;  // sends a List as a reference (mpp/handle_codec.hpp)
+  friend struct detail::Access;  // the handle codec sends a List as a reference
+  const detail::ListCore& core() const noexcept { return core_; }
   List(std::shared_ptr<detail::Segment> seg, detail::ListState* st) : core_(std::move(seg), st) {}
 
   // Lock held.
