@@ -9,7 +9,6 @@
 #include <ctime>
 #include <fstream>
 #include <limits>
-#include <mutex>
 #include <string>
 
 #include "mpp/detail/shared_lock.hpp"
@@ -101,28 +100,25 @@ timespec to_timespec(Clock::time_point t) {
 
 namespace {
 
-// Locks found damaged by wait(), so that later calls on the same lock fail at once instead of
-// waiting again: the address and the lock word seen. Process-local; a few entries suffice.
+// Locks found damaged by wait() in this thread, so that later calls on the same lock fail at
+// once instead of waiting again: the address and the lock word seen. Per thread, so that it
+// needs no lock (a process-wide one could be held by another thread at a fork); a few
+// entries suffice.
 struct DamagedLock {
   const void* mutex;
   unsigned word;
 };
-std::mutex damaged_mutex;
-std::array<DamagedLock, 8> damaged_locks{};
-std::size_t damaged_next = 0;
+thread_local std::array<DamagedLock, 8> damaged_locks{};
+thread_local std::size_t damaged_next = 0;
 
 bool known_damaged(const void* m, unsigned word) {
-  std::lock_guard g(damaged_mutex);
   for (const auto& d : damaged_locks)
     if (d.mutex == m && d.word == word) return true;
   return false;
 }
 
 [[noreturn]] void damaged(const void* m, unsigned word, const std::string& why) {
-  {
-    std::lock_guard g(damaged_mutex);
-    damaged_locks[damaged_next++ % damaged_locks.size()] = {m, word};
-  }
+  damaged_locks[damaged_next++ % damaged_locks.size()] = {m, word};
   throw SegmentError("a shared lock " + why + ": the segment is damaged; recreate it");
 }
 
