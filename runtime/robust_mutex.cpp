@@ -36,16 +36,46 @@ pid_t caller_tid() noexcept {
 
 }  // namespace
 
-RobustMutex::RobustMutex(Kind kind) {
+namespace {
+
+// Initialises `m` as RobustMutex does; returns pthread_mutex_init's result.
+int init_robust(pthread_mutex_t& m, RobustMutex::Kind kind) {
   pthread_mutexattr_t a;
   pthread_mutexattr_init(&a);
   pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  pthread_mutexattr_settype(&a, kind == Kind::recursive ? PTHREAD_MUTEX_RECURSIVE
+  pthread_mutexattr_settype(&a, kind == RobustMutex::Kind::recursive ? PTHREAD_MUTEX_RECURSIVE
                                                         : PTHREAD_MUTEX_ERRORCHECK);
-  int rc = pthread_mutex_init(&m_, &a);
+  const int rc = pthread_mutex_init(&m, &a);
   pthread_mutexattr_destroy(&a);
-  if (rc != 0) throw_os_error(rc, "pthread_mutex_init of a robust process-shared mutex");
+  return rc;
+}
+
+}  // namespace
+
+RobustMutex::RobustMutex(Kind kind) {
+  if (const int rc = init_robust(m_, kind); rc != 0)
+    throw_os_error(rc, "pthread_mutex_init of a robust process-shared mutex");
+}
+
+const std::array<int, 2>& RobustMutex::intact_kinds() noexcept {
+  static const std::array<int, 2> kinds = [] {
+    std::array<int, 2> k{};
+    for (const Kind kind : {Kind::normal, Kind::recursive}) {
+      pthread_mutex_t m;
+      init_robust(m, kind);  // cannot fail: no resources, attributes known valid
+      k[static_cast<std::size_t>(kind)] = m.__data.__kind;
+      pthread_mutex_destroy(&m);
+    }
+    return k;
+  }();
+  return kinds;
+}
+
+void RobustMutex::kind_damaged() const {
+  throw SegmentError("a shared lock's mutex type was overwritten (glibc kind " +
+                     std::to_string(__atomic_load_n(&m_.__data.__kind, __ATOMIC_RELAXED)) +
+                     "): the segment is damaged; recreate it");
 }
 
 // Destroying is a no-op on purpose: other processes may still map the memory, and a
@@ -190,12 +220,14 @@ std::optional<bool> RobustMutex::wait(std::optional<Clock::time_point> deadline,
 }
 
 bool RobustMutex::lock(const Recover& recover) {
+  if (!kind_intact()) kind_damaged();
   const int rc = pthread_mutex_trylock(&m_);
   if (rc != EBUSY) return after_acquire(rc, recover);
   return *wait(std::nullopt, recover);
 }
 
 std::optional<bool> RobustMutex::lock_until(Clock::time_point deadline, const Recover& recover) {
+  if (!kind_intact()) kind_damaged();
   const int rc = pthread_mutex_trylock(&m_);
   if (rc != EBUSY) return after_acquire(rc, recover);
   return wait(deadline, recover);
@@ -204,6 +236,7 @@ std::optional<bool> RobustMutex::lock_until(Clock::time_point deadline, const Re
 void RobustMutex::unlock() {
   // For a recursive mutex only the outermost unlock releases it (glibc keeps the depth in
   // __data.__count); the recorded holder is cleared only then, and only by the holder.
+  if (!kind_intact()) kind_damaged();
   pid_t self = current_pid();
   bool outermost = m_.__data.__count <= 1;
   if (outermost && holder_pid_.load(std::memory_order_relaxed) == self) {

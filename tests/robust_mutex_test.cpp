@@ -103,6 +103,25 @@ TEST_CASE("a damaged lock word is a SegmentError, not a wait forever") {
   }
 }
 
+// glibc reads the mutex's type from the object on every call; a priority-inheritance type
+// over a word naming a thread that does not exist made glibc abort (an assertion on the
+// kernel's ESRCH) in a fuzzed segment.
+TEST_CASE("a damaged mutex type is a SegmentError, not an abort") {
+  mpp::test::SharedMapping<Shared> shm;
+  pthread_mutex_t* m = shm->m.native();
+  const int kind = m->__data.__kind;
+  m->__data.__kind = kind | 32;  // glibc's PTHREAD_MUTEX_PRIO_INHERIT_NP
+  damage_word(shm->m, 0x3ffffff0u);
+  CHECK_THROWS_AS(shm->m.lock(), mpp::SegmentError);
+  CHECK_THROWS_AS(shm->m.try_lock(), mpp::SegmentError);
+  CHECK_THROWS_AS(shm->m.lock_until(mpp::detail::Clock::now()), mpp::SegmentError);
+  CHECK_THROWS_AS(shm->m.unlock(), mpp::SegmentError);
+  m->__data.__kind = kind;
+  __atomic_store_n(&m->__data.__lock, 0, __ATOMIC_RELEASE);
+  shm->m.lock();
+  shm->m.unlock();
+}
+
 TEST_CASE("a healthy lock held longer than the damage checks' second is waited for") {
   mpp::test::SharedMapping<Shared> shm;
   int go[2];

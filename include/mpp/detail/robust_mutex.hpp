@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -52,6 +53,7 @@ class RobustMutex {
   // Locks only if free now. Returns nullopt when it is held; otherwise as lock(). Inline:
   // the uncontended path of every shared container's lock.
   std::optional<bool> try_lock(const Recover& recover = {}) {
+    if (!kind_intact()) [[unlikely]] kind_damaged();
     const int rc = pthread_mutex_trylock(&m_);
     if (rc == 0) {
       record_holder();
@@ -87,6 +89,19 @@ class RobustMutex {
   pthread_mutex_t* native() noexcept { return &m_; }
 
  private:
+  // Whether the mutex type glibc reads from the object on every call (__kind) is one the
+  // constructor writes. A damaged one can send glibc down another family's code path (a
+  // priority-inheritance kind makes it ask the kernel for FUTEX_LOCK_PI on whatever tid the
+  // word holds, and glibc aborts on the answer), so it is checked before every call.
+  bool kind_intact() const noexcept {
+    const int k = __atomic_load_n(&m_.__data.__kind, __ATOMIC_RELAXED);
+    const auto& sane = intact_kinds();
+    return k == sane[0] || k == sane[1];
+  }
+  // The __kind values glibc writes for Kind::normal and Kind::recursive, learnt once from
+  // mutexes initialised as the constructor does (they are glibc's, not the ABI's).
+  static const std::array<int, 2>& intact_kinds() noexcept;
+  [[noreturn]] void kind_damaged() const;
   bool after_acquire(int rc, const Recover& recover);
   // The blocking part of lock() and lock_until(): nullopt when `deadline` passed.
   std::optional<bool> wait(std::optional<Clock::time_point> deadline, const Recover& recover);
