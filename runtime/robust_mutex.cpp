@@ -172,8 +172,9 @@ pid_t process_of(pid_t tid) {
 // A holder that dies is reported by the kernel: it walks the dead thread's robust list and
 // clears the owner's tid from the lock word (setting FUTEX_OWNER_DIED) before the tid can be
 // reused. And a live holder records its pid beside the word (record_holder) right after it
-// acquires. So a word naming a thread that does not exist, or naming for a whole second a
-// thread of another process than the recorded holder, was not written by a holder: it is
+// acquires. So a word naming a thread that does not exist, naming for a whole second a
+// thread of another process than the recorded holder, or naming no thread while it has the
+// waiters bit but not FUTEX_OWNER_DIED, was not written by a holder or the kernel: it is
 // damaged shared memory, on which the kernel would let a waiter sleep forever. The wait is
 // therefore cut into slices (short at first, then up to a second, so a long but healthy hold
 // costs a kill(2) a second) and the word is checked after each one.
@@ -197,7 +198,15 @@ std::optional<bool> RobustMutex::wait(std::optional<Clock::time_point> deadline,
     slice = std::min<std::chrono::milliseconds>(slice * 2, std::chrono::seconds(1));
     const auto seen = static_cast<unsigned>(__atomic_load_n(&m_.__data.__lock, __ATOMIC_ACQUIRE));
     const auto tid = static_cast<pid_t>(seen & FUTEX_TID_MASK);
-    if (tid == 0) continue;
+    if (tid == 0) {
+      // Free (0), or its holder died (FUTEX_OWNER_DIED, which glibc hands over): both are
+      // taken by the next try. glibc's unlock and the kernel's owner-death handling each
+      // replace the whole word at once, so no holder ever leaves FUTEX_WAITERS alone on it;
+      // glibc would wait for such a word to become 0 forever.
+      if (seen != 0 && (seen & FUTEX_OWNER_DIED) == 0)
+        damaged(this, seen, "has its waiters bit set but no holder");
+      continue;
+    }
     const bool gone = ::kill(tid, 0) != 0 && errno == ESRCH;
     if (static_cast<unsigned>(__atomic_load_n(&m_.__data.__lock, __ATOMIC_ACQUIRE)) != seen) continue;
     if (gone) damaged(this, seen, "names thread " + std::to_string(tid) + " as its holder, which does not exist");

@@ -97,6 +97,10 @@ TEST_CASE("a damaged lock word is a SegmentError, not a wait forever") {
     CHECK_THROWS_AS(shm->m.lock(), mpp::SegmentError);
     CHECK(mpp::detail::Clock::now() - start < std::chrono::milliseconds(5));
   }
+  SECTION("with the waiters bit and no holder") {
+    damage_word(shm->m, 0);  // FUTEX_WAITERS alone: glibc waits for a 0 that never comes
+    CHECK_THROWS_AS(shm->m.lock(), mpp::SegmentError);
+  }
   SECTION("naming a live thread of a process that never took it") {
     damage_word(shm->m, 1);  // init: alive, and not the holder recorded beside the word
     CHECK_THROWS_AS(shm->m.lock(), mpp::SegmentError);
