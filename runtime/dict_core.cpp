@@ -14,22 +14,29 @@ namespace {
 
 enum Op : std::uint32_t {
   op_set = 1, op_erase = 2, op_set_many = 3, op_clear = 4, op_grow = 5, op_scratch = 6,
-  op_assign = 7,  // an in-place copy: intent.index = the node, size_before = its value length
+  op_assign = DictCore::kOpAssign,  // an in-place copy: intent.index = the node, size_before = its value length
 };
 
 constexpr std::uint64_t kInitialBuckets = kDictStripes;  // every stripe owns a bucket
 
 std::uint64_t node_bytes(const DictNode* n) { return DictNode::bytes_for(n->key_len, n->value_len); }
 
-// Stores `v` (1, 2, 4 or 8 bytes) into `dst` with one aligned store, so that a reader after
-// a crash sees the old value or the new one, never a mix.
-bool store_in_one(std::byte* dst, Bytes v) noexcept {
-  switch (v.size()) {
-    case 1: std::atomic_ref<std::uint8_t>(*reinterpret_cast<std::uint8_t*>(dst)).store(static_cast<std::uint8_t>(v[0]), std::memory_order_relaxed); return true;
-    case 2: { std::uint16_t x; std::memcpy(&x, v.data(), 2); std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(dst)).store(x, std::memory_order_relaxed); return true; }
-    case 4: { std::uint32_t x; std::memcpy(&x, v.data(), 4); std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(dst)).store(x, std::memory_order_relaxed); return true; }
-    case 8: { std::uint64_t x; std::memcpy(&x, v.data(), 8); std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(dst)).store(x, std::memory_order_relaxed); return true; }
-    default: return false;
+// memcpy, with the copies of 16 to 128 bytes (most values replaced in place) done inline as
+// two fixed-size moves, one from each end, overlapping in the middle (as memcpy itself does
+// for short sizes): for these the call and its size dispatch cost as much as the copy.
+inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+  auto ends = [&]<std::size_t W>(std::integral_constant<std::size_t, W>) {
+    std::memcpy(dst, src, W);
+    std::memcpy(dst + n - W, src + n - W, W);
+  };
+  if (n < 16 || n > 128) {
+    std::memcpy(dst, src, n);
+  } else if (n <= 32) {
+    ends(std::integral_constant<std::size_t, 16>{});
+  } else if (n <= 64) {
+    ends(std::integral_constant<std::size_t, 32>{});
+  } else {
+    ends(std::integral_constant<std::size_t, 64>{});
   }
 }
 
@@ -194,13 +201,11 @@ BucketArray& DictCore::buckets() const {
 }
 
 
-DictNode* DictCore::find_locked(Bytes key, std::uint64_t hash) const {
-  DictNode* n;
-  if (!probe(key, hash, n)) {
-    (void)buckets();
-    corrupt("a bucket chain has a link that is not a node, or a cycle");
-  }
-  return n;
+DictNode* DictCore::find_out_of_line(Bytes key, std::uint64_t hash) const { return find_locked(key, hash); }
+
+void DictCore::corrupt_chain() const {
+  (void)buckets();
+  corrupt("a bucket chain has a link that is not a node, or a cycle");
 }
 
 DictNode* DictCore::build(Intent& in, Bytes key, std::uint64_t hash, Bytes value, bool pending) {
@@ -296,11 +301,7 @@ void DictCore::publish(Intent& in, DictNode* n) {
   }
 }
 
-bool DictCore::set_locked(Bytes key, std::uint64_t hash, Bytes value) {
-  if (DictNode* x = find_locked(key, hash)) {
-    assign_locked(x, value);
-    return false;
-  }
+bool DictCore::insert_locked(Bytes key, std::uint64_t hash, Bytes value) {
   Intent& in = stripe(hash).intent;
   in.begin(op_set);
   dict_step();
@@ -326,14 +327,6 @@ std::uint64_t DictCore::fixed_bytes(const BucketArray& b) const noexcept {
     if (const ScratchBlock* sb = scratch_if_plausible(s)) bytes += sizeof(ScratchBlock) + sb->capacity;
   }
   return bytes;
-}
-
-ScratchBlock* DictCore::scratch_if_plausible(const DictStripe& s) const noexcept {
-  const Heap h = heap();
-  const std::uint64_t off = s.scratch.load(std::memory_order_relaxed);
-  if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(ScratchBlock)) return nullptr;
-  auto* b = seg_->at<ScratchBlock>(off);
-  return b->capacity <= h.hi - off - sizeof(ScratchBlock) ? b : nullptr;
 }
 
 ScratchBlock* DictCore::scratch_for(DictStripe& s, std::uint64_t bytes) noexcept {
@@ -365,16 +358,14 @@ ScratchBlock* DictCore::scratch_for(DictStripe& s, std::uint64_t bytes) noexcept
   return nb;
 }
 
-// A value of the old one's length replaces it in the node: staged in the scratch block, the
-// intent says which node gets it, then the copy; a recovery repeats the copy from the
-// scratch block, so the node ends with the old bytes (killed before the intent) or the new.
-// The intent's op is 0 here (every change of the stripe ended its own), so the two fields
-// op_assign uses are filled in first and the op store alone commits: the recovery of
-// op_assign reads nothing else, and every other op clears the whole record when it begins.
+// The staged copy (the header says why each store is where it is).
 bool DictCore::assign_in_place(DictStripe& s, DictNode* x, Bytes value) {
-  ScratchBlock* sb = scratch_for(s, value.size());
-  if (!sb) return false;
-  std::memcpy(sb->data(), value.data(), value.size());
+  ScratchBlock* sb = scratch_if_plausible(s);
+  if (!sb || sb->capacity < value.size()) [[unlikely]] {
+    sb = scratch_for(s, value.size());
+    if (!sb) return false;
+  }
+  copy_bytes(sb->data(), value.data(), value.size());
   dict_step();
   Intent& in = s.intent;
   in.size_before.store(value.size(), std::memory_order_relaxed);
@@ -383,23 +374,19 @@ bool DictCore::assign_in_place(DictStripe& s, DictNode* x, Bytes value) {
   in.arm(op_assign);  // commits
   dict_step();
   // In two halves with a step between, so the store-by-store test also kills a half copy.
+  // From the caller's bytes (equal to the staged ones), not the scratch block: reading the
+  // bytes just stored there would stall on store forwarding, at other offsets than written.
   const std::size_t half = value.size() / 2;
-  std::memcpy(x->value_data(), sb->data(), half);
+  copy_bytes(x->value_data(), value.data(), half);
   dict_step();
-  std::memcpy(x->value_data() + half, sb->data() + half, value.size() - half);
+  copy_bytes(x->value_data() + half, value.data() + half, value.size() - half);
   dict_step();
   in.end();
   return true;
 }
 
-void DictCore::assign_locked(DictNode* x, Bytes value) {
-  if (value.size() == x->value_len && store_in_one(x->value_data(), value)) {
-    dict_step();
-    return;
-  }
-  DictStripe& s = stripe(x->hash);
-  if (value.size() == x->value_len && assign_in_place(s, x, value)) return;
-  Intent& in = s.intent;
+void DictCore::replace_value(DictNode* x, Bytes value) {
+  Intent& in = stripe(x->hash).intent;
   in.begin(op_set);
   dict_step();
   DictNode* n;

@@ -260,9 +260,9 @@ void RobustMutex::unlock() {
   }
 }
 
-void RobustMutex::record_holder() noexcept {
-  holder_ticks_.store(static_cast<std::uint32_t>(self_start_ticks()), std::memory_order_relaxed);
-  holder_pid_.store(current_pid(), std::memory_order_relaxed);
+// Holding it, the unlock cannot fail; if it did, the lock is still held: record it again.
+void RobustMutex::unlock_held_failed(bool outermost) noexcept {
+  if (outermost) record_holder();
 }
 
 std::uint64_t RobustMutex::holder_identity() const noexcept {

@@ -55,6 +55,8 @@ TEST_CASE("a writer killed between any two stores of each Dict mutation: all or 
   Items before;
   for (int i = 0; i < 12; ++i) before.emplace_back("k" + std::to_string(i), std::string(i + 1, 'a' + i));
   before.emplace_back("eight", "12345678");
+  before.emplace_back("mid", std::string(40, 'm'));    // copied in place as 16-64 byte moves
+  before.emplace_back("long", std::string(100, 'l'));  // as 32-128 byte moves
   struct Case {
     const char* name;
     std::function<void(D&)> op;
@@ -64,6 +66,8 @@ TEST_CASE("a writer killed between any two stores of each Dict mutation: all or 
       {"set over a key (new node)", [](D& x) { x.set("k3", "a longer value than before"); }},
       {"set over a key (one store)", [](D& x) { x.set("eight", "abcdefgh"); }},
       {"set over a key (same length, copied in place)", [](D& x) { x.set("k11", std::string(12, 'Z')); }},
+      {"set over a key (40 bytes, copied in place)", [](D& x) { x.set("mid", std::string(40, 'M')); }},
+      {"set over a key (100 bytes, copied in place)", [](D& x) { x.set("long", std::string(100, 'L')); }},
       {"modify of a key (same length, copied in place)", [](D& x) { x.modify("k4", [](std::string& v) { v[0] = 'Q'; }); }},
       {"erase", [](D& x) { x.erase("k5"); }},
       {"pop", [](D& x) { (void)x.pop("k0"); }},

@@ -89,7 +89,7 @@ class Dict {
   // d[k] = v. Throws SegmentFull (d unchanged).
   void set(key_arg key, const V& value) {
     auto k = encode_key(key);
-    auto v = detail::encode(value);
+    auto v = encode_value(value);
     const auto h = detail::hash_bytes(k.bytes());
     bool inserted;
     {
@@ -196,7 +196,7 @@ class Dict {
     {
       Locked g(core_, h);
       if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(n->value());
-      auto v = detail::encode(default_value);
+      auto v = encode_value(default_value);
       core_.set_locked(k.bytes(), h, v.bytes());
     }
     core_.grow_if_needed();
@@ -216,7 +216,7 @@ class Dict {
       auto* n = core_.find_locked(k.bytes(), h);
       V& v = out.emplace(n ? detail::decode<V>(n->value()) : initial);
       std::invoke(std::forward<F>(fn), v);
-      auto e = detail::encode(v);
+      auto e = encode_value(v);
       if (n) {
         core_.assign_locked(n, e.bytes());
         return std::move(v);
@@ -361,21 +361,24 @@ class Dict {
   const detail::DictCore& core() const noexcept { return core_; }
   Dict(std::shared_ptr<detail::Segment> seg, detail::DictState* st) : core_(std::move(seg), st) {}
   using Locked = detail::DictCore::StripeGuard;  // the exclusive lock of a key's stripe
-  // The key's encoding: its own bytes (no copy, nothing to destroy) for strings and
-  // trivially copyable keys, an archive for the others. `.bytes()` either way.
-  struct BorrowedKey {
+  // The encoding of a key or a value: its own bytes (no copy, nothing to destroy) for
+  // strings and trivially copyable types, an archive for the others. `.bytes()` either way.
+  struct Borrowed {
     detail::Bytes b;
     detail::Bytes bytes() const noexcept { return b; }
   };
-  static auto encode_key(key_arg key) {
-    if constexpr (std::is_same_v<K, std::string>) {
-      return BorrowedKey{detail::as_bytes(key)};
-    } else if constexpr (detail::encoding_of<K> == detail::Encoding::trivial) {
-      return BorrowedKey{std::as_bytes(std::span<const K, 1>(&key, 1))};
+  template <class T, class Arg>
+  static auto encode_borrowed(const Arg& x) {
+    if constexpr (detail::encoding_of<T> == detail::Encoding::string) {
+      return Borrowed{detail::as_bytes(std::string_view(x))};
+    } else if constexpr (detail::encoding_of<T> == detail::Encoding::trivial) {
+      return Borrowed{std::as_bytes(std::span<const T, 1>(&x, 1))};
     } else {
-      return detail::encode(key);
+      return detail::encode(x);
     }
   }
+  static auto encode_key(key_arg key) { return encode_borrowed<K>(key); }
+  static auto encode_value(const V& value) { return encode_borrowed<V>(value); }
   // Out of line and cold: the message building would otherwise give every get a large
   // stack frame and its register saves.
   [[noreturn, gnu::cold, gnu::noinline]] static void wrong_length(std::uint32_t len) {

@@ -255,8 +255,15 @@ class DictCore {
   SharedGuard read() const { return SharedGuard(*this); }
 
   // Lookup under the key's stripe lock, every stripe, or the shared lock. nullptr if absent;
-  // SegmentError if the chain is corrupt.
-  DictNode* find_locked(Bytes key, std::uint64_t hash) const;
+  // SegmentError if the chain is corrupt. Inline: the first step of every write.
+  DictNode* find_locked(Bytes key, std::uint64_t hash) const {
+    DictNode* n;
+    if (!probe(key, hash, n)) [[unlikely]] corrupt_chain();
+    return n;
+  }
+  // find_locked, not inlined: the rare locked pass of lookup(), which must stay small enough
+  // to be inlined into get() itself.
+  DictNode* find_out_of_line(Bytes key, std::uint64_t hash) const;
 
   // A lookup that writes nothing shared when it can (a reader killed in it leaves nothing
   // behind): `copy(node)` (node: key's node, or nullptr) runs on a snapshot validated by the
@@ -280,7 +287,7 @@ class DictCore {
       if (seq.load(std::memory_order_relaxed) == v) return;
     }
     auto g = read();
-    copy(find_locked(key, hash));
+    copy(find_out_of_line(key, hash));
   }
 
   // The value bytes of a node a lookup handed to its `copy`, each length read once and
@@ -296,10 +303,29 @@ class DictCore {
 
   // Sets key to value (insert or replace), the key's stripe locked. Returns whether the key
   // was new (then call grow_if_needed() once the stripe is unlocked). Throws SegmentFull
-  // with the dict unchanged.
-  bool set_locked(Bytes key, std::uint64_t hash, Bytes value);
-  // Replaces the value of a node found under this hold of its stripe.
-  void assign_locked(DictNode* node, Bytes value);
+  // with the dict unchanged. Inline down to the value's store, as is assign_locked: a set of
+  // an existing key is otherwise mostly calls.
+  bool set_locked(Bytes key, std::uint64_t hash, Bytes value) {
+    DictNode* x = find_locked(key, hash);
+    if (!x) return insert_locked(key, hash, value);
+    assign_locked(x, value);
+    return false;
+  }
+  // Replaces the value of a node found under this hold of its stripe: a value of the old
+  // one's length in place (one store when it is 1, 2, 4 or 8 bytes, else staged:
+  // assign_in_place), any other by a new node.
+  void assign_locked(DictNode* x, Bytes value) {
+    if (value.size() == x->value_len && value_fits(x)) [[likely]] {
+      if (store_in_one(x->value_data(), value)) {
+        dict_step();
+        return;
+      }
+      if (assign_in_place(stripe(x->hash), x, value)) return;
+    }
+    replace_value(x, value);
+  }
+  // The intent op of a value copied in place (a stripe's recovery copies it again).
+  static constexpr std::uint32_t kOpAssign = 7;
   // Unlinks and frees the node, its stripe locked.
   void erase_locked(DictNode* node);
   // Sets many pairs all or nothing, also across a crash: every node is allocated first
@@ -341,6 +367,11 @@ class DictCore {
   }
   // The node at `off`, checked: SegmentError naming the dict when it cannot be one.
   DictNode* node(std::uint64_t off) const;
+  // Whether node n (found by probe: its header and key are in the heap) has its value there
+  // too, as its value_len says: what a write in place checks first.
+  bool value_fits(DictNode* n) const noexcept {
+    return heap().hi - seg_->offset_of(n) >= DictNode::bytes_for(n->key_len, n->value_len);
+  }
   // The heap's bounds, read from the segment header (offset 0) on every use: inline, as the
   // lookups check every offset against them.
   struct Heap {
@@ -384,8 +415,9 @@ class DictCore {
     if (!b || h.hi - h.lo < sizeof(DictNode)) return false;
     const std::uint64_t last = h.hi - sizeof(DictNode);  // the last offset a header fits at
     std::uint64_t off = b->slot[hash & (b->n - 1)].load(std::memory_order_acquire);
+    const std::uint64_t span = last - h.lo;  // off is a plausible header iff off - lo <= span
     for (std::uint64_t steps = (h.hi - h.lo) / 32 + 1; off != 0; --steps) {
-      if (off < h.lo || off > last || off % 16 != 0 || steps == 0) return false;
+      if (off - h.lo > span || off % 16 != 0 || steps == 0) return false;
       DictNode* n = seg_->at<DictNode>(off);
       if (std::atomic_ref<std::uint64_t>(n->hash).load(std::memory_order_relaxed) == hash) {
         // key_len read once: a writer may change it under an optimistic reader, and the
@@ -401,7 +433,27 @@ class DictCore {
     }
     return true;
   }
+  // Stores `v` (1, 2, 4 or 8 bytes) into `dst` with one aligned store, so that a reader
+  // after a crash sees the old value or the new one, never a mix. False (nothing stored) for
+  // any other length. Inline, in assign_locked: a trivially copyable value's size is known
+  // there, and the switch folds away.
+  static bool store_in_one(std::byte* dst, Bytes v) noexcept {
+    auto store = [&]<class W>(W) {
+      W x;
+      std::memcpy(&x, v.data(), sizeof(W));
+      std::atomic_ref<W>(*reinterpret_cast<W*>(dst)).store(x, std::memory_order_relaxed);
+      return true;
+    };
+    switch (v.size()) {
+      case 1: return store(std::uint8_t{});
+      case 2: return store(std::uint16_t{});
+      case 4: return store(std::uint32_t{});
+      case 8: return store(std::uint64_t{});
+      default: return false;
+    }
+  }
   [[noreturn]] void corrupt(const std::string& what) const;
+  [[noreturn, gnu::cold, gnu::noinline]] void corrupt_chain() const;
   std::string name() const;  // "dict 'name'" for messages
 
   // The list lock (hdr.mutex), recovering a dead holder's list.
@@ -429,9 +481,26 @@ class DictCore {
   void grow_index() noexcept;
   // The stripe's scratch block, grown to hold `bytes`; nullptr when the segment has no room.
   ScratchBlock* scratch_for(DictStripe& s, std::uint64_t bytes) noexcept;
-  ScratchBlock* scratch_if_plausible(const DictStripe& s) const noexcept;
+  ScratchBlock* scratch_if_plausible(const DictStripe& s) const noexcept {
+    const Heap h = heap();
+    const std::uint64_t off = s.scratch.load(std::memory_order_relaxed);
+    if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(ScratchBlock)) return nullptr;
+    auto* b = seg_->at<ScratchBlock>(off);
+    return b->capacity <= h.hi - off - sizeof(ScratchBlock) ? b : nullptr;
+  }
   std::uint64_t fixed_bytes(const BucketArray& b) const noexcept;  // index + scratch blocks
+  // A value of the old one's length replaces it in the node: staged in the scratch block, the
+  // intent says which node gets it, then the copy; a recovery repeats the copy from the
+  // scratch block, so the node ends with the old bytes (killed before the intent) or the new.
+  // The intent's op is 0 here (every change of the stripe ended its own), so the two fields
+  // op_assign uses are filled in first and the op store alone commits: the recovery of
+  // op_assign reads nothing else, and every other op clears the whole record when it begins.
+  // False (nothing done) when there is no room for a scratch block. Out of line: inline, it
+  // would keep Dict<K, V>::set of a trivially copyable V from being inlined.
   bool assign_in_place(DictStripe& s, DictNode* x, Bytes value);
+
+  bool insert_locked(Bytes key, std::uint64_t hash, Bytes value);  // set_locked of a new key
+  void replace_value(DictNode* x, Bytes value);  // assign_locked by a new node
   // The nodes of the list (cut at the first link that cannot be a node).
   std::unordered_set<std::uint64_t> live_nodes();
   // Refills the bucket chains of stripe `s` (every stripe when s == kDictStripes) from the list.

@@ -24,6 +24,7 @@
 #include <optional>
 
 #include "mpp/detail/futex.hpp"
+#include "mpp/detail/process_identity.hpp"
 
 namespace mpp::detail {
 
@@ -53,18 +54,34 @@ class RobustMutex {
   // Locks only if free now. Returns nullopt when it is held; otherwise as lock(). Inline:
   // the uncontended path of every shared container's lock.
   std::optional<bool> try_lock(const Recover& recover = {}) {
-    if (!kind_intact()) [[unlikely]] kind_damaged();
-    const int rc = pthread_mutex_trylock(&m_);
-    if (rc == 0) {
-      record_holder();
-      return false;
-    }
+    const int rc = try_lock_code();
+    if (rc == 0) return false;
     if (rc == EBUSY) return std::nullopt;
     return after_acquire(rc, recover);
   }
 
+  // try_lock() in two halves, for a caller that prepares its recovery only when one is due.
+  // try_lock_code: pthread_mutex_trylock, the holder recorded when it locked. 0: locked;
+  // EBUSY: held by another; anything else (the last holder died, an error) goes to
+  // after_acquire(rc, recover), which finishes the lock or throws, as try_lock() would.
+  // Throws SegmentError, without locking, when the mutex's type is damaged (kind_intact).
+  int try_lock_code() {
+    if (!kind_intact()) [[unlikely]] kind_damaged();
+    const int rc = pthread_mutex_trylock(&m_);
+    if (rc == 0) record_holder();
+    return rc;
+  }
+  bool after_acquire(int rc, const Recover& recover);
+
   // Unlocks. The caller must hold it. Throws ValueError when this process does not.
   void unlock();
+  // Unlocks a mutex the calling thread holds (a guard's release): unlock() without the checks
+  // a caller that may not hold it needs. Inline: the release of every shared container's lock.
+  void unlock_held() noexcept {
+    const bool outermost = m_.__data.__count <= 1;
+    if (outermost) holder_pid_.store(0, std::memory_order_relaxed);
+    if (pthread_mutex_unlock(&m_) != 0) [[unlikely]] unlock_held_failed(outermost);
+  }
 
   // The pid of the process that holds it, 0 when free. Lock-free and racy by nature: for
   // diagnostics (mpp-inspect), not for decisions.
@@ -102,10 +119,15 @@ class RobustMutex {
   // mutexes initialised as the constructor does (they are glibc's, not the ABI's).
   static const std::array<int, 2>& intact_kinds() noexcept;
   [[noreturn]] void kind_damaged() const;
-  bool after_acquire(int rc, const Recover& recover);
+  [[gnu::cold]] void unlock_held_failed(bool outermost) noexcept;
   // The blocking part of lock() and lock_until(): nullopt when `deadline` passed.
   std::optional<bool> wait(std::optional<Clock::time_point> deadline, const Recover& recover);
-  void record_holder() noexcept;  // holder_ticks_, then holder_pid_
+  // holder_ticks_, then holder_pid_, from one read of this process's identity.
+  void record_holder() noexcept {
+    const std::uint64_t self = self_identity_word();
+    holder_ticks_.store(static_cast<std::uint32_t>(self >> 32), std::memory_order_relaxed);
+    holder_pid_.store(identity_pid(self), std::memory_order_relaxed);
+  }
 
   pthread_mutex_t m_;
   std::atomic<std::int32_t> holder_pid_{0};  // set after acquiring, cleared before releasing

@@ -124,12 +124,17 @@ void unlock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept;
 inline bool lock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
                                   RecoverRef recover) {
   if (t_shared_locks_held == 0 && __atomic_load_n(&m.native()->__data.__lock, __ATOMIC_RELAXED) == 0) {
-    set_recover_context(r, seq, recover);
-    if (auto got = m.try_lock(recover_dead_holder)) {
+    const int rc = m.try_lock_code();
+    if (rc != EBUSY) {
+      bool recovered = false;
+      if (rc != 0) {  // the last holder died (or an error): the recovery needs its context
+        set_recover_context(r, seq, recover);
+        recovered = m.after_acquire(rc, recover_dead_holder);
+      }
       mark_writing_inline(seq);
       after_lock_fence();
       if (r.busy.load(std::memory_order_seq_cst) != 0) drain_readers_after_lock(m, seq, r);
-      return *got;
+      return recovered;
     }
   }
   return lock_exclusive(m, seq, r, recover);
@@ -138,10 +143,7 @@ inline bool lock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& se
 inline void unlock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept {
   const std::uint32_t v = seq.load(std::memory_order_relaxed);
   if ((v & 1) != 0) seq.store(v + 1, std::memory_order_release);
-  try {
-    m.unlock();
-  } catch (...) {
-  }
+  m.unlock_held();
 }
 // Locks `m` as a writer would (a short spin, then a sleep; a dead holder's object is
 // repaired with `seq` odd and every reader gone) without marking `seq` odd for the caller.
