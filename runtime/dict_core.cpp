@@ -21,18 +21,6 @@ constexpr std::uint64_t kInitialBuckets = kDictStripes;  // every stripe owns a 
 
 std::uint64_t node_bytes(const DictNode* n) { return DictNode::bytes_for(n->key_len, n->value_len); }
 
-// Stores `v` (1, 2, 4 or 8 bytes) into `dst` with one aligned store, so that a reader after
-// a crash sees the old value or the new one, never a mix.
-bool store_in_one(std::byte* dst, Bytes v) noexcept {
-  switch (v.size()) {
-    case 1: std::atomic_ref<std::uint8_t>(*reinterpret_cast<std::uint8_t*>(dst)).store(static_cast<std::uint8_t>(v[0]), std::memory_order_relaxed); return true;
-    case 2: { std::uint16_t x; std::memcpy(&x, v.data(), 2); std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(dst)).store(x, std::memory_order_relaxed); return true; }
-    case 4: { std::uint32_t x; std::memcpy(&x, v.data(), 4); std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(dst)).store(x, std::memory_order_relaxed); return true; }
-    case 8: { std::uint64_t x; std::memcpy(&x, v.data(), 8); std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(dst)).store(x, std::memory_order_relaxed); return true; }
-    default: return false;
-  }
-}
-
 }  // namespace
 
 void DictCore::construct(Segment& seg, void* mem, std::uint32_t key_enc, std::uint32_t value_enc) {

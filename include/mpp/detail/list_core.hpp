@@ -12,6 +12,9 @@
 //     locker after a crash finishes the shift (the one duplicated offset shows how far it got).
 //   - a clear publishes size 0 with one store, then frees the items; the record (the size
 //     before) lets recovery free the rest: all or nothing.
+//   - a set whose value has the element's length writes it into the element's item
+//     (in_place.hpp): up to 8 bytes with one store, longer ones staged in the list's scratch
+//     block and committed by the intent record, which recovery copies again from.
 //   - everything else (count, bytes) is derived and recomputed on recovery.
 // Readers: element reads, the size and searches (index, count, contains) read optimistically,
 // validated by the shared lock's version word (shared_lock.hpp), and write nothing shared;
@@ -29,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mpp/detail/in_place.hpp"
 #include "mpp/detail/intent.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/detail/segment_format.hpp"
@@ -68,6 +72,9 @@ struct ListState {
   Intent intent;
   std::uint32_t value_encoding = 0;     // detail::Encoding of T, for inspect
   std::uint32_t reserved = 0;
+  // A ScratchBlock (0 until a set first needs one): where a value replaced in place is
+  // staged, so a recovery can finish a copy a dead writer started.
+  std::atomic<std::uint64_t> scratch{0};
 };
 
 // Bytes copied out of shared memory by a read pass and decoded only after the pass was
@@ -154,18 +161,26 @@ class ListCore {
   // times, on torn data that is then thrown away: it must only copy bytes out, not throw,
   // and return false when Snapshot::item said an element was implausible. The last run is
   // on consistent data. Throws SegmentError naming the list when it is corrupt.
+  // A try that fails asks the writers for a gap (shared_lock.hpp), so that a writer in a
+  // loop cannot keep a reader out.
   template <class F>
   void read_snapshot(F&& pass) const {
+    bool asked = false;
     for (int t = 0; t < kOptimisticTries; ++t) {
-      const std::uint32_t v = read_begin(st_->readers);
-      if ((v & 1) != 0) {
-        optimistic_pause();
-        continue;
-      }
+      std::uint32_t v = read_begin(st_->readers);
+      if ((v & 1) != 0 && ((v = wait_until_even()) & 1) != 0) continue;
       Snapshot s;
-      if (!peek(s) || !pass(static_cast<const Snapshot&>(s))) continue;  // torn, or corrupt: the locked pass says
-      if (read_valid(st_->readers, v)) return;
+      // Torn, or corrupt (the locked pass says which): try again.
+      if (peek(s) && pass(static_cast<const Snapshot&>(s)) && read_valid(st_->readers, v)) {
+        if (asked) gap_used(st_->readers);
+        return;
+      }
+      if (!asked) {
+        ask_for_gap(st_->readers);
+        asked = true;
+      }
     }
+    if (asked) gap_used(st_->readers);
     auto g = read();
     Snapshot s;
     if (!peek(s)) corrupt_array();
@@ -195,7 +210,8 @@ class ListCore {
 
  private:
   static constexpr int kOptimisticTries = 4;
-  static void optimistic_pause() noexcept;
+  // Polls `seq` until a writer is done (even), for a few microseconds at most; the last value.
+  std::uint32_t wait_until_even() const noexcept;
   // Fills `s` from the list's array without throwing: false when the array's offset, tag,
   // capacity or size is implausible (torn or corrupt).
   bool peek(Snapshot& s) const noexcept {
@@ -225,6 +241,9 @@ class ListCore {
   [[noreturn]] void corrupt_array() const;
   [[noreturn]] void corrupt(std::string_view what) const;
   ListItem* build(std::span<const std::byte> v, bool pending);
+  // Writes v (of x's length) into x, crash-safe; false when no scratch block fits.
+  bool assign_in_place(ListItem* x, std::span<const std::byte> v);
+  std::uint64_t fixed_bytes(const ListArray* a) const noexcept;  // array + scratch block
   void reserve(std::uint64_t need);  // grows by copy-on-write if needed
   void recover();
 
