@@ -3,14 +3,18 @@
 #include <algorithm>
 
 #include "mpp/detail/segment.hpp"
-#include "mpp/detail/shm_bounds.hpp"
+#include "mpp/detail/segment_format.hpp"
 
 namespace mpp::detail {
 
+// Against the heap bounds in the segment's header, read once (as the containers' optimistic
+// readers check offsets), not the out-of-line in_heap: this runs on every in-place set.
 ScratchBlock* scratch_if_plausible(Segment& seg, std::uint64_t off) noexcept {
-  if (!in_heap(seg, off, sizeof(ScratchBlock))) return nullptr;
+  const auto* h = seg.at<SegmentHeader>(0);
+  const std::uint64_t lo = h->heap_offset, hi = lo + h->heap_size.load(std::memory_order_relaxed);
+  if (off < lo || off % 16 != 0 || off > hi || hi - off < sizeof(ScratchBlock)) return nullptr;
   auto* b = seg.at<ScratchBlock>(off);
-  return in_heap(seg, off, sizeof(ScratchBlock) + b->capacity) ? b : nullptr;
+  return b->capacity <= hi - off - sizeof(ScratchBlock) ? b : nullptr;
 }
 
 // Blocks of 256-byte multiples: a list of values of a few sizes settles on one block.
