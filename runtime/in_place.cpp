@@ -58,10 +58,12 @@ void assign_staged(Intent& in, std::uint32_t op_assign, ScratchBlock& sb, std::u
   in.arm(op_assign);  // commits
   step();
   // In two halves with a step between, so the store-by-store tests also kill a half copy.
+  // From the caller's bytes (equal to the staged ones): reading back the bytes just stored in
+  // the scratch block would stall on store forwarding.
   const std::size_t half = v.size() / 2;
-  std::memcpy(dst, sb.data(), half);
+  std::memcpy(dst, v.data(), half);
   step();
-  std::memcpy(dst + half, sb.data() + half, v.size() - half);
+  std::memcpy(dst + half, v.data() + half, v.size() - half);
   step();
   in.end();
 }
