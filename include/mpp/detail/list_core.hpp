@@ -168,7 +168,9 @@ class ListCore {
     bool asked = false;
     for (int t = 0; t < kOptimisticTries; ++t) {
       std::uint32_t v = read_begin(st_->readers);
-      if ((v & 1) != 0 && ((v = wait_until_even()) & 1) != 0) continue;
+      // Still odd after the wait: the writer was descheduled or died; the shared lock
+      // sleeps, or recovers.
+      if ((v & 1) != 0 && ((v = wait_until_even()) & 1) != 0) break;
       Snapshot s;
       // Torn, or corrupt (the locked pass says which): try again.
       if (peek(s) && pass(static_cast<const Snapshot&>(s)) && read_valid(st_->readers, v)) {
