@@ -161,34 +161,18 @@ class ListCore {
   // times, on torn data that is then thrown away: it must only copy bytes out, not throw,
   // and return false when Snapshot::item said an element was implausible. The last run is
   // on consistent data. Throws SegmentError naming the list when it is corrupt.
-  // A try that fails asks the writers for a gap (shared_lock.hpp), so that a writer in a
-  // loop cannot keep a reader out.
+  // A read whose first try fails asks the writers for a gap (shared_lock.hpp), so that a
+  // writer in a loop cannot keep it out; that path is out of line, the first try inline.
   template <class F>
   void read_snapshot(F&& pass) const {
-    bool asked = false;
-    for (int t = 0; t < kOptimisticTries; ++t) {
-      std::uint32_t v = read_begin(st_->readers);
-      // Still odd after the wait: the writer was descheduled or died; the shared lock
-      // sleeps, or recovers.
-      if ((v & 1) != 0 && ((v = wait_until_even()) & 1) != 0) break;
+    const std::uint32_t v = read_begin(st_->readers);
+    if ((v & 1) == 0) [[likely]] {
       Snapshot s;
-      // Torn, or corrupt (the locked pass says which): try again.
-      if (peek(s) && pass(static_cast<const Snapshot&>(s)) && read_valid(st_->readers, v)) {
-        if (asked) gap_used(st_->readers);
+      if (peek(s) && pass(static_cast<const Snapshot&>(s)) && read_valid(st_->readers, v)) [[likely]] {
         return;
       }
-      if (!asked) {
-        ask_for_gap(st_->readers);
-        asked = true;
-      }
     }
-    if (asked) gap_used(st_->readers);
-    auto g = read();
-    Snapshot s;
-    if (!peek(s)) corrupt_array();
-    if (!pass(static_cast<const Snapshot&>(s))) {
-      corrupt("element " + std::to_string(s.bad_index()) + " is not a list item");
-    }
+    read_snapshot_contended(pass);
   }
 
   // Either lock held. Every offset read from the segment is checked before it is followed:
@@ -211,7 +195,31 @@ class ListCore {
   Segment& segment() const noexcept { return *seg_; }
 
  private:
-  static constexpr int kOptimisticTries = 4;
+  static constexpr int kOptimisticTries = 4;  // after the first one
+  // read_snapshot after its first try failed: a gap asked for, the tries, the shared lock.
+  template <class F>
+  [[gnu::noinline]] void read_snapshot_contended(F& pass) const {
+    ask_for_gap(st_->readers);
+    for (int t = 0; t < kOptimisticTries; ++t) {
+      std::uint32_t v = read_begin(st_->readers);
+      // Still odd after the wait: the writer was descheduled or died; the shared lock
+      // sleeps, or recovers.
+      if ((v & 1) != 0 && ((v = wait_until_even()) & 1) != 0) break;
+      Snapshot s;
+      // Torn, or corrupt (the locked pass says which): try again.
+      if (peek(s) && pass(static_cast<const Snapshot&>(s)) && read_valid(st_->readers, v)) {
+        gap_used(st_->readers);
+        return;
+      }
+    }
+    gap_used(st_->readers);
+    auto g = read();
+    Snapshot s;
+    if (!peek(s)) corrupt_array();
+    if (!pass(static_cast<const Snapshot&>(s))) {
+      corrupt("element " + std::to_string(s.bad_index()) + " is not a list item");
+    }
+  }
   // Polls `seq` until a writer is done (even), for a few microseconds at most; the last value.
   std::uint32_t wait_until_even() const noexcept;
   // Fills `s` from the list's array without throwing: false when the array's offset, tag,
