@@ -37,11 +37,6 @@ SharedGuard ListCore::read() const {
   return SharedGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
 }
 
-ExclusiveGuard ListCore::write() const {
-  yield_to_readers(st_->readers);
-  return ExclusiveGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
-}
-
 // A writer holds the list: poll until it is done, every pause (~15 ns; a set holds the list
 // for tens of ns, a growth for longer), so the read starts at once when it ends. Bounded: a
 // writer that died holding the list leaves `seq` odd, and the shared lock recovers it.

@@ -111,7 +111,24 @@ class ListCore {
   static void construct(void* mem, std::uint32_t value_enc);
 
   SharedGuard read() const;
-  ExclusiveGuard write() const;
+  // The exclusive lock, its uncontended path inline (as a Dict stripe's), after any gap a
+  // reader asked for (shared_lock.hpp).
+  class WriteGuard {
+   public:
+    explicit WriteGuard(const ListCore& c) : c_(c) {
+      ReaderSlots& r = c.st_->readers;
+      yield_to_readers(r);
+      auto rec = [&c] { const_cast<ListCore&>(c).recover(); };
+      lock_exclusive_inline(c.st_->hdr.mutex, r.seq, r, RecoverRef::of(rec));
+    }
+    ~WriteGuard() { unlock_exclusive_inline(c_.st_->hdr.mutex, c_.st_->readers.seq); }
+    WriteGuard(const WriteGuard&) = delete;
+    WriteGuard& operator=(const WriteGuard&) = delete;
+
+   private:
+    const ListCore& c_;
+  };
+  WriteGuard write() const { return WriteGuard(*this); }
 
   // What one pass of a read sees: the size and each element's bytes. Every offset is
   // checked against the heap before it is followed and every length read once and checked
