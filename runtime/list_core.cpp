@@ -76,6 +76,19 @@ ListItem* ListCore::item_locked(std::uint64_t i) const {
   return it;
 }
 
+ListItem* ListCore::item_at(long long i, std::uint64_t& j, std::uint64_t& n) const {
+  Snapshot s;
+  if (!peek(s)) corrupt_array();
+  n = s.size();
+  const long long k = i < 0 ? i + static_cast<long long>(n) : i;
+  if (k < 0 || static_cast<std::uint64_t>(k) >= n) return nullptr;
+  j = static_cast<std::uint64_t>(k);
+  std::uint32_t len;
+  ListItem* it = s.item_if_plausible(j, len);
+  if (!it) corrupt("element " + std::to_string(j) + " is not a list item");
+  return it;
+}
+
 ListItem* ListCore::build(std::span<const std::byte> v, bool pending) {
   const std::size_t bytes = ListItem::bytes_for(v.size());
   ListItem* it = pending ? static_cast<ListItem*>(st_->intent.allocate_pending(*seg_, bytes))
@@ -177,9 +190,8 @@ bool ListCore::assign_in_place(ListItem* x, std::span<const std::byte> v) {
   return true;
 }
 
-void ListCore::set_locked(std::uint64_t i, std::span<const std::byte> v) {
+void ListCore::set_locked(std::uint64_t i, ListItem* old, std::span<const std::byte> v) {
   Intent& in = st_->intent;
-  ListItem* old = item_locked(i);
   if (v.size() == old->len && assign_in_place(old, v)) return;
   in.begin(op_set);
   ListItem* it;

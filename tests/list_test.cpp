@@ -31,6 +31,9 @@ TEST_CASE("List has Python's list methods") {
   CHECK_THROWS_AS(l.get(-6), mpp::IndexError);
   l.set(-1, 50);
   CHECK(l.get(4) == 50);
+  CHECK_THROWS_AS(l.set(5, 0), mpp::IndexError);
+  CHECK_THROWS_AS(l.set(-6, 0), mpp::IndexError);
+  CHECK(l.to_vector() == std::vector<int>{1, 2, 3, 4, 50});
   l.insert(0, 0);
   l.insert(-1, 40);     // before the last, as in Python
   l.insert(100, 60);    // clamps to the end

@@ -197,11 +197,14 @@ class ListCore {
   std::uint64_t size_locked() const;
   // The element at i (0 <= i < size), either lock held.
   ListItem* item_locked(std::uint64_t i) const;
+  // The element at i (negative: from the end) and its index j, or nullptr when i is out of
+  // range; n is the size either way. Either lock held; one check of the array.
+  ListItem* item_at(long long i, std::uint64_t& j, std::uint64_t& n) const;
 
   // Exclusive lock held for all of these; SegmentFull leaves the list unchanged.
   void append_locked(std::span<const std::byte> v);
   void extend_locked(std::span<const std::span<const std::byte>> vs);
-  void set_locked(std::uint64_t i, std::span<const std::byte> v);
+  void set_locked(std::uint64_t i, ListItem* old, std::span<const std::byte> v);  // old: item_at's
   void insert_locked(std::uint64_t i, std::span<const std::byte> v);  // i <= size
   void remove_at_locked(std::uint64_t i);                            // i < size
   void clear_locked();  // all or nothing, also across a SIGKILL
