@@ -192,8 +192,8 @@ inline bool read_valid(const ReaderSlots& r, std::uint32_t v) noexcept {
 }
 
 // A gap for optimistic readers: a writer that re-takes the lock at once after releasing it
-// (a loop of sets) would keep `seq` odd or changing for every read. A reader whose tries
-// keep failing sets `gap_wanted`; a writer about to lock (yield_to_readers) then waits while
+// (a loop of sets) would keep `seq` odd or changing for every read. A reader whose try
+// failed sets `gap_wanted`; a writer about to lock (yield_to_readers) then waits while
 // it is set, up to a few microseconds, and clears it itself: a reader that died asking costs
 // one writer that bound once. A reader that asked clears it when its read validated.
 inline void ask_for_gap(ReaderSlots& r) noexcept {
