@@ -13,7 +13,9 @@ namespace mpp::detail {
 namespace {
 
 enum Op : std::uint32_t {
-  op_append = 1, op_extend = 2, op_set = 3, op_insert = 4, op_remove = 5, op_grow = 6, op_clear = 7
+  op_append = 1, op_extend = 2, op_set = 3, op_insert = 4, op_remove = 5, op_grow = 6, op_clear = 7,
+  op_scratch = 8,  // a larger scratch block replaces the list's (in_place.hpp)
+  op_assign = 9,   // an in-place copy: intent.index = the item, size_before = its length
 };
 
 std::uint64_t item_bytes(ListItem* it) { return ListItem::bytes_for(it->len); }
@@ -35,14 +37,16 @@ SharedGuard ListCore::read() const {
   return SharedGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
 }
 
-ExclusiveGuard ListCore::write() const {
-  return ExclusiveGuard(st_->hdr.mutex, st_->readers, [this] { const_cast<ListCore*>(this)->recover(); });
-}
-
-// A writer holds the list: give it a moment (its critical sections are a few hundred ns)
-// before the next optimistic try.
-void ListCore::optimistic_pause() noexcept {
-  for (int i = 0; i < 64; ++i) cpu_relax();
+// A writer holds the list: poll until it is done, every pause (~15 ns; a set holds the list
+// for tens of ns, a growth for longer), so the read starts at once when it ends. Bounded: a
+// writer that died holding the list leaves `seq` odd, and the shared lock recovers it.
+std::uint32_t ListCore::wait_until_even() const noexcept {
+  std::uint32_t v = read_begin(st_->readers);
+  for (int k = 0; k < 256 && (v & 1) != 0; ++k) {
+    cpu_relax();
+    v = read_begin(st_->readers);
+  }
+  return v;
 }
 
 // What peek() found implausible, as an error naming it.
@@ -69,6 +73,19 @@ ListItem* ListCore::item_locked(std::uint64_t i) const {
   std::uint32_t len;
   ListItem* it = s.item_if_plausible(i, len);
   if (!it) corrupt("element " + std::to_string(i) + " is not a list item");
+  return it;
+}
+
+ListItem* ListCore::item_at(long long i, std::uint64_t& j, std::uint64_t& n) const {
+  Snapshot s;
+  if (!peek(s)) corrupt_array();
+  n = s.size();
+  const long long k = i < 0 ? i + static_cast<long long>(n) : i;
+  if (k < 0 || static_cast<std::uint64_t>(k) >= n) return nullptr;
+  j = static_cast<std::uint64_t>(k);
+  std::uint32_t len;
+  ListItem* it = s.item_if_plausible(j, len);
+  if (!it) corrupt("element " + std::to_string(j) + " is not a list item");
   return it;
 }
 
@@ -159,9 +176,23 @@ void ListCore::extend_locked(std::span<const std::span<const std::byte>> vs) {
   in.end();
 }
 
-void ListCore::set_locked(std::uint64_t i, std::span<const std::byte> v) {
+// A value of the element's length is written into its item: no allocation, no free, and a
+// crash at any store leaves the old element or the new one (in_place.hpp).
+bool ListCore::assign_in_place(ListItem* x, std::span<const std::byte> v) {
+  if (v.empty()) return true;
+  if (v.size() <= 8 && (v.size() & (v.size() - 1)) == 0) {
+    crash_step();
+    return store_in_one(x->data(), v);
+  }
+  ScratchBlock* sb = scratch_for(*seg_, st_->intent, op_scratch, st_->scratch, st_->hdr.bytes, v.size(), crash_step);
+  if (!sb) return false;
+  assign_staged(st_->intent, op_assign, *sb, seg_->offset_of(x), x->data(), v, crash_step);
+  return true;
+}
+
+void ListCore::set_locked(std::uint64_t i, ListItem* old, std::span<const std::byte> v) {
   Intent& in = st_->intent;
-  ListItem* old = item_locked(i);
+  if (v.size() == old->len && assign_in_place(old, v)) return;
   in.begin(op_set);
   ListItem* it;
   try {
@@ -280,6 +311,15 @@ void ListCore::clear_locked() {
   in.end();
 }
 
+// The bytes the list holds besides its items: its array and its scratch block.
+std::uint64_t ListCore::fixed_bytes(const ListArray* a) const noexcept {
+  std::uint64_t bytes = a ? ListArray::bytes_for(a->capacity) : 0;
+  if (const std::uint64_t soff = st_->scratch.load(std::memory_order_relaxed)) {
+    if (const ScratchBlock* sb = scratch_if_plausible(*seg_, soff)) bytes += sizeof(ScratchBlock) + sb->capacity;
+  }
+  return bytes;
+}
+
 // Under the lock of a holder that died, with every reader gone. Throws SegmentError (naming
 // the list) when the list is corrupt.
 void ListCore::recover() {
@@ -315,14 +355,24 @@ void ListCore::recover() {
   }
   std::unordered_set<std::uint64_t> live;
   const std::uint64_t n = a ? a->size.load() : 0;
-  std::uint64_t bytes = a ? ListArray::bytes_for(a->capacity) : 0;
+  std::uint64_t bytes = fixed_bytes(a);
   for (std::uint64_t i = 0; i < n; ++i) {
     std::uint64_t off = a->items[i].load();
     live.insert(off);
     if (plausible_item(*seg_, off)) bytes += item_bytes(seg_->at<ListItem>(off));
   }
-  finish_intent(*seg_, in, st_->hdr.leaked,
-                [&](std::uint64_t off) { return live.count(off) > 0 || off == aoff; });
+  if (op == op_assign) {
+    // Past the commit: copy the staged value again (over what a dead writer may have half
+    // copied), if the recorded item is still an element of that length.
+    const std::uint64_t x = assign_target(in);
+    const bool ok = live.count(x) > 0 && plausible_item(*seg_, x) && seg_->at<ListItem>(x)->len == assign_length(in);
+    redo_assign(in, ok ? scratch_if_plausible(*seg_, st_->scratch.load()) : nullptr,
+                ok ? seg_->at<ListItem>(x)->data() : nullptr);
+  }
+  const std::uint64_t soff = st_->scratch.load();
+  finish_intent(*seg_, in, st_->hdr.leaked, [&](std::uint64_t off) {
+    return live.count(off) > 0 || off == aoff || (off == soff && soff != 0);
+  });
   st_->hdr.count.store(n);
   st_->hdr.bytes.store(bytes);
 }
@@ -334,7 +384,7 @@ std::string ListCore::check() const {
     if (!a) return st_->hdr.count.load() == 0 ? std::string() : "count is not 0 for an empty list";
     const std::uint64_t n = a->size.load();
     std::unordered_set<std::uint64_t> seen;
-    std::uint64_t bytes = ListArray::bytes_for(a->capacity);
+    std::uint64_t bytes = fixed_bytes(a);
     for (std::uint64_t i = 0; i < n; ++i) {
       std::uint64_t off = a->items[i].load();
       if (!plausible_item(*seg_, off)) return "item " + std::to_string(i) + " is not an item";

@@ -31,6 +31,9 @@ TEST_CASE("List has Python's list methods") {
   CHECK_THROWS_AS(l.get(-6), mpp::IndexError);
   l.set(-1, 50);
   CHECK(l.get(4) == 50);
+  CHECK_THROWS_AS(l.set(5, 0), mpp::IndexError);
+  CHECK_THROWS_AS(l.set(-6, 0), mpp::IndexError);
+  CHECK(l.to_vector() == std::vector<int>{1, 2, 3, 4, 50});
   l.insert(0, 0);
   l.insert(-1, 40);     // before the last, as in Python
   l.insert(100, 60);    // clamps to the end
@@ -140,7 +143,17 @@ struct ListMutation {
   int initial;  // elements before it ("e0", "e1", ...); extend() makes capacity 8 for <= 8
   std::function<void(mpp::List<std::string>&)> run;
   std::function<void(Strings&)> model;
+  long min_stores = 4;  // the mutation has at least this many stores to kill between
+  std::size_t width = 0;  // elements padded to this many bytes (0: none)
+  std::function<void(mpp::List<std::string>&)> setup = nullptr;  // before the kill, unchanged
 };
+
+// Element i of a case's starting list: "e<i>", padded with dots to `width` bytes.
+std::string element(int i, std::size_t width) {
+  std::string e = "e" + std::to_string(i);
+  if (e.size() < width) e.resize(width, '.');
+  return e;
+}
 
 }  // namespace
 
@@ -162,6 +175,19 @@ TEST_CASE("a list change killed before any one of its stores is recovered to bef
       {"extend growing the array", 7, [](auto& l) { l.extend(Strings{"x", "y", "z"}); },
        [](Strings& v) { v.insert(v.end(), {"x", "y", "z"}); }},
       {"set(1)", 5, [](auto& l) { l.set(1, "new"); }, [](Strings& v) { v[1] = "new"; }},
+      // Same length: written into the element's item. Two bytes: one store.
+      {"set(1) in place, 2 bytes", 5, [](auto& l) { l.set(1, "zz"); }, [](Strings& v) { v[1] = "zz"; }, 1},
+      // 100 bytes: staged in the scratch block (allocated by this first set), then copied.
+      {"set(1) in place, 100 bytes, first", 5, [](auto& l) { l.set(1, std::string(100, 'n')); },
+       [](Strings& v) { v[1] = std::string(100, 'n'); }, 4, 100},
+      {"set(1) in place, 100 bytes, scratch block there", 5, [](auto& l) { l.set(1, std::string(100, 'n')); },
+       [](Strings& v) { v[1] = std::string(100, 'n'); }, 4, 100,
+       [](auto& l) { l.set(3, element(3, 100)); }},
+      // 400 bytes: a larger scratch block replaces the 256-byte one, then the copy.
+      {"set(1) in place, 400 bytes, scratch block too small", 5, [](auto& l) { l.set(1, std::string(400, 'n')); },
+       [](Strings& v) { v[1] = std::string(400, 'n'); }, 4, 400,
+       // replaced (other length), set in place (a 256-byte scratch block), replaced back
+       [](auto& l) { l.set(3, std::string(100, 'm')); l.set(3, std::string(100, 'k')); l.set(3, element(3, 400)); }},
       {"clear", 6, [](auto& l) { l.clear(); }, [](Strings& v) { v.clear(); }},
   };
   for (const auto& c : cases) {
@@ -170,8 +196,10 @@ TEST_CASE("a list change killed before any one of its stores is recovered to bef
       auto seg = Segment::anonymous(1 << 20);
       auto l = mpp::List<std::string>::open(seg, "l");
       Strings before;
-      for (int i = 0; i < c.initial; ++i) before.push_back("e" + std::to_string(i));
+      for (int i = 0; i < c.initial; ++i) before.push_back(element(i, c.width));
       l.extend(before);
+      if (c.setup) c.setup(l);
+      REQUIRE(l.to_vector() == before);
       Strings after = before;
       c.model(after);
       const bool killed = mpp::test::killed_at_store(n, [&] { c.run(l); });
@@ -184,13 +212,15 @@ TEST_CASE("a list change killed before any one of its stores is recovered to bef
       REQUIRE((got == before || got == after));
       REQUIRE(l.check().empty());
       REQUIRE(seg->check_heap());
-      CHECK(l.leaked_bytes() <= 256);  // at most the one block that was in flight
+      // At most the one block that was in flight: an item, or a scratch block (its header
+      // and the width rounded up to 256 bytes).
+      CHECK(l.leaked_bytes() <= std::max<std::size_t>(256, sizeof(mpp::detail::ScratchBlock) + c.width + 255));
       l.append("next");
       REQUIRE(l.get(-1) == "next");
       REQUIRE(l.check().empty());
     }
     INFO(c.name);
-    CHECK(n > 4);  // the hook was reached: there were stores to kill between
+    CHECK(n > c.min_stores);  // the hook was reached: there were stores to kill between
   }
 }
 
@@ -199,19 +229,26 @@ namespace {
 // One random change of the loop below, drawn from `r` and the list's size, so that the
 // parent can replay what a killed child did.
 struct RandomChange {
-  int kind = 0;  // 0 append, 1 insert, 2 pop, 3 extend, 4 clear
+  int kind = 0;  // 0 append, 1 insert, 2 pop, 3 extend, 4 clear, 5 set, 6 set in place
   std::uint64_t index = 0;
   Strings values;
 };
 
 RandomChange draw(std::mt19937& r, std::size_t size, long& counter) {
   RandomChange c;
-  c.kind = static_cast<int>(r() % 4);
+  c.kind = static_cast<int>(r() % 6);
+  if (c.kind == 4) c.kind = 6;
   if (size > 40 && r() % 4 == 0) c.kind = 4;
-  if (size == 0 && (c.kind == 2 || c.kind == 4)) c.kind = 0;
+  if (size == 0 && c.kind != 0 && c.kind != 1 && c.kind != 3) c.kind = 0;
   c.index = size ? r() % size : 0;
   for (int i = 0, k = c.kind == 3 ? 3 : 1; i < k; ++i) c.values.push_back("v" + std::to_string(counter++));
   return c;
+}
+
+// `v` cut or padded to the length of `old`: a set of it is done in place.
+std::string same_length(std::string v, const std::string& old) {
+  v.resize(old.size(), '-');
+  return v;
 }
 
 void apply_change(mpp::List<std::string>& l, const RandomChange& c) {
@@ -220,7 +257,9 @@ void apply_change(mpp::List<std::string>& l, const RandomChange& c) {
     case 1: l.insert(static_cast<long long>(c.index), c.values[0]); break;
     case 2: l.pop(static_cast<long long>(c.index)); break;
     case 3: l.extend(c.values); break;
-    default: l.clear(); break;
+    case 4: l.clear(); break;
+    case 5: l.set(static_cast<long long>(c.index), c.values[0]); break;
+    default: l.set(static_cast<long long>(c.index), same_length(c.values[0], l.get(static_cast<long long>(c.index)))); break;
   }
 }
 
@@ -230,7 +269,9 @@ void apply_change(Strings& v, const RandomChange& c) {
     case 1: v.insert(v.begin() + static_cast<long>(c.index), c.values[0]); break;
     case 2: v.erase(v.begin() + static_cast<long>(c.index)); break;
     case 3: v.insert(v.end(), c.values.begin(), c.values.end()); break;
-    default: v.clear(); break;
+    case 4: v.clear(); break;
+    case 5: v[c.index] = c.values[0]; break;
+    default: v[c.index] = same_length(c.values[0], v[c.index]); break;
   }
 }
 

@@ -123,7 +123,10 @@ class List {
   void set(long long i, const T& v) {
     auto e = detail::encode(v);
     auto g = core_.write();
-    core_.set_locked(resolve(i), e.bytes());
+    std::uint64_t j = 0, n = 0;
+    detail::ListItem* x = core_.item_at(i, j, n);
+    if (!x) throw out_of_range(i, static_cast<long long>(n), "index");
+    core_.set_locked(j, x, e.bytes());
   }
 
   // Python's l.insert(i, v): before index i; i past either end clamps, as in Python.

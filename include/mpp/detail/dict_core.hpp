@@ -30,6 +30,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "mpp/detail/in_place.hpp"
 #include "mpp/detail/intent.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/detail/segment_format.hpp"
@@ -153,13 +154,6 @@ struct DictState {
   std::uint32_t key_encoding = 0;      // detail::Encoding of K and V, for inspect
   std::uint32_t value_encoding = 0;
   DictStripe stripes[kDictStripes];
-};
-
-// The staging block of in-place replacements: `capacity` bytes of data after the header.
-struct ScratchBlock {
-  std::uint64_t capacity = 0;
-  std::uint64_t reserved = 0;
-  std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
 };
 
 // Called between any two stores of a Dict mutation when set (tests only: a crash contract

@@ -12,6 +12,9 @@
 //     locker after a crash finishes the shift (the one duplicated offset shows how far it got).
 //   - a clear publishes size 0 with one store, then frees the items; the record (the size
 //     before) lets recovery free the rest: all or nothing.
+//   - a set whose value has the element's length writes it into the element's item
+//     (in_place.hpp): up to 8 bytes with one store, longer ones staged in the list's scratch
+//     block and committed by the intent record, which recovery copies again from.
 //   - everything else (count, bytes) is derived and recomputed on recovery.
 // Readers: element reads, the size and searches (index, count, contains) read optimistically,
 // validated by the shared lock's version word (shared_lock.hpp), and write nothing shared;
@@ -29,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mpp/detail/in_place.hpp"
 #include "mpp/detail/intent.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/detail/segment_format.hpp"
@@ -68,6 +72,9 @@ struct ListState {
   Intent intent;
   std::uint32_t value_encoding = 0;     // detail::Encoding of T, for inspect
   std::uint32_t reserved = 0;
+  // A ScratchBlock (0 until a set first needs one): where a value replaced in place is
+  // staged, so a recovery can finish a copy a dead writer started.
+  std::atomic<std::uint64_t> scratch{0};
 };
 
 // Bytes copied out of shared memory by a read pass and decoded only after the pass was
@@ -104,7 +111,24 @@ class ListCore {
   static void construct(void* mem, std::uint32_t value_enc);
 
   SharedGuard read() const;
-  ExclusiveGuard write() const;
+  // The exclusive lock, its uncontended path inline (as a Dict stripe's), after any gap a
+  // reader asked for (shared_lock.hpp).
+  class WriteGuard {
+   public:
+    explicit WriteGuard(const ListCore& c) : c_(c) {
+      ReaderSlots& r = c.st_->readers;
+      yield_to_readers(r);
+      auto rec = [&c] { const_cast<ListCore&>(c).recover(); };
+      lock_exclusive_inline(c.st_->hdr.mutex, r.seq, r, RecoverRef::of(rec));
+    }
+    ~WriteGuard() { unlock_exclusive_inline(c_.st_->hdr.mutex, c_.st_->readers.seq); }
+    WriteGuard(const WriteGuard&) = delete;
+    WriteGuard& operator=(const WriteGuard&) = delete;
+
+   private:
+    const ListCore& c_;
+  };
+  WriteGuard write() const { return WriteGuard(*this); }
 
   // What one pass of a read sees: the size and each element's bytes. Every offset is
   // checked against the heap before it is followed and every length read once and checked
@@ -154,24 +178,18 @@ class ListCore {
   // times, on torn data that is then thrown away: it must only copy bytes out, not throw,
   // and return false when Snapshot::item said an element was implausible. The last run is
   // on consistent data. Throws SegmentError naming the list when it is corrupt.
+  // A read whose first try fails asks the writers for a gap (shared_lock.hpp), so that a
+  // writer in a loop cannot keep it out; that path is out of line, the first try inline.
   template <class F>
   void read_snapshot(F&& pass) const {
-    for (int t = 0; t < kOptimisticTries; ++t) {
-      const std::uint32_t v = read_begin(st_->readers);
-      if ((v & 1) != 0) {
-        optimistic_pause();
-        continue;
-      }
+    const std::uint32_t v = read_begin(st_->readers);
+    if ((v & 1) == 0) [[likely]] {
       Snapshot s;
-      if (!peek(s) || !pass(static_cast<const Snapshot&>(s))) continue;  // torn, or corrupt: the locked pass says
-      if (read_valid(st_->readers, v)) return;
+      if (peek(s) && pass(static_cast<const Snapshot&>(s)) && read_valid(st_->readers, v)) [[likely]] {
+        return;
+      }
     }
-    auto g = read();
-    Snapshot s;
-    if (!peek(s)) corrupt_array();
-    if (!pass(static_cast<const Snapshot&>(s))) {
-      corrupt("element " + std::to_string(s.bad_index()) + " is not a list item");
-    }
+    read_snapshot_contended(pass);
   }
 
   // Either lock held. Every offset read from the segment is checked before it is followed:
@@ -179,11 +197,14 @@ class ListCore {
   std::uint64_t size_locked() const;
   // The element at i (0 <= i < size), either lock held.
   ListItem* item_locked(std::uint64_t i) const;
+  // The element at i (negative: from the end) and its index j, or nullptr when i is out of
+  // range; n is the size either way. Either lock held; one check of the array.
+  ListItem* item_at(long long i, std::uint64_t& j, std::uint64_t& n) const;
 
   // Exclusive lock held for all of these; SegmentFull leaves the list unchanged.
   void append_locked(std::span<const std::byte> v);
   void extend_locked(std::span<const std::span<const std::byte>> vs);
-  void set_locked(std::uint64_t i, std::span<const std::byte> v);
+  void set_locked(std::uint64_t i, ListItem* old, std::span<const std::byte> v);  // old: item_at's
   void insert_locked(std::uint64_t i, std::span<const std::byte> v);  // i <= size
   void remove_at_locked(std::uint64_t i);                            // i < size
   void clear_locked();  // all or nothing, also across a SIGKILL
@@ -194,8 +215,33 @@ class ListCore {
   Segment& segment() const noexcept { return *seg_; }
 
  private:
-  static constexpr int kOptimisticTries = 4;
-  static void optimistic_pause() noexcept;
+  static constexpr int kOptimisticTries = 4;  // after the first one
+  // read_snapshot after its first try failed: a gap asked for, the tries, the shared lock.
+  template <class F>
+  [[gnu::noinline]] void read_snapshot_contended(F& pass) const {
+    ask_for_gap(st_->readers);
+    for (int t = 0; t < kOptimisticTries; ++t) {
+      std::uint32_t v = read_begin(st_->readers);
+      // Still odd after the wait: the writer was descheduled or died; the shared lock
+      // sleeps, or recovers.
+      if ((v & 1) != 0 && ((v = wait_until_even()) & 1) != 0) break;
+      Snapshot s;
+      // Torn, or corrupt (the locked pass says which): try again.
+      if (peek(s) && pass(static_cast<const Snapshot&>(s)) && read_valid(st_->readers, v)) {
+        gap_used(st_->readers);
+        return;
+      }
+    }
+    gap_used(st_->readers);
+    auto g = read();
+    Snapshot s;
+    if (!peek(s)) corrupt_array();
+    if (!pass(static_cast<const Snapshot&>(s))) {
+      corrupt("element " + std::to_string(s.bad_index()) + " is not a list item");
+    }
+  }
+  // Polls `seq` until a writer is done (even), for a few microseconds at most; the last value.
+  std::uint32_t wait_until_even() const noexcept;
   // Fills `s` from the list's array without throwing: false when the array's offset, tag,
   // capacity or size is implausible (torn or corrupt).
   bool peek(Snapshot& s) const noexcept {
@@ -225,6 +271,9 @@ class ListCore {
   [[noreturn]] void corrupt_array() const;
   [[noreturn]] void corrupt(std::string_view what) const;
   ListItem* build(std::span<const std::byte> v, bool pending);
+  // Writes v (of x's length) into x, crash-safe; false when no scratch block fits.
+  bool assign_in_place(ListItem* x, std::span<const std::byte> v);
+  std::uint64_t fixed_bytes(const ListArray* a) const noexcept;  // array + scratch block
   void reserve(std::uint64_t need);  // grows by copy-on-write if needed
   void recover();
 

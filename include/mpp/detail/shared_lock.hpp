@@ -50,6 +50,7 @@ struct ReaderSlots {
   std::atomic<std::uint32_t> busy{0};             // bit i: slot i holds an active reader
   std::atomic<std::uint32_t> reader_exits{0};     // futex word: bumped by readers a writer awaits
   std::atomic<std::uint32_t> drainers{0};         // writers waiting for readers (striped locks)
+  std::atomic<std::uint32_t> gap_wanted{0};       // 1: an optimistic reader asks for a gap (below)
   alignas(64) std::atomic<std::uint64_t> slot[kSlots] = {};
 };
 
@@ -190,6 +191,20 @@ inline std::uint32_t read_begin(const ReaderSlots& r) noexcept {
 inline bool read_valid(const ReaderSlots& r, std::uint32_t v) noexcept {
   std::atomic_thread_fence(std::memory_order_acquire);
   return r.seq.load(std::memory_order_relaxed) == v;
+}
+
+// A gap for optimistic readers: a writer that re-takes the lock at once after releasing it
+// (a loop of sets) would keep `seq` odd or changing for every read. A reader whose try
+// failed sets `gap_wanted`; a writer about to lock (yield_to_readers) then waits while
+// it is set, up to a few microseconds, and clears it itself: a reader that died asking costs
+// one writer that bound once. A reader that asked clears it when its read validated.
+inline void ask_for_gap(ReaderSlots& r) noexcept {
+  if (r.gap_wanted.load(std::memory_order_relaxed) == 0) r.gap_wanted.store(1, std::memory_order_relaxed);
+}
+inline void gap_used(ReaderSlots& r) noexcept { r.gap_wanted.store(0, std::memory_order_relaxed); }
+void wait_for_gap_readers(ReaderSlots& r) noexcept;
+inline void yield_to_readers(ReaderSlots& r) noexcept {
+  if (r.gap_wanted.load(std::memory_order_relaxed) != 0) wait_for_gap_readers(r);
 }
 
 // RAII forms.
