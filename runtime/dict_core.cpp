@@ -21,25 +21,6 @@ constexpr std::uint64_t kInitialBuckets = kDictStripes;  // every stripe owns a 
 
 std::uint64_t node_bytes(const DictNode* n) { return DictNode::bytes_for(n->key_len, n->value_len); }
 
-// memcpy, with the copies of 16 to 128 bytes (most values replaced in place) done inline as
-// two fixed-size moves, one from each end, overlapping in the middle (as memcpy itself does
-// for short sizes): for these the call and its size dispatch cost as much as the copy.
-inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
-  auto ends = [&]<std::size_t W>(std::integral_constant<std::size_t, W>) {
-    std::memcpy(dst, src, W);
-    std::memcpy(dst + n - W, src + n - W, W);
-  };
-  if (n < 16 || n > 128) {
-    std::memcpy(dst, src, n);
-  } else if (n <= 32) {
-    ends(std::integral_constant<std::size_t, 16>{});
-  } else if (n <= 64) {
-    ends(std::integral_constant<std::size_t, 32>{});
-  } else {
-    ends(std::integral_constant<std::size_t, 64>{});
-  }
-}
-
 }  // namespace
 
 void DictCore::construct(Segment& seg, void* mem, std::uint32_t key_enc, std::uint32_t value_enc) {
@@ -329,59 +310,15 @@ std::uint64_t DictCore::fixed_bytes(const BucketArray& b) const noexcept {
   return bytes;
 }
 
-ScratchBlock* DictCore::scratch_for(DictStripe& s, std::uint64_t bytes) noexcept {
-  ScratchBlock* cur = s.scratch.load(std::memory_order_relaxed) ? scratch_if_plausible(s) : nullptr;
-  if (cur && cur->capacity >= bytes) return cur;
-  const std::uint64_t cap = std::max<std::uint64_t>(256, (bytes + 255) / 256 * 256);
-  Intent& in = s.intent;
-  in.begin(op_scratch);
-  ScratchBlock* nb;
-  try {
-    nb = static_cast<ScratchBlock*>(in.allocate(*seg_, sizeof(ScratchBlock) + cap, 0));
-  } catch (...) {
-    in.end();
-    return nullptr;  // no room: the caller replaces the node instead
-  }
-  nb->capacity = cap;
-  nb->reserved = 0;
-  dict_step();
-  const std::uint64_t old_off = s.scratch.load(std::memory_order_relaxed);
-  if (cur) in.retire(old_off, sizeof(ScratchBlock) + cur->capacity);
-  dict_step();
-  s.scratch.store(seg_->offset_of(nb), std::memory_order_release);  // publishes
-  dict_step();
-  st_->hdr.bytes.fetch_add(sizeof(ScratchBlock) + cap - (cur ? sizeof(ScratchBlock) + cur->capacity : 0),
-                           std::memory_order_relaxed);
-  if (cur) seg_->deallocate(cur);
-  dict_step();
-  in.end();
-  return nb;
-}
 
 // The staged copy (the header says why each store is where it is).
 bool DictCore::assign_in_place(DictStripe& s, DictNode* x, Bytes value) {
   ScratchBlock* sb = scratch_if_plausible(s);
   if (!sb || sb->capacity < value.size()) [[unlikely]] {
-    sb = scratch_for(s, value.size());
-    if (!sb) return false;
+    sb = scratch_for(*seg_, s.intent, op_scratch, s.scratch, st_->hdr.bytes, value.size(), dict_step);
+    if (!sb) return false;  // no room: the caller replaces the node instead
   }
-  copy_bytes(sb->data(), value.data(), value.size());
-  dict_step();
-  Intent& in = s.intent;
-  in.size_before.store(value.size(), std::memory_order_relaxed);
-  in.index.store(seg_->offset_of(x), std::memory_order_relaxed);
-  dict_step();
-  in.arm(op_assign);  // commits
-  dict_step();
-  // In two halves with a step between, so the store-by-store test also kills a half copy.
-  // From the caller's bytes (equal to the staged ones), not the scratch block: reading the
-  // bytes just stored there would stall on store forwarding, at other offsets than written.
-  const std::size_t half = value.size() / 2;
-  copy_bytes(x->value_data(), value.data(), half);
-  dict_step();
-  copy_bytes(x->value_data() + half, value.data() + half, value.size() - half);
-  dict_step();
-  in.end();
+  assign_staged(s.intent, op_assign, *sb, seg_->offset_of(x), x->value_data(), value, [] { dict_step(); });
   return true;
 }
 
@@ -659,12 +596,10 @@ void DictCore::recover_stripe(DictStripe& s) {
   if (in.op.load() == op_assign) {
     // Past the commit: copy the staged value again (over the bytes a dead writer may have
     // half copied), if the recorded node is still the live one of that length.
-    const std::uint64_t xoff = in.index.load();
+    const std::uint64_t xoff = assign_target(in);
     DictNode* x = xoff != 0 && live.count(xoff) ? node_if_plausible(xoff) : nullptr;
-    ScratchBlock* sb = scratch_if_plausible(s);
-    const std::uint64_t len = in.size_before.load();
-    if (x && sb && x->value_len == len && len <= sb->capacity) std::memcpy(x->value_data(), sb->data(), len);
-    in.end();
+    const bool ok = x && x->value_len == assign_length(in);
+    redo_assign(in, ok ? scratch_if_plausible(s) : nullptr, ok ? x->value_data() : nullptr);
     return;
   }
   const std::uint64_t soff = s.scratch.load();

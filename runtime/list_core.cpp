@@ -186,7 +186,7 @@ bool ListCore::assign_in_place(ListItem* x, std::span<const std::byte> v) {
   }
   ScratchBlock* sb = scratch_for(*seg_, st_->intent, op_scratch, st_->scratch, st_->hdr.bytes, v.size(), crash_step);
   if (!sb) return false;
-  assign_staged(st_->intent, op_assign, *sb, seg_->offset_of(x), x->data(), v, crash_step);
+  assign_staged(st_->intent, op_assign, *sb, seg_->offset_of(x), x->data(), v, [] { crash_step(); });
   return true;
 }
 

@@ -427,25 +427,6 @@ class DictCore {
     }
     return true;
   }
-  // Stores `v` (1, 2, 4 or 8 bytes) into `dst` with one aligned store, so that a reader
-  // after a crash sees the old value or the new one, never a mix. False (nothing stored) for
-  // any other length. Inline, in assign_locked: a trivially copyable value's size is known
-  // there, and the switch folds away.
-  static bool store_in_one(std::byte* dst, Bytes v) noexcept {
-    auto store = [&]<class W>(W) {
-      W x;
-      std::memcpy(&x, v.data(), sizeof(W));
-      std::atomic_ref<W>(*reinterpret_cast<W*>(dst)).store(x, std::memory_order_relaxed);
-      return true;
-    };
-    switch (v.size()) {
-      case 1: return store(std::uint8_t{});
-      case 2: return store(std::uint16_t{});
-      case 4: return store(std::uint32_t{});
-      case 8: return store(std::uint64_t{});
-      default: return false;
-    }
-  }
   [[noreturn]] void corrupt(const std::string& what) const;
   [[noreturn, gnu::cold, gnu::noinline]] void corrupt_chain() const;
   std::string name() const;  // "dict 'name'" for messages
@@ -473,14 +454,9 @@ class DictCore {
   void publish_pending();                  // the publish loop of set_many (and its recovery)
   void grow();                             // takes every stripe, then grow_index()
   void grow_index() noexcept;
-  // The stripe's scratch block, grown to hold `bytes`; nullptr when the segment has no room.
-  ScratchBlock* scratch_for(DictStripe& s, std::uint64_t bytes) noexcept;
+  // The stripe's scratch block if it can be one, else nullptr (none yet, or damaged).
   ScratchBlock* scratch_if_plausible(const DictStripe& s) const noexcept {
-    const Heap h = heap();
-    const std::uint64_t off = s.scratch.load(std::memory_order_relaxed);
-    if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(ScratchBlock)) return nullptr;
-    auto* b = seg_->at<ScratchBlock>(off);
-    return b->capacity <= h.hi - off - sizeof(ScratchBlock) ? b : nullptr;
+    return detail::scratch_if_plausible(*seg_, s.scratch.load(std::memory_order_relaxed));
   }
   std::uint64_t fixed_bytes(const BucketArray& b) const noexcept;  // index + scratch blocks
   // A value of the old one's length replaces it in the node: staged in the scratch block, the
