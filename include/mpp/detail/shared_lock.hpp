@@ -208,24 +208,6 @@ inline void yield_to_readers(ReaderSlots& r) noexcept {
 }
 
 // RAII forms.
-class ExclusiveGuard {
- public:
-  template <class F>
-  ExclusiveGuard(RobustMutex& m, ReaderSlots& r, F&& recover) : m_(&m), r_(&r) {
-    lock_exclusive(m, r, RecoverRef::of(recover));
-  }
-  ~ExclusiveGuard() {
-    if (m_) unlock_exclusive(*m_, *r_);
-  }
-  ExclusiveGuard(ExclusiveGuard&& o) noexcept : m_(o.m_), r_(o.r_) { o.m_ = nullptr; }
-  ExclusiveGuard(const ExclusiveGuard&) = delete;
-  ExclusiveGuard& operator=(const ExclusiveGuard&) = delete;
-
- private:
-  RobustMutex* m_;
-  ReaderSlots* r_;
-};
-
 class SharedGuard {
  public:
   template <class F>
