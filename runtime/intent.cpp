@@ -20,16 +20,6 @@ void Intent::prepare() noexcept {
   size_before.store(0, std::memory_order_relaxed);
 }
 
-void Intent::arm(std::uint32_t code) noexcept {
-  crash_step();
-  op.store(code, std::memory_order_release);
-}
-
-void Intent::end() noexcept {
-  crash_step();
-  op.store(0, std::memory_order_release);
-}
-
 // `allocating` says which slot the block will be recorded in (bytes << 1 | slot), and that
 // slot is cleared first: recovery then counts the bytes as leaked only when the slot is still
 // empty (the block was maybe allocated, never recorded), never for a block it frees.
