@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "mpp/detail/segment.hpp"
+#include "mpp/detail/segment_tracker.hpp"
 #include "mpp/detail/shared_lock.hpp"
 #include "mpp/errors.hpp"
 #include "mpp/manager.hpp"
@@ -332,30 +333,35 @@ struct CaseResult {
 // The child's exit status when attach refused the image with an mpp::Error.
 constexpr int kRefusedAtAttach = 4;
 
+// Writes `img` as the named segment /dev/shm/<name>, made through this process's segment
+// tracker as the library makes its own: if this process dies before it releases the file
+// (the watchdog's abort, a timeout's kill, a crash in the in-process mode), the tracker
+// removes it once no process maps it. The image's persist flag is cleared (no case needs
+// it, and the tracker keeps a persisted segment).
+void write_case_file(const std::string& name, std::vector<std::byte> img) {
+  constexpr std::size_t at = offsetof(mpp::detail::SegmentHeader, persist);
+  if (img.size() >= at + sizeof(std::uint32_t)) std::memset(img.data() + at, 0, sizeof(std::uint32_t));
+  const int fd = mpp::detail::open_tracked_segment(name, 0600);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, img.data(), img.size()) == static_cast<ssize_t>(img.size()));
+  close(fd);
+}
+
 // Runs one image in a forked child (which attaches to it as a named segment). With
 // MPP_FUZZ_IN_PROCESS set in the environment, runs it in this process instead (to debug one
 // case: a crash then stops the test where it happens).
 CaseResult run_case(const std::vector<std::byte>& img, bool dict) {
   const std::string name = unique("case");
+  write_case_file(name, img);
   if (std::getenv("MPP_FUZZ_IN_PROCESS")) {
-    const std::string path = "/dev/shm/" + name;
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(img.data()),
-                                                static_cast<std::streamsize>(img.size()));
     try {
       auto m = mpp::Manager::attach(name);
       if (dict) exercise_dict(m);
       exercise_objects(m);
     } catch (const mpp::Error&) {
     }
-    unlink(path.c_str());
+    mpp::detail::release_created_segment(name);
     return {};
-  }
-  const std::string path = "/dev/shm/" + name;
-  {
-    int fd = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-    REQUIRE(fd >= 0);
-    REQUIRE(write(fd, img.data(), img.size()) == static_cast<ssize_t>(img.size()));
-    close(fd);
   }
   int msg[2];
   REQUIRE(pipe(msg) == 0);
@@ -393,7 +399,7 @@ CaseResult run_case(const std::vector<std::byte>& img, bool dict) {
   int st = 0;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
-  unlink(path.c_str());
+  mpp::detail::release_created_segment(name);
   r.attached = true;
   if (WIFSIGNALED(st)) {
     r.signal = WTERMSIG(st);

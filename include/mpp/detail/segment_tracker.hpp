@@ -12,7 +12,8 @@
 // when its creator is gone and it tracks nothing: no daemon outlives the last user.
 // docs/design/segment-lifetime.md gives the reasons for each choice.
 //
-// Contract for Segment (runtime/segment.cpp), the only caller:
+// Contract for Segment (runtime/segment.cpp), its caller (and tests/segment_fuzz_test.cpp,
+// which writes raw segment images this way so that a killed test leaves none behind):
 //   - open_tracked_segment() instead of shm_open(O_CREAT | O_EXCL), for a segment that is
 //     not persisted at creation;
 //   - release_created_segment() when the creator's last handle is released (after its
