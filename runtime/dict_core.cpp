@@ -14,7 +14,7 @@ namespace {
 
 enum Op : std::uint32_t {
   op_set = 1, op_erase = 2, op_set_many = 3, op_clear = 4, op_grow = 5, op_scratch = 6,
-  op_assign = DictCore::kOpAssign,  // an in-place copy: intent.index = the node, size_before = its value length
+  op_assign = 7,  // an in-place copy: intent.index = the node, size_before = its value length
 };
 
 constexpr std::uint64_t kInitialBuckets = kDictStripes;  // every stripe owns a bucket
@@ -309,7 +309,6 @@ std::uint64_t DictCore::fixed_bytes(const BucketArray& b) const noexcept {
   }
   return bytes;
 }
-
 
 // The staged copy (the header says why each store is where it is).
 bool DictCore::assign_in_place(DictStripe& s, DictNode* x, Bytes value) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-
 namespace mpp::detail {
 
 // Blocks of 256-byte multiples: a list of values of a few sizes settles on one block.

@@ -34,10 +34,6 @@ pid_t caller_tid() noexcept {
   return cached_tid;
 }
 
-}  // namespace
-
-namespace {
-
 // Initialises `m` as RobustMutex does; returns pthread_mutex_init's result.
 int init_robust(pthread_mutex_t& m, RobustMutex::Kind kind) {
   pthread_mutexattr_t a;
@@ -229,16 +225,12 @@ std::optional<bool> RobustMutex::wait(std::optional<Clock::time_point> deadline,
 }
 
 bool RobustMutex::lock(const Recover& recover) {
-  if (!kind_intact()) kind_damaged();
-  const int rc = pthread_mutex_trylock(&m_);
-  if (rc != EBUSY) return after_acquire(rc, recover);
+  if (auto got = try_lock(recover)) return *got;
   return *wait(std::nullopt, recover);
 }
 
 std::optional<bool> RobustMutex::lock_until(Clock::time_point deadline, const Recover& recover) {
-  if (!kind_intact()) kind_damaged();
-  const int rc = pthread_mutex_trylock(&m_);
-  if (rc != EBUSY) return after_acquire(rc, recover);
+  if (auto got = try_lock(recover)) return got;
   return wait(deadline, recover);
 }
 

@@ -318,8 +318,6 @@ class DictCore {
     }
     replace_value(x, value);
   }
-  // The intent op of a value copied in place (a stripe's recovery copies it again).
-  static constexpr std::uint32_t kOpAssign = 7;
   // Unlinks and frees the node, its stripe locked.
   void erase_locked(DictNode* node);
   // Sets many pairs all or nothing, also across a crash: every node is allocated first
