@@ -19,7 +19,7 @@ enum Op : std::uint32_t {
 
 constexpr std::uint64_t kInitialBuckets = kDictStripes;  // every stripe owns a bucket
 
-std::uint64_t node_bytes(const DictNode* n) { return DictNode::bytes_for(n->key_len, n->value_len); }
+std::uint64_t node_bytes(const DictNode* n) { return DictNode::bytes_for(n->key_len, n->value_len, n->rooms); }
 
 }  // namespace
 
@@ -190,7 +190,8 @@ void DictCore::corrupt_chain() const {
 }
 
 DictNode* DictCore::build(Intent& in, Bytes key, std::uint64_t hash, Bytes value, bool pending) {
-  const std::size_t bytes = DictNode::bytes_for(key.size(), value.size());
+  const std::uint32_t rooms = DictNode::spare_for(value.size()) ? DictNode::kSpare : 0;
+  const std::size_t bytes = DictNode::bytes_for(key.size(), value.size(), rooms);
   DictNode* n;
   if (pending) {
     // `next` already links the pending chain: every other field is set by hand.
@@ -204,7 +205,7 @@ DictNode* DictCore::build(Intent& in, Bytes key, std::uint64_t hash, Bytes value
   n->key_len = static_cast<std::uint32_t>(key.size());
   n->value_len = static_cast<std::uint32_t>(value.size());
   n->tag = DICT_NODE_TAG;
-  n->reserved = 0;
+  n->rooms = rooms;
   if (!key.empty()) std::memcpy(n->key_data(), key.data(), key.size());
   if (!value.empty()) std::memcpy(n->value_data(), value.data(), value.size());
   dict_step();

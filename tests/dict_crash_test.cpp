@@ -57,6 +57,7 @@ TEST_CASE("a writer killed between any two stores of each Dict mutation: all or 
   before.emplace_back("eight", "12345678");
   before.emplace_back("mid", std::string(40, 'm'));    // copied in place as 16-64 byte moves
   before.emplace_back("long", std::string(100, 'l'));  // as 32-128 byte moves
+  before.emplace_back("huge", std::string(300, 'h'));  // past the spare room's limit: staged
   struct Case {
     const char* name;
     std::function<void(D&)> op;
@@ -68,6 +69,7 @@ TEST_CASE("a writer killed between any two stores of each Dict mutation: all or 
       {"set over a key (same length, copied in place)", [](D& x) { x.set("k11", std::string(12, 'Z')); }},
       {"set over a key (40 bytes, copied in place)", [](D& x) { x.set("mid", std::string(40, 'M')); }},
       {"set over a key (100 bytes, copied in place)", [](D& x) { x.set("long", std::string(100, 'L')); }},
+      {"set over a key (300 bytes, staged, then copied in place)", [](D& x) { x.set("huge", std::string(300, 'H')); }},
       {"modify of a key (same length, copied in place)", [](D& x) { x.modify("k4", [](std::string& v) { v[0] = 'Q'; }); }},
       {"erase", [](D& x) { x.erase("k5"); }},
       {"pop", [](D& x) { (void)x.pop("k0"); }},
@@ -197,6 +199,56 @@ TEST_CASE("a reader slot whose pid now names another process does not block writ
   }
   d.set(1, 3);
   CHECK(d.at(1) == 3);
+}
+
+TEST_CASE("a value of the old one's length is replaced where it lies: its spare room up to 128 bytes, staged past that") {
+  mpp::Manager m(std::size_t{2} << 20);
+  auto d = m.dict<std::string, std::string>("rooms");
+  using Node = mpp::detail::DictNode;
+  auto& seg = *mpp::detail::Access::segment(m);
+  auto* st = state_of<std::string, std::string>(m, "rooms");
+  auto node_of = [&](const std::string& key) -> Node* {
+    for (std::uint64_t off = st->head.load(); off != 0; off = seg.at<Node>(off)->next.load()) {
+      Node* n = seg.at<Node>(off);
+      // A std::string key is stored as its characters.
+      if (std::string(reinterpret_cast<const char*>(n->key_data()), n->key_len) == key) return n;
+    }
+    return nullptr;
+  };
+  struct Row {
+    std::size_t length;
+    std::uint32_t rooms;  // what a fresh node of that value length has
+  };
+  for (const Row row : {Row{3, Node::kSpare}, Row{8, 0}, Row{12, Node::kSpare}, Row{100, Node::kSpare},
+                        Row{128, Node::kSpare}, Row{129, 0}, Row{300, 0}}) {
+    INFO("a value of " << row.length << " bytes");
+    const std::string key = "v" + std::to_string(row.length);
+    d.set(key, std::string(row.length, 'a'));
+    Node* n = node_of(key);
+    REQUIRE(n != nullptr);
+    CHECK(n->rooms == row.rooms);
+    for (char c : {'b', 'c', 'd'}) {
+      d.set(key, std::string(row.length, c));
+      CHECK(node_of(key) == n);  // in place: the same node
+      CHECK(d.at(key) == std::string(row.length, c));
+      if (row.rooms != 0) CHECK((n->rooms & Node::kSecond) == (c == 'c' ? 0u : Node::kSecond));
+    }
+  }
+  CHECK(d.check().empty());
+  // A damaged rooms word makes the node implausible: check() says so, reads and writes work
+  // or throw SegmentError, never a signal.
+  Node* n = node_of("v100");
+  const std::uint32_t saved = n->rooms;
+  n->rooms = 7;
+  CHECK_FALSE(d.check().empty());
+  try {
+    (void)d.get("v100");
+    d.set("v12", std::string(12, 'z'));
+  } catch (const mpp::SegmentError&) {
+  }
+  n->rooms = saved;
+  CHECK(d.check().empty());
+  CHECK(d.at("v100") == std::string(100, 'd'));
 }
 
 TEST_CASE("a corrupt Dict gives SegmentError or a check() finding, never a signal or a hang") {

@@ -94,7 +94,7 @@ class Dict {
     bool inserted;
     {
       Locked g(core_, h);
-      inserted = core_.set_locked(k.bytes(), h, v.bytes());
+      inserted = core_.template set_locked<kOneStore>(k.bytes(), h, v.bytes());
     }
     if (inserted) core_.grow_if_needed();
   }
@@ -197,7 +197,7 @@ class Dict {
       Locked g(core_, h);
       if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(n->value());
       auto v = encode_value(default_value);
-      core_.set_locked(k.bytes(), h, v.bytes());
+      core_.template set_locked<kOneStore>(k.bytes(), h, v.bytes());
     }
     core_.grow_if_needed();
     return default_value;
@@ -218,10 +218,10 @@ class Dict {
       std::invoke(std::forward<F>(fn), v);
       auto e = encode_value(v);
       if (n) {
-        core_.assign_locked(n, e.bytes());
+        core_.template assign_locked<kOneStore>(n, e.bytes());
         return std::move(v);
       }
-      core_.set_locked(k.bytes(), h, e.bytes());
+      core_.template set_locked<kOneStore>(k.bytes(), h, e.bytes());
     }
     core_.grow_if_needed();
     return std::move(*out);
@@ -378,6 +378,9 @@ class Dict {
     }
   }
   static auto encode_key(key_arg key) { return encode_borrowed<K>(key); }
+  // Whether every value is encoded in 1, 2, 4 or 8 bytes, replaced by one aligned store.
+  static constexpr bool kOneStore = detail::encoding_of<V> == detail::Encoding::trivial &&
+                                    (sizeof(V) == 1 || sizeof(V) == 2 || sizeof(V) == 4 || sizeof(V) == 8);
   static auto encode_value(const V& value) { return encode_borrowed<V>(value); }
   // Out of line and cold: the message building would otherwise give every get a large
   // stack frame and its register saves.

@@ -154,7 +154,11 @@ std::uint64_t walk_dict(const Image& img, const ObjectInfo& o, std::size_t limit
       problems.push_back("node at offset " + std::to_string(off) + " has a bad tag");
       break;
     }
-    std::uint64_t need = DictNode::bytes_for(n->key_len, n->value_len) - sizeof(DictNode);
+    if (!DictNode::rooms_valid(n->rooms)) {
+      problems.push_back("node at offset " + std::to_string(off) + " has a bad rooms word");
+      break;
+    }
+    std::uint64_t need = DictNode::bytes_for(n->key_len, n->value_len, n->rooms) - sizeof(DictNode);
     if (!img.at<DictNode>(off, need)) {
       problems.push_back("node at offset " + std::to_string(off) + " runs past the heap");
       break;
@@ -165,7 +169,7 @@ std::uint64_t walk_dict(const Image& img, const ObjectInfo& o, std::size_t limit
     }
     if (seen <= limit) {
       const auto* k = reinterpret_cast<const char*>(n) + sizeof(DictNode);
-      const auto* v = reinterpret_cast<const char*>(n) + DictNode::value_offset(n->key_len);
+      const auto* v = reinterpret_cast<const char*>(n) + DictNode::value_at(n->key_len, n->value_len, n->rooms);
       row(img.bytes(k, n->key_len), img.bytes(v, n->value_len));
     }
     off = n->next.load(std::memory_order_acquire);

@@ -7,8 +7,10 @@
 //     DictNode::next). A node is built completely, then linked by one store (the tail's
 //     `next`, or `head`); an erase unlinks with one store, then frees; replacing a value
 //     links a complete new node in the old one's place with one store, unless the new value
-//     has the old one's length: it is staged in the dict's scratch block, recorded in the
-//     intent, and copied over the old bytes (a recovery copies it again).
+//     has the old one's length: then one aligned store (1, 2, 4 or 8 bytes), or a copy into
+//     the node's spare room made the value by one store (3 to 128 bytes), or (longer) a copy
+//     staged in the stripe's scratch block, recorded in the intent and copied over the old
+//     bytes (a recovery copies it again).
 //   - derived, rebuilt from the list when a dead writer's lock is recovered: `prev`, `tail`,
 //     the bucket index (BucketArray + DictNode::bnext), the element count and byte count.
 //   - the intent record (intent.hpp) settles blocks a dead writer allocated or was freeing,
@@ -83,6 +85,13 @@ inline constexpr std::uint32_t DICT_NODE_TAG = 0xD1C7D1C7u;
 
 // One key/value pair. Key bytes at offset sizeof(DictNode), value bytes at the next
 // 16-byte boundary after the key (so a trivially copyable value can be borrowed as const T&).
+// A value of 3 to 128 bytes that one aligned store cannot replace (spare_for) gets a second
+// room of its length after the first, at the next 16-byte boundary: a replacement of the
+// same length is copied into the room not in use, then one store of `rooms` makes it the
+// value (assign_to_spare), so a writer killed at any point leaves the old value or the new
+// one with nothing to stage and nothing to recover. Longer values are staged
+// (assign_in_place): a second room would double their bytes to save a copy that is then a
+// small part of the work.
 struct DictNode {
   std::atomic<std::uint64_t> next{0};  // truth: the next node in insertion order (0: last)
   std::uint64_t prev = 0;              // derived: the previous node
@@ -91,16 +100,33 @@ struct DictNode {
   std::uint32_t key_len = 0;
   std::uint32_t value_len = 0;
   std::uint32_t tag = DICT_NODE_TAG;
-  std::uint32_t reserved = 0;
+  std::uint32_t rooms = 0;             // 0, kSpare, or kSpare | kSecond (the value is in the second)
 
+  static constexpr std::uint32_t kSpare = 2, kSecond = 1;
+  static constexpr std::size_t kSpareMax = 128;
+  // Whether a node built for a value of this length gets a spare room.
+  static constexpr bool spare_for(std::size_t value_len) {
+    const bool one_store = value_len == 1 || value_len == 2 || value_len == 4 || value_len == 8;
+    return value_len != 0 && value_len <= kSpareMax && !one_store;
+  }
+  // Whether `r` is a rooms word a writer stores (a damaged one makes the node implausible).
+  static constexpr bool rooms_valid(std::uint32_t r) { return r <= (kSpare | kSecond) && r != kSecond; }
   static constexpr std::size_t value_offset(std::size_t key_len) {
     return sizeof(DictNode) + (key_len + 15) / 16 * 16;
   }
-  static constexpr std::size_t bytes_for(std::size_t key_len, std::size_t value_len) {
-    return value_offset(key_len) + value_len;
+  static constexpr std::size_t room_stride(std::size_t value_len) { return (value_len + 15) / 16 * 16; }
+  // Where the value is, for a node with these lengths and a valid rooms word. (Arithmetic
+  // rather than branches: it is on every lookup's path.)
+  static constexpr std::size_t value_at(std::size_t key_len, std::size_t value_len, std::uint32_t rooms) {
+    return value_offset(key_len) + (rooms & kSecond) * room_stride(value_len);
   }
+  static constexpr std::size_t bytes_for(std::size_t key_len, std::size_t value_len, std::uint32_t rooms) {
+    return value_offset(key_len) + (rooms / kSpare & 1) * room_stride(value_len) + value_len;
+  }
+  // Read once per use: a writer flips it under an optimistic reader.
+  std::uint32_t rooms_now() { return std::atomic_ref<std::uint32_t>(rooms).load(std::memory_order_relaxed); }
   std::byte* key_data() { return reinterpret_cast<std::byte*>(this) + sizeof(DictNode); }
-  std::byte* value_data() { return reinterpret_cast<std::byte*>(this) + value_offset(key_len); }
+  std::byte* value_data() { return reinterpret_cast<std::byte*>(this) + value_at(key_len, value_len, rooms_now()); }
   Bytes key() { return {key_data(), key_len}; }
   Bytes value() { return {value_data(), value_len}; }
 };
@@ -291,30 +317,42 @@ class DictCore {
     const std::uint64_t off = seg_->offset_of(n);
     const std::uint32_t kl = std::atomic_ref<std::uint32_t>(n->key_len).load(std::memory_order_relaxed);
     const std::uint32_t vl = std::atomic_ref<std::uint32_t>(n->value_len).load(std::memory_order_relaxed);
-    if (off < h.lo || h.hi - off < DictNode::bytes_for(kl, vl)) return {};
-    return {reinterpret_cast<std::byte*>(n) + DictNode::value_offset(kl), vl};
+    // Only the bytes read are checked: a damaged rooms word picks a room that may not hold
+    // the value, but never memory outside the heap.
+    const std::size_t at = DictNode::value_at(kl, vl, n->rooms_now());
+    if (off < h.lo || h.hi - off < at + vl) return {};
+    return {reinterpret_cast<std::byte*>(n) + at, vl};
   }
 
   // Sets key to value (insert or replace), the key's stripe locked. Returns whether the key
   // was new (then call grow_if_needed() once the stripe is unlocked). Throws SegmentFull
   // with the dict unchanged. Inline down to the value's store, as is assign_locked: a set of
-  // an existing key is otherwise mostly calls.
+  // an existing key is otherwise mostly calls. `OneStore`: the caller's values are always 1,
+  // 2, 4 or 8 bytes (a trivially copyable V of that size), so only the one-store path is
+  // compiled in: the others would make Dict<K, V>::set too large to be inlined.
+  template <bool OneStore = false>
   bool set_locked(Bytes key, std::uint64_t hash, Bytes value) {
     DictNode* x = find_locked(key, hash);
     if (!x) return insert_locked(key, hash, value);
-    assign_locked(x, value);
+    assign_locked<OneStore>(x, value);
     return false;
   }
   // Replaces the value of a node found under this hold of its stripe: a value of the old
-  // one's length in place (one store when it is 1, 2, 4 or 8 bytes, else staged:
-  // assign_in_place), any other by a new node.
+  // one's length in place (one store when it is 1, 2, 4 or 8 bytes; else into the node's
+  // spare room, or staged: assign_in_place), any other by a new node.
+  template <bool OneStore = false>
   void assign_locked(DictNode* x, Bytes value) {
-    if (value.size() == x->value_len && value_fits(x)) [[likely]] {
-      if (store_in_one(x->value_data(), value)) {
+    const std::uint32_t r = x->rooms;
+    const std::size_t at = DictNode::value_at(x->key_len, value.size(), r);
+    if (value.size() == x->value_len && value_fits(x, at)) [[likely]] {
+      if (store_in_one(reinterpret_cast<std::byte*>(x) + at, value)) {
         dict_step();
         return;
       }
-      if (assign_in_place(stripe(x->hash), x, value)) return;
+      if constexpr (!OneStore) {
+        if ((r & DictNode::kSpare) != 0 && assign_to_spare(x, value, r)) return;
+        if (assign_in_place(stripe(x->hash), x, value)) return;
+      }
     }
     replace_value(x, value);
   }
@@ -359,10 +397,28 @@ class DictCore {
   }
   // The node at `off`, checked: SegmentError naming the dict when it cannot be one.
   DictNode* node(std::uint64_t off) const;
-  // Whether node n (found by probe: its header and key are in the heap) has its value there
-  // too, as its value_len says: what a write in place checks first.
-  bool value_fits(DictNode* n) const noexcept {
-    return heap().hi - seg_->offset_of(n) >= DictNode::bytes_for(n->key_len, n->value_len);
+  // Whether node n (found by probe: its header and key are in the heap) has its value, at
+  // offset `at`, there too, as its value_len says: what a write in place checks first.
+  bool value_fits(DictNode* n, std::size_t at) const noexcept {
+    return heap().hi - seg_->offset_of(n) >= at + n->value_len;
+  }
+  // A value of the node's length copied into the spare room of x (rooms word `r`), in two
+  // halves with a step between (so the store-by-store tests also kill a half copy), then made
+  // the value by one store: killed before it, the node keeps the old value; after, the new.
+  // False (nothing done) when the rooms word or the spare room's place is not sound.
+  bool assign_to_spare(DictNode* x, Bytes value, std::uint32_t r) noexcept {
+    if (!DictNode::rooms_valid(r) || heap().hi - seg_->offset_of(x) < DictNode::bytes_for(x->key_len, value.size(), r)) {
+      return false;
+    }
+    std::byte* spare = reinterpret_cast<std::byte*>(x) + DictNode::value_at(x->key_len, value.size(), r ^ DictNode::kSecond);
+    const std::size_t half = value.size() / 2;
+    copy_bytes(spare, value.data(), half);
+    dict_step();
+    copy_bytes(spare + half, value.data() + half, value.size() - half);
+    dict_step();
+    std::atomic_ref<std::uint32_t>(x->rooms).store(r ^ DictNode::kSecond, std::memory_order_release);  // commits
+    dict_step();
+    return true;
   }
   // The heap's bounds, read from the segment header (offset 0) on every use: inline, as the
   // lookups check every offset against them.
@@ -379,7 +435,10 @@ class DictCore {
   DictNode* node_if_plausible(std::uint64_t off, Heap h) const noexcept {
     if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(DictNode)) return nullptr;
     auto* n = seg_->at<DictNode>(off);
-    if (n->tag != DICT_NODE_TAG || h.hi - off < DictNode::bytes_for(n->key_len, n->value_len)) return nullptr;
+    const std::uint32_t r = n->rooms_now();
+    if (n->tag != DICT_NODE_TAG || !DictNode::rooms_valid(r) || h.hi - off < DictNode::bytes_for(n->key_len, n->value_len, r)) {
+      return nullptr;
+    }
     return n;
   }
   DictNode* node_if_plausible(std::uint64_t off) const noexcept { return node_if_plausible(off, heap()); }

@@ -104,12 +104,13 @@ struct ObjectHeader {
 
 // "mppSEG01" as the first 8 bytes of the file.
 inline constexpr std::uint64_t SEGMENT_MAGIC = 0x313047455370706dULL;
-inline constexpr std::uint32_t FORMAT_VERSION = 5;  // 3: growable segments, heap directory,
+inline constexpr std::uint32_t FORMAT_VERSION = 6;  // 3: growable segments, heap directory,
                                                     // coalescing heap, queue claims with start
                                                     // ticks, native container encoding;
                                                     // 4: a dict's writer stripes;
                                                     // 5: a list's scratch block, a reader's
-                                                    // request for a gap between writers
+                                                    // request for a gap between writers;
+                                                    // 6: a dict node's spare value room
 
 inline constexpr std::size_t MAX_SEGMENT_NAME = 200;  // bytes, without the leading '/'
 inline constexpr std::size_t MAX_OBJECT_NAME = 127;   // bytes, without the NUL
