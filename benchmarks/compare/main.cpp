@@ -19,6 +19,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "leftovers.hpp"
 #include "workloads.hpp"
 
 #ifndef MPP_BENCH_SOURCE_DIR
@@ -361,6 +362,8 @@ boost::json::object to_json(const Plan& plan, const boost::json::object& machine
 int main(int argc, char** argv) {
   using namespace bench;
   const Config cfg = parse(argc, argv);
+  remove_stale_bench_files();
+  remove_bench_files_on_signal();
   Plan plan(cfg);
   for (const WorkloadInfo& w : kWorkloads) {
     if (!cfg.only.empty() && std::find(cfg.only.begin(), cfg.only.end(), w.id) == cfg.only.end())
