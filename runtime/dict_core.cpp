@@ -189,6 +189,10 @@ void DictCore::corrupt_chain() const {
   corrupt("a bucket chain has a link that is not a node, or a cycle");
 }
 
+void DictCore::corrupt_value() const {
+  corrupt("a node's value runs past the heap, or its rooms word is not one mpp writes");
+}
+
 DictNode* DictCore::build(Intent& in, Bytes key, std::uint64_t hash, Bytes value, bool pending) {
   const std::uint32_t rooms = DictNode::spare_for(value.size()) ? DictNode::kSpare : 0;
   const std::size_t bytes = DictNode::bytes_for(key.size(), value.size(), rooms);

@@ -251,6 +251,53 @@ TEST_CASE("a value of the old one's length is replaced where it lies: its spare 
   CHECK(d.at("v100") == std::string(100, 'd'));
 }
 
+TEST_CASE("a found key whose value length or rooms word is damaged: SegmentError from every locked read, never a signal") {
+  using Node = mpp::detail::DictNode;
+  struct Method {
+    const char* name;
+    std::function<void(mpp::Dict<int, std::string>&)> call;
+  };
+  const std::vector<Method> methods = {
+      {"pop", [](auto& d) { (void)d.pop(50); }},
+      {"pop with a default", [](auto& d) { (void)d.pop(50, "x"); }},
+      {"setdefault", [](auto& d) { (void)d.setdefault(50, "x"); }},
+      {"modify", [](auto& d) { d.modify(50, [](std::string& v) { v += "!"; }); }},
+      {"a view under read()", [](auto& d) { (void)d.read().view(50); }},
+  };
+  struct Damage {
+    const char* name;
+    std::size_t value_bytes;  // 200: a node without a spare room
+    void (*apply)(Node&);
+  };
+  const std::vector<Damage> damages = {
+      {"a value length far past the heap", 20, [](Node& n) { n.value_len = 0x7fffffff; }},
+      {"a rooms word mpp never writes", 20, [](Node& n) { n.rooms = 5; }},
+      {"a spare room claimed by a node without one", 200, [](Node& n) { n.rooms = Node::kSpare | Node::kSecond; }},
+  };
+  for (const auto& dmg : damages) {
+    for (const auto& m : methods) {
+      INFO(dmg.name << ", then " << m.name);
+      mpp::Manager mgr(std::size_t{1} << 20);
+      auto d = mgr.dict<int, std::string>("v");
+      for (int i = 0; i < 100; ++i) d.set(i, std::string(dmg.value_bytes, 'a'));
+      auto* st = state_of<int, std::string>(mgr, "v");
+      auto& seg = *mpp::detail::Access::segment(mgr);
+      Node* n50 = nullptr;
+      for (std::uint64_t off = st->head.load(); off != 0; off = seg.at<Node>(off)->next.load()) {
+        Node* n = seg.at<Node>(off);
+        int key;
+        std::memcpy(&key, n->key_data(), sizeof key);
+        if (key == 50) n50 = n;
+      }
+      REQUIRE(n50 != nullptr);
+      if (dmg.value_bytes == 200) REQUIRE(n50->rooms == 0);
+      dmg.apply(*n50);
+      CHECK_THROWS_AS(m.call(d), mpp::SegmentError);
+      CHECK_FALSE(d.check().empty());
+    }
+  }
+}
+
 TEST_CASE("a corrupt Dict gives SegmentError or a check() finding, never a signal or a hang") {
   mpp::Manager m(std::size_t{2} << 20);
   auto d = m.dict<int, int>("c");

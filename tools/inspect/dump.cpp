@@ -154,7 +154,7 @@ std::uint64_t walk_dict(const Image& img, const ObjectInfo& o, std::size_t limit
       problems.push_back("node at offset " + std::to_string(off) + " has a bad tag");
       break;
     }
-    if (!DictNode::rooms_valid(n->rooms)) {
+    if (!DictNode::rooms_valid(n->rooms, n->value_len)) {
       problems.push_back("node at offset " + std::to_string(off) + " has a bad rooms word");
       break;
     }

@@ -109,8 +109,12 @@ struct DictNode {
     const bool one_store = value_len == 1 || value_len == 2 || value_len == 4 || value_len == 8;
     return value_len != 0 && value_len <= kSpareMax && !one_store;
   }
-  // Whether `r` is a rooms word a writer stores (a damaged one makes the node implausible).
-  static constexpr bool rooms_valid(std::uint32_t r) { return r <= (kSpare | kSecond) && r != kSecond; }
+  // Whether `r` is a rooms word a writer stores for a value of this length: a node has a
+  // spare room exactly when spare_for(value_len), as a value's length never changes in its
+  // node. A damaged one makes the node implausible (so a write never lands past the node).
+  static constexpr bool rooms_valid(std::uint32_t r, std::size_t value_len) {
+    return r == 0 ? !spare_for(value_len) : (r == kSpare || r == (kSpare | kSecond)) && spare_for(value_len);
+  }
   static constexpr std::size_t value_offset(std::size_t key_len) {
     return sizeof(DictNode) + (key_len + 15) / 16 * 16;
   }
@@ -281,6 +285,17 @@ class DictCore {
     if (!probe(key, hash, n)) [[unlikely]] corrupt_chain();
     return n;
   }
+  // The value bytes of a node find_locked returned, the lock still held. The probe checks a
+  // node's header and key, not its value: this checks the value against the heap and the
+  // rooms word, with SegmentError naming the dict when either is damaged.
+  Bytes value_locked(DictNode* n) const {
+    const std::uint32_t r = n->rooms;
+    const std::size_t at = DictNode::value_at(n->key_len, n->value_len, r);
+    if (!DictNode::rooms_valid(r, n->value_len) || heap().hi - seg_->offset_of(n) < at + n->value_len) [[unlikely]] {
+      corrupt_value();
+    }
+    return {reinterpret_cast<std::byte*>(n) + at, n->value_len};
+  }
   // find_locked, not inlined: the rare locked pass of lookup(), which must stay small enough
   // to be inlined into get() itself.
   DictNode* find_out_of_line(Bytes key, std::uint64_t hash) const;
@@ -407,7 +422,7 @@ class DictCore {
   // the value by one store: killed before it, the node keeps the old value; after, the new.
   // False (nothing done) when the rooms word or the spare room's place is not sound.
   bool assign_to_spare(DictNode* x, Bytes value, std::uint32_t r) noexcept {
-    if (!DictNode::rooms_valid(r) || heap().hi - seg_->offset_of(x) < DictNode::bytes_for(x->key_len, value.size(), r)) {
+    if (!DictNode::rooms_valid(r, value.size()) || heap().hi - seg_->offset_of(x) < DictNode::bytes_for(x->key_len, value.size(), r)) {
       return false;
     }
     std::byte* spare = reinterpret_cast<std::byte*>(x) + DictNode::value_at(x->key_len, value.size(), r ^ DictNode::kSecond);
@@ -436,7 +451,7 @@ class DictCore {
     if (off < h.lo || off % 16 != 0 || off > h.hi || h.hi - off < sizeof(DictNode)) return nullptr;
     auto* n = seg_->at<DictNode>(off);
     const std::uint32_t r = n->rooms_now();
-    if (n->tag != DICT_NODE_TAG || !DictNode::rooms_valid(r) || h.hi - off < DictNode::bytes_for(n->key_len, n->value_len, r)) {
+    if (n->tag != DICT_NODE_TAG || !DictNode::rooms_valid(r, n->value_len) || h.hi - off < DictNode::bytes_for(n->key_len, n->value_len, r)) {
       return nullptr;
     }
     return n;
@@ -486,6 +501,7 @@ class DictCore {
   }
   [[noreturn]] void corrupt(const std::string& what) const;
   [[noreturn, gnu::cold, gnu::noinline]] void corrupt_chain() const;
+  [[noreturn, gnu::cold, gnu::noinline]] void corrupt_value() const;
   std::string name() const;  // "dict 'name'" for messages
 
   // The list lock (hdr.mutex), recovering a dead holder's list.
