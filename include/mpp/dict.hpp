@@ -171,7 +171,7 @@ class Dict {
     Locked g(core_, h);
     auto* n = core_.find_locked(k.bytes(), h);
     if (!n) throw KeyError(missing(key));
-    V v = detail::decode<V>(core_.value_locked(n));
+    V v = detail::decode<V>(core_.template value_locked<kOneStore>(n));
     core_.erase_locked(n);
     return v;
   }
@@ -183,7 +183,7 @@ class Dict {
     Locked g(core_, h);
     auto* n = core_.find_locked(k.bytes(), h);
     if (!n) return default_value;
-    V v = detail::decode<V>(core_.value_locked(n));
+    V v = detail::decode<V>(core_.template value_locked<kOneStore>(n));
     core_.erase_locked(n);
     return v;
   }
@@ -195,7 +195,7 @@ class Dict {
     auto h = detail::hash_bytes(k.bytes());
     {
       Locked g(core_, h);
-      if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(core_.value_locked(n));
+      if (auto* n = core_.find_locked(k.bytes(), h)) return detail::decode<V>(core_.template value_locked<kOneStore>(n));
       auto v = encode_value(default_value);
       core_.template set_locked<kOneStore>(k.bytes(), h, v.bytes());
     }
@@ -214,7 +214,7 @@ class Dict {
     {
       Locked g(core_, h);
       auto* n = core_.find_locked(k.bytes(), h);
-      V& v = out.emplace(n ? detail::decode<V>(core_.value_locked(n)) : initial);
+      V& v = out.emplace(n ? detail::decode<V>(core_.template value_locked<kOneStore>(n)) : initial);
       std::invoke(std::forward<F>(fn), v);
       auto e = encode_value(v);
       if (n) {
@@ -322,7 +322,7 @@ class Dict {
     View<V> view(key_arg key) const {
       auto* n = find(key);
       if (!n) throw KeyError(missing(key));
-      return detail::view<V>(d_.core_.value_locked(n));
+      return detail::view<V>(d_.core_.template value_locked<kOneStore>(n));
     }
     std::size_t size() const { return d_.size(); }
 

@@ -287,14 +287,15 @@ class DictCore {
   }
   // The value bytes of a node find_locked returned, the lock still held. The probe checks a
   // node's header and key, not its value: this checks the value against the heap and the
-  // rooms word, with SegmentError naming the dict when either is damaged.
+  // rooms word, with SegmentError naming the dict when either is damaged. `OneStore` as for
+  // set_locked: such values never have a spare room, so the rooms word must be 0.
+  template <bool OneStore = false>
   Bytes value_locked(DictNode* n) const {
-    const std::uint32_t r = n->rooms;
-    const std::size_t at = DictNode::value_at(n->key_len, n->value_len, r);
-    if (!DictNode::rooms_valid(r, n->value_len) || heap().hi - seg_->offset_of(n) < at + n->value_len) [[unlikely]] {
-      corrupt_value();
-    }
-    return {reinterpret_cast<std::byte*>(n) + at, n->value_len};
+    const std::uint32_t r = n->rooms, vl = n->value_len;
+    const bool rooms_ok = OneStore ? r == 0 : DictNode::rooms_valid(r, vl);
+    const std::size_t at = DictNode::value_at(n->key_len, vl, OneStore ? 0 : r);
+    if (!rooms_ok || heap().hi - seg_->offset_of(n) < at + vl) [[unlikely]] corrupt_value();
+    return {reinterpret_cast<std::byte*>(n) + at, vl};
   }
   // find_locked, not inlined: the rare locked pass of lookup(), which must stay small enough
   // to be inlined into get() itself.
