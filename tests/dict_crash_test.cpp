@@ -47,6 +47,20 @@ mpp::detail::DictState* state_of(mpp::Manager& m, const std::string& name) {
   return static_cast<mpp::detail::DictState*>(mpp::detail::Access::segment(m)->find(spec));
 }
 
+// The node of int key `key` in the Dict<int, std::string> `name`, found by walking its list
+// (for the tests that damage one node).
+mpp::detail::DictNode* node_of(mpp::Manager& m, const std::string& name, int key) {
+  auto* st = state_of<int, std::string>(m, name);
+  auto& seg = *mpp::detail::Access::segment(m);
+  for (std::uint64_t off = st->head.load(); off != 0; off = seg.at<mpp::detail::DictNode>(off)->next.load()) {
+    auto* n = seg.at<mpp::detail::DictNode>(off);
+    int k;
+    std::memcpy(&k, n->key_data(), sizeof k);
+    if (k == key) return n;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 TEST_CASE("a writer killed between any two stores of each Dict mutation: all or nothing") {
@@ -280,20 +294,34 @@ TEST_CASE("a found key whose value length or rooms word is damaged: SegmentError
       mpp::Manager mgr(std::size_t{1} << 20);
       auto d = mgr.dict<int, std::string>("v");
       for (int i = 0; i < 100; ++i) d.set(i, std::string(dmg.value_bytes, 'a'));
-      auto* st = state_of<int, std::string>(mgr, "v");
-      auto& seg = *mpp::detail::Access::segment(mgr);
-      Node* n50 = nullptr;
-      for (std::uint64_t off = st->head.load(); off != 0; off = seg.at<Node>(off)->next.load()) {
-        Node* n = seg.at<Node>(off);
-        int key;
-        std::memcpy(&key, n->key_data(), sizeof key);
-        if (key == 50) n50 = n;
-      }
+      Node* n50 = node_of(mgr, "v", 50);
       REQUIRE(n50 != nullptr);
       if (dmg.value_bytes == 200) REQUIRE(n50->rooms == 0);
       dmg.apply(*n50);
       CHECK_THROWS_AS(m.call(d), mpp::SegmentError);
       CHECK_FALSE(d.check().empty());
+    }
+  }
+}
+
+TEST_CASE("a set over a key whose rooms word is damaged writes nothing past its node: the node is replaced") {
+  using Node = mpp::detail::DictNode;
+  for (const std::uint32_t bad : {Node::kSecond, Node::kSpare | Node::kSecond, std::uint32_t{6}}) {
+    for (const std::size_t length : {std::size_t{20}, std::size_t{200}}) {
+      INFO("rooms word " << bad << " on a node of a " << length << "-byte value");
+      mpp::Manager mgr(std::size_t{1} << 20);
+      auto d = mgr.dict<int, std::string>("r");
+      for (int i = 0; i < 100; ++i) d.set(i, std::string(length, char('a' + i % 26)));
+      if (Node::rooms_valid(bad, length)) continue;  // a legitimate word for this length
+      Node* n50 = node_of(mgr, "r", 50);
+      REQUIRE(n50 != nullptr);
+      n50->rooms = bad;
+      d.set(50, std::string(length, 'Z'));
+      CHECK(d.check().empty());
+      CHECK(d.at(50) == std::string(length, 'Z'));
+      for (int i = 0; i < 100; ++i) {
+        if (i != 50) CHECK(d.at(i) == std::string(length, char('a' + i % 26)));
+      }
     }
   }
 }

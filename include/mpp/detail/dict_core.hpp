@@ -356,17 +356,22 @@ class DictCore {
   // Replaces the value of a node found under this hold of its stripe: a value of the old
   // one's length in place (one store when it is 1, 2, 4 or 8 bytes; else into the node's
   // spare room, or staged: assign_in_place), any other by a new node.
+  // A node whose rooms word or value does not fit (damage) gets a new node: nothing is
+  // written where its rooms word points.
   template <bool OneStore = false>
   void assign_locked(DictNode* x, Bytes value) {
     const std::uint32_t r = x->rooms;
-    const std::size_t at = DictNode::value_at(x->key_len, value.size(), r);
-    if (value.size() == x->value_len && value_fits(x, at)) [[likely]] {
-      if (store_in_one(reinterpret_cast<std::byte*>(x) + at, value)) {
+    const bool rooms_ok = OneStore ? r == 0 : DictNode::rooms_valid(r, value.size());
+    if (value.size() == x->value_len && rooms_ok && value_fits(x, r)) [[likely]] {
+      if (store_in_one(reinterpret_cast<std::byte*>(x) + DictNode::value_at(x->key_len, value.size(), r), value)) {
         dict_step();
         return;
       }
       if constexpr (!OneStore) {
-        if ((r & DictNode::kSpare) != 0 && assign_to_spare(x, value, r)) return;
+        if ((r & DictNode::kSpare) != 0) {
+          assign_to_spare(x, value, r);
+          return;
+        }
         if (assign_in_place(stripe(x->hash), x, value)) return;
       }
     }
@@ -413,19 +418,16 @@ class DictCore {
   }
   // The node at `off`, checked: SegmentError naming the dict when it cannot be one.
   DictNode* node(std::uint64_t off) const;
-  // Whether node n (found by probe: its header and key are in the heap) has its value, at
-  // offset `at`, there too, as its value_len says: what a write in place checks first.
-  bool value_fits(DictNode* n, std::size_t at) const noexcept {
-    return heap().hi - seg_->offset_of(n) >= at + n->value_len;
+  // Whether node n (found by probe: its header and key are in the heap) has its value rooms
+  // there too, as its value_len and a valid rooms word `r` say: what a write in place checks.
+  bool value_fits(DictNode* n, std::uint32_t r) const noexcept {
+    return heap().hi - seg_->offset_of(n) >= DictNode::bytes_for(n->key_len, n->value_len, r);
   }
-  // A value of the node's length copied into the spare room of x (rooms word `r`), in two
-  // halves with a step between (so the store-by-store tests also kill a half copy), then made
-  // the value by one store: killed before it, the node keeps the old value; after, the new.
-  // False (nothing done) when the rooms word or the spare room's place is not sound.
-  bool assign_to_spare(DictNode* x, Bytes value, std::uint32_t r) noexcept {
-    if (!DictNode::rooms_valid(r, value.size()) || heap().hi - seg_->offset_of(x) < DictNode::bytes_for(x->key_len, value.size(), r)) {
-      return false;
-    }
+  // A value of the node's length copied into the spare room of x (a valid rooms word `r` with
+  // kSpare, value_fits checked), in two halves with a step between (so the store-by-store
+  // tests also kill a half copy), then made the value by one store: killed before it, the
+  // node keeps the old value; after, the new.
+  void assign_to_spare(DictNode* x, Bytes value, std::uint32_t r) noexcept {
     std::byte* spare = reinterpret_cast<std::byte*>(x) + DictNode::value_at(x->key_len, value.size(), r ^ DictNode::kSecond);
     const std::size_t half = value.size() / 2;
     copy_bytes(spare, value.data(), half);
@@ -434,7 +436,6 @@ class DictCore {
     dict_step();
     std::atomic_ref<std::uint32_t>(x->rooms).store(r ^ DictNode::kSecond, std::memory_order_release);  // commits
     dict_step();
-    return true;
   }
   // The heap's bounds, read from the segment header (offset 0) on every use: inline, as the
   // lookups check every offset against them.
