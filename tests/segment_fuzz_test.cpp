@@ -75,6 +75,10 @@ Seed make_seed() {
     auto d = m.dict<std::string, long>("d");
     for (int i = 0; i < 12; ++i) d.set("key" + std::to_string(i), i);
     d.erase("key3");
+    // String values: short ones replaced through a node's spare room, long ones staged.
+    auto ds = m.dict<std::string, std::string>("ds");
+    for (std::size_t len : {3, 8, 12, 40, 100, 128, 129, 200}) ds.set("s" + std::to_string(len), std::string(len, 's'));
+    ds.set("s40", std::string(40, 't'));  // its value now in the second room
     auto l = m.list<std::string>("l");
     for (int i = 0; i < 12; ++i) l.append("x" + std::to_string(i) + std::string(static_cast<std::size_t>(i), '.'));
     l.pop(2);
@@ -318,6 +322,20 @@ void exercise_dict(mpp::Manager& m) {
     attempt([&] { d.update({{"u1", 1}, {"u2", 2}}); });
     attempt([&] { (void)d.check(); });
     attempt([&] { d.clear(); });
+  });
+  attempt([&] {
+    auto ds = m.dict<std::string, std::string>("ds");
+    for (std::size_t len : {3, 8, 12, 40, 100, 128, 129, 200}) {
+      const std::string key = "s" + std::to_string(len);
+      attempt([&] { (void)ds.get(key); });
+      attempt([&] { (void)ds.read().view(key); });
+      attempt([&] { ds.set(key, std::string(len, 'n')); });  // in place: one store, spare room or staged
+      attempt([&] { ds.modify(key, [](std::string& v) { v += "+"; }); });  // a new node
+      attempt([&] { (void)ds.setdefault(key, "d"); });
+    }
+    attempt([&] { (void)ds.pop("s12"); });
+    attempt([&] { (void)ds.items(); });
+    attempt([&] { (void)ds.check(); });
   });
 }
 
