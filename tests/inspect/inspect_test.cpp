@@ -176,6 +176,18 @@ TEST_CASE("dump prints dicts, lists, queues, values and arrays from their type n
   Run hexed = inspect("dump " + name + " points");
   CHECK(hexed.out.find("Point [8 bytes] 0100000002000000") != std::string::npos);
 
+  // A value replaced by one of its length lives in the node's other room: dump shows the
+  // current one, whichever room holds it.
+  auto notes = m.dict<std::string, std::string>("notes");
+  notes.set("first", std::string(40, 'a'));
+  notes.set("second", std::string(40, 'a'));
+  notes.set("second", std::string(40, 'b'));  // now in the second room
+  notes.set("second", std::string(40, 'c'));  // back in the first
+  notes.set("first", std::string(40, 'd'));   // in the second
+  Run rooms = inspect("dump " + name + " notes");
+  CHECK(rooms.out.find("\"first\": \"" + std::string(40, 'd') + "\"") != std::string::npos);
+  CHECK(rooms.out.find("\"second\": \"" + std::string(40, 'c') + "\"") != std::string::npos);
+
   auto q = m.queue<std::string>("jobs");
   q.put("first");
   q.put(std::string(100000, 'z'));  // large enough to live in a heap block, not the ring
