@@ -9,19 +9,19 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <string>
 
 namespace bench {
 namespace {
 
-constexpr const char* kPrefix = "mpp-bench-";
+constexpr char kPrefix[] = "mpp-bench-";
 
 // Filled before the handler is installed, read by it: plain arrays, no allocation there.
 char g_dirs[2][512];
 char g_own_prefix[64];
 
+// A loop rather than a library call: the signal handler uses it.
 bool starts_with(const char* s, const char* prefix) {
   for (; *prefix != '\0'; ++s, ++prefix) {
     if (*s != *prefix) return false;
@@ -74,9 +74,10 @@ void remove_stale_bench_files() {
   for (const char* dir : g_dirs) {
     for_each_entry(dir, [](int fd, const char* name) {
       if (!starts_with(name, kPrefix)) return;
+      const char* digits = name + sizeof kPrefix - 1;
       char* end = nullptr;
-      const long pid = std::strtol(name + std::strlen(kPrefix), &end, 10);
-      if (end == name + std::strlen(kPrefix) || (*end != '-' && *end != '\0') || pid <= 0) return;
+      const long pid = std::strtol(digits, &end, 10);
+      if (end == digits || (*end != '-' && *end != '\0') || pid <= 0) return;
       if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) unlinkat(fd, name, 0);
     });
   }

@@ -27,6 +27,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "../string_lookup.hpp"
 #include "mpp/manager.hpp"
 #include "workloads.hpp"
 
@@ -123,20 +124,6 @@ struct Corpus {
   std::size_t words = 0;
 };
 
-struct StringHash {
-  using is_transparent = void;
-  template <class S>
-  std::size_t operator()(const S& s) const {
-    return std::hash<std::string_view>{}(std::string_view(s.data(), s.size()));
-  }
-};
-struct StringEq {
-  using is_transparent = void;
-  template <class A, class B>
-  bool operator()(const A& a, const B& b) const {
-    return std::string_view(a.data(), a.size()) == std::string_view(b.data(), b.size());
-  }
-};
 using LocalCounts = std::unordered_map<std::string_view, std::uint64_t>;
 
 // Forks one worker per slice running body(slice, in, out), each answering one byte when

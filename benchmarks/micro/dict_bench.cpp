@@ -22,6 +22,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "../string_lookup.hpp"
 #include "mpp/manager.hpp"
 
 namespace {
@@ -521,22 +522,8 @@ const std::vector<std::string_view>& word_sequence() {
   return w;
 }
 
-struct ViewHash {
-  using is_transparent = void;
-  template <class S>
-  std::size_t operator()(const S& s) const {
-    return std::hash<std::string_view>{}(std::string_view(s.data(), s.size()));
-  }
-};
-struct ViewEq {
-  using is_transparent = void;
-  template <class A, class B>
-  bool operator()(const A& a, const B& b) const {
-    return std::string_view(a.data(), a.size()) == std::string_view(b.data(), b.size());
-  }
-};
 using BoostWordMap = boost::unordered_map<
-    BoostString, std::uint64_t, ViewHash, ViewEq,
+    BoostString, std::uint64_t, bench::StringHash, bench::StringEq,
     bip::allocator<std::pair<const BoostString, std::uint64_t>, BoostSegment::segment_manager>>;
 
 void BM_MppDictCountWord(benchmark::State& state) {

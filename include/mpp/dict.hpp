@@ -380,7 +380,7 @@ class Dict {
   static auto encode_key(key_arg key) { return encode_borrowed<K>(key); }
   // Whether every value is encoded in 1, 2, 4 or 8 bytes, replaced by one aligned store.
   static constexpr bool kOneStore = detail::encoding_of<V> == detail::Encoding::trivial &&
-                                    (sizeof(V) == 1 || sizeof(V) == 2 || sizeof(V) == 4 || sizeof(V) == 8);
+                                    detail::one_store_size(sizeof(V));
   static auto encode_value(const V& value) { return encode_borrowed<V>(value); }
   // Out of line and cold: the message building would otherwise give every get a large
   // stack frame and its register saves.

@@ -106,14 +106,19 @@ struct DictNode {
   static constexpr std::size_t kSpareMax = 128;
   // Whether a node built for a value of this length gets a spare room.
   static constexpr bool spare_for(std::size_t value_len) {
-    const bool one_store = value_len == 1 || value_len == 2 || value_len == 4 || value_len == 8;
-    return value_len != 0 && value_len <= kSpareMax && !one_store;
+    return value_len != 0 && value_len <= kSpareMax && !one_store_size(value_len);
   }
   // Whether `r` is a rooms word a writer stores for a value of this length: a node has a
   // spare room exactly when spare_for(value_len), as a value's length never changes in its
   // node. A damaged one makes the node implausible (so a write never lands past the node).
   static constexpr bool rooms_valid(std::uint32_t r, std::size_t value_len) {
     return r == 0 ? !spare_for(value_len) : (r == kSpare || r == (kSpare | kSecond)) && spare_for(value_len);
+  }
+  // rooms_valid, for a caller that knows its values are one_store_size (OneStore): such
+  // nodes never have a spare room, so the word must be 0 (no spare_for on the hot path).
+  template <bool OneStore>
+  static constexpr bool rooms_valid_for(std::uint32_t r, std::size_t value_len) {
+    return OneStore ? r == 0 : rooms_valid(r, value_len);
   }
   static constexpr std::size_t value_offset(std::size_t key_len) {
     return sizeof(DictNode) + (key_len + 15) / 16 * 16;
@@ -288,11 +293,11 @@ class DictCore {
   // The value bytes of a node find_locked returned, the lock still held. The probe checks a
   // node's header and key, not its value: this checks the value against the heap and the
   // rooms word, with SegmentError naming the dict when either is damaged. `OneStore` as for
-  // set_locked: such values never have a spare room, so the rooms word must be 0.
+  // set_locked.
   template <bool OneStore = false>
   Bytes value_locked(DictNode* n) const {
     const std::uint32_t r = n->rooms, vl = n->value_len;
-    const bool rooms_ok = OneStore ? r == 0 : DictNode::rooms_valid(r, vl);
+    const bool rooms_ok = DictNode::rooms_valid_for<OneStore>(r, vl);
     const std::size_t at = DictNode::value_at(n->key_len, vl, OneStore ? 0 : r);
     if (!rooms_ok || heap().hi - seg_->offset_of(n) < at + vl) [[unlikely]] corrupt_value();
     return {reinterpret_cast<std::byte*>(n) + at, vl};
@@ -361,7 +366,7 @@ class DictCore {
   template <bool OneStore = false>
   void assign_locked(DictNode* x, Bytes value) {
     const std::uint32_t r = x->rooms;
-    const bool rooms_ok = OneStore ? r == 0 : DictNode::rooms_valid(r, value.size());
+    const bool rooms_ok = DictNode::rooms_valid_for<OneStore>(r, value.size());
     if (value.size() == x->value_len && rooms_ok && value_fits(x, r)) [[likely]] {
       if (store_in_one(reinterpret_cast<std::byte*>(x) + DictNode::value_at(x->key_len, value.size(), r), value)) {
         dict_step();

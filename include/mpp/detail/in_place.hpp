@@ -33,6 +33,9 @@ struct ScratchBlock {
 
 using StepHook = void (*)() noexcept;
 
+// Whether a value of `n` bytes is replaced by one aligned store (store_in_one).
+constexpr bool one_store_size(std::size_t n) noexcept { return n == 1 || n == 2 || n == 4 || n == 8; }
+
 // Stores `v` (1, 2, 4 or 8 bytes) into `dst` (aligned to its size) with one aligned store,
 // so that a reader after a crash sees the old value or the new one, never a mix; false
 // (nothing stored) for other sizes. Inline: where a trivially copyable value's size is known
