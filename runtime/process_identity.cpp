@@ -26,6 +26,7 @@ void ensure() noexcept {
   if (g_pid.load(std::memory_order_acquire) != 0) return;
   static const int registered = pthread_atfork(nullptr, nullptr, [] {
     g_pid.store(0, std::memory_order_relaxed);  // recomputed lazily in the child
+    g_self_identity_word.store(0, std::memory_order_relaxed);
   });
   (void)registered;
   refresh();
@@ -69,9 +70,11 @@ std::uint64_t self_start_ticks() noexcept {
   return g_ticks.load(std::memory_order_relaxed);
 }
 
-std::uint64_t self_identity_word() noexcept {
-  ensure();
-  return identity_word(g_pid.load(std::memory_order_relaxed), g_ticks.load(std::memory_order_relaxed));
+std::uint64_t self_identity_word_slow() noexcept {
+  ensure();  // registers the fork handler that clears the cache before the cache is filled
+  const std::uint64_t w = identity_word(g_pid.load(std::memory_order_relaxed), g_ticks.load(std::memory_order_relaxed));
+  g_self_identity_word.store(w, std::memory_order_relaxed);
+  return w;
 }
 
 bool process_alive(pid_t pid, std::uint64_t start_ticks) noexcept {

@@ -54,18 +54,15 @@ RobustMutex::RobustMutex(Kind kind) {
     throw_os_error(rc, "pthread_mutex_init of a robust process-shared mutex");
 }
 
-const std::array<int, 2>& RobustMutex::intact_kinds() noexcept {
-  static const std::array<int, 2> kinds = [] {
-    std::array<int, 2> k{};
-    for (const Kind kind : {Kind::normal, Kind::recursive}) {
-      pthread_mutex_t m;
-      init_robust(m, kind);  // cannot fail: no resources, attributes known valid
-      k[static_cast<std::size_t>(kind)] = m.__data.__kind;
-      pthread_mutex_destroy(&m);
-    }
-    return k;
-  }();
-  return kinds;
+std::array<int, 2> RobustMutex::learn_intact_kinds() noexcept {
+  std::array<int, 2> k{};
+  for (const Kind kind : {Kind::normal, Kind::recursive}) {
+    pthread_mutex_t m;
+    init_robust(m, kind);  // cannot fail: no resources, attributes known valid
+    k[static_cast<std::size_t>(kind)] = m.__data.__kind;
+    pthread_mutex_destroy(&m);
+  }
+  return k;
 }
 
 void RobustMutex::kind_damaged() const {

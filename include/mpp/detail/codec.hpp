@@ -377,6 +377,12 @@ Encoded encode(const T& value) {
   }
 }
 
+// DecodeError for a trivial type's bytes of the wrong size. Out of line and cold, so that
+// decode of a trivial type stays a compare and a copy that inlines (a counted word's modify
+// decodes its value on every call).
+[[noreturn, gnu::cold, gnu::noinline]] void throw_wrong_size(const std::string& type, std::size_t expected,
+                                                             std::size_t got);
+
 // The value encoded in `bytes`. Throws DecodeError when the bytes cannot be a T (wrong
 // size for a trivial type, a corrupt or truncated encoding, bytes left over).
 template <class T>
@@ -384,10 +390,7 @@ T decode(ByteView bytes) {
   if constexpr (!checked<T>()) {
     throw DecodeError("unreachable");
   } else if constexpr (encoding_of<T> == Encoding::trivial) {
-    if (bytes.size() != sizeof(T)) {
-      throw DecodeError("cannot decode " + type_name<T>() + ": expected " +
-                        std::to_string(sizeof(T)) + " bytes, got " + std::to_string(bytes.size()));
-    }
+    if (bytes.size() != sizeof(T)) [[unlikely]] throw_wrong_size(type_name<T>(), sizeof(T), bytes.size());
     T v;
     std::memcpy(static_cast<void*>(&v), bytes.data(), sizeof(T));
     return v;

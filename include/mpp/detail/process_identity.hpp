@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace mpp::detail {
@@ -32,8 +33,14 @@ constexpr std::uint64_t identity_word(pid_t pid, std::uint64_t start_ticks) noex
 constexpr pid_t identity_pid(std::uint64_t word) noexcept {
   return static_cast<pid_t>(static_cast<std::uint32_t>(word));
 }
-// This process's identity_word (cached).
-std::uint64_t self_identity_word() noexcept;
+// This process's identity_word, cached: 0 until first asked, and again in a forked child
+// (which works its own out on first use). Inline, as every lock records its holder with it.
+inline std::atomic<std::uint64_t> g_self_identity_word{0};
+std::uint64_t self_identity_word_slow() noexcept;  // works it out and caches it
+inline std::uint64_t self_identity_word() noexcept {
+  const std::uint64_t w = g_self_identity_word.load(std::memory_order_relaxed);
+  return w != 0 ? w : self_identity_word_slow();
+}
 // process_alive for an identity_word: the pid exists and its start ticks match in their low
 // 32 bits. A word whose tick half is 0 comes from a process that could not read its start
 // time (no /proc); it is checked by pid alone only where this process cannot read its own

@@ -116,8 +116,13 @@ class RobustMutex {
     return k == sane[0] || k == sane[1];
   }
   // The __kind values glibc writes for Kind::normal and Kind::recursive, learnt once from
-  // mutexes initialised as the constructor does (they are glibc's, not the ABI's).
-  static const std::array<int, 2>& intact_kinds() noexcept;
+  // mutexes initialised as the constructor does (they are glibc's, not the ABI's). Inline:
+  // every lock checks its mutex against them.
+  static const std::array<int, 2>& intact_kinds() noexcept {
+    static const std::array<int, 2> kinds = learn_intact_kinds();
+    return kinds;
+  }
+  static std::array<int, 2> learn_intact_kinds() noexcept;
   [[noreturn]] void kind_damaged() const;
   [[gnu::cold]] void unlock_held_failed(bool outermost) noexcept;
   // The blocking part of lock() and lock_until(): nullopt when `deadline` passed.
