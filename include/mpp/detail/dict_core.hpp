@@ -194,7 +194,7 @@ struct DictState {
 // Called between any two stores of a Dict mutation when set (tests only: a crash contract
 // is proven by killing the writer at each such point).
 inline std::atomic<void (*)()> dict_step_hook{nullptr};
-inline void dict_step() noexcept {
+[[gnu::always_inline]] inline void dict_step() noexcept {
   if (auto h = dict_step_hook.load(std::memory_order_relaxed)) h();
 }
 
@@ -231,6 +231,13 @@ inline bool same_key(const std::byte* a, Bytes key) noexcept {
 // the heap, aligned, a tagged node whose bytes fit) before it is followed, and every walk is
 // bounded: a corrupt dict gives SegmentError naming it, never a signal, a hang or an
 // allocation sized by a corrupt length.
+// The write path of one key (StripeGuard, find_locked, set_locked/assign_locked down to the
+// store or the spare-room copy, and the lock helpers of shared_lock.hpp and
+// robust_mutex.hpp) is always_inline: in a large translation unit GCC's unit-growth limit
+// otherwise leaves 5 to 8 calls in it (a 100-byte set in dict_bench's unit: 491 instructions
+// instead of 433; docs/design/dict-writes.md). The Dict method around it is left to the
+// inliner. The read path (lookup) is not forced: forced, get() grows too large to be
+// inlined at its own call sites.
 class DictCore {
  public:
   DictCore(std::shared_ptr<Segment> seg, DictState* st) : seg_(std::move(seg)), st_(st) {}
@@ -241,11 +248,11 @@ class DictCore {
   // The exclusive lock of the stripe of `hash`: what a change of one key needs.
   class StripeGuard {
    public:
-    StripeGuard(const DictCore& c, std::uint64_t hash) : s_(&c.stripe(hash)) {
+    [[gnu::always_inline]] StripeGuard(const DictCore& c, std::uint64_t hash) : s_(&c.stripe(hash)) {
       auto rec = [&c, s = s_] { const_cast<DictCore&>(c).recover_stripe(*s); };
       lock_exclusive_inline(s_->mutex, s_->seq, c.st_->readers, RecoverRef::of(rec));
     }
-    ~StripeGuard() { unlock_exclusive_inline(s_->mutex, s_->seq); }
+    [[gnu::always_inline]] ~StripeGuard() { unlock_exclusive_inline(s_->mutex, s_->seq); }
     StripeGuard(const StripeGuard&) = delete;
     StripeGuard& operator=(const StripeGuard&) = delete;
 
@@ -285,7 +292,7 @@ class DictCore {
 
   // Lookup under the key's stripe lock, every stripe, or the shared lock. nullptr if absent;
   // SegmentError if the chain is corrupt. Inline: the first step of every write.
-  DictNode* find_locked(Bytes key, std::uint64_t hash) const {
+  [[gnu::always_inline]] DictNode* find_locked(Bytes key, std::uint64_t hash) const {
     DictNode* n;
     if (!probe(key, hash, n)) [[unlikely]] corrupt_chain();
     return n;
@@ -295,7 +302,7 @@ class DictCore {
   // rooms word, with SegmentError naming the dict when either is damaged. `OneStore` as for
   // set_locked.
   template <bool OneStore = false>
-  Bytes value_locked(DictNode* n) const {
+  [[gnu::always_inline]] Bytes value_locked(DictNode* n) const {
     const std::uint32_t r = n->rooms, vl = n->value_len;
     const bool rooms_ok = DictNode::rooms_valid_for<OneStore>(r, vl);
     const std::size_t at = DictNode::value_at(n->key_len, vl, OneStore ? 0 : r);
@@ -352,7 +359,7 @@ class DictCore {
   // 2, 4 or 8 bytes (a trivially copyable V of that size), so only the one-store path is
   // compiled in: the others would make Dict<K, V>::set too large to be inlined.
   template <bool OneStore = false>
-  bool set_locked(Bytes key, std::uint64_t hash, Bytes value) {
+  [[gnu::always_inline]] bool set_locked(Bytes key, std::uint64_t hash, Bytes value) {
     DictNode* x = find_locked(key, hash);
     if (!x) return insert_locked(key, hash, value);
     assign_locked<OneStore>(x, value);
@@ -364,7 +371,7 @@ class DictCore {
   // A node whose rooms word or value does not fit (damage) gets a new node: nothing is
   // written where its rooms word points.
   template <bool OneStore = false>
-  void assign_locked(DictNode* x, Bytes value) {
+  [[gnu::always_inline]] void assign_locked(DictNode* x, Bytes value) {
     const std::uint32_t r = x->rooms;
     const bool rooms_ok = DictNode::rooms_valid_for<OneStore>(r, value.size());
     if (value.size() == x->value_len && rooms_ok && value_fits(x, r)) [[likely]] {
@@ -425,14 +432,14 @@ class DictCore {
   DictNode* node(std::uint64_t off) const;
   // Whether node n (found by probe: its header and key are in the heap) has its value rooms
   // there too, as its value_len and a valid rooms word `r` say: what a write in place checks.
-  bool value_fits(DictNode* n, std::uint32_t r) const noexcept {
+  [[gnu::always_inline]] bool value_fits(DictNode* n, std::uint32_t r) const noexcept {
     return heap().hi - seg_->offset_of(n) >= DictNode::bytes_for(n->key_len, n->value_len, r);
   }
   // A value of the node's length copied into the spare room of x (a valid rooms word `r` with
   // kSpare, value_fits checked), in two halves with a step between (so the store-by-store
   // tests also kill a half copy), then made the value by one store: killed before it, the
   // node keeps the old value; after, the new.
-  void assign_to_spare(DictNode* x, Bytes value, std::uint32_t r) noexcept {
+  [[gnu::always_inline]] void assign_to_spare(DictNode* x, Bytes value, std::uint32_t r) noexcept {
     std::byte* spare = reinterpret_cast<std::byte*>(x) + DictNode::value_at(x->key_len, value.size(), r ^ DictNode::kSecond);
     const std::size_t half = value.size() / 2;
     copy_bytes(spare, value.data(), half);

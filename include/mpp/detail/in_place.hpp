@@ -59,7 +59,7 @@ inline bool store_in_one(std::byte* dst, std::span<const std::byte> v) noexcept 
 // memcpy, with the copies of 16 to 128 bytes (most values replaced in place) done inline as
 // two fixed-size moves, one from each end, overlapping in the middle (as memcpy itself does
 // for short sizes): for these the call and its size dispatch cost as much as the copy.
-inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+[[gnu::always_inline]] inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
   auto ends = [&]<std::size_t W>(std::integral_constant<std::size_t, W>) {
     std::memcpy(dst, src, W);
     std::memcpy(dst + n - W, src + n - W, W);

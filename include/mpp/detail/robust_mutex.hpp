@@ -65,7 +65,7 @@ class RobustMutex {
   // EBUSY: held by another; anything else (the last holder died, an error) goes to
   // after_acquire(rc, recover), which finishes the lock or throws, as try_lock() would.
   // Throws SegmentError, without locking, when the mutex's type is damaged (kind_intact).
-  int try_lock_code() {
+  [[gnu::always_inline]] int try_lock_code() {
     if (!kind_intact()) [[unlikely]] kind_damaged();
     const int rc = pthread_mutex_trylock(&m_);
     if (rc == 0) record_holder();
@@ -77,7 +77,7 @@ class RobustMutex {
   void unlock();
   // Unlocks a mutex the calling thread holds (a guard's release): unlock() without the checks
   // a caller that may not hold it needs. Inline: the release of every shared container's lock.
-  void unlock_held() noexcept {
+  [[gnu::always_inline]] void unlock_held() noexcept {
     const bool outermost = m_.__data.__count <= 1;
     if (outermost) holder_pid_.store(0, std::memory_order_relaxed);
     if (pthread_mutex_unlock(&m_) != 0) [[unlikely]] unlock_held_failed(outermost);
@@ -110,7 +110,7 @@ class RobustMutex {
   // constructor writes. A damaged one can send glibc down another family's code path (a
   // priority-inheritance kind makes it ask the kernel for FUTEX_LOCK_PI on whatever tid the
   // word holds, and glibc aborts on the answer), so it is checked before every call.
-  bool kind_intact() const noexcept {
+  [[gnu::always_inline]] bool kind_intact() const noexcept {
     const int k = __atomic_load_n(&m_.__data.__kind, __ATOMIC_RELAXED);
     const auto& sane = intact_kinds();
     return k == sane[0] || k == sane[1];
@@ -128,7 +128,7 @@ class RobustMutex {
   // The blocking part of lock() and lock_until(): nullopt when `deadline` passed.
   std::optional<bool> wait(std::optional<Clock::time_point> deadline, const Recover& recover);
   // holder_ticks_, then holder_pid_, from one read of this process's identity.
-  void record_holder() noexcept {
+  [[gnu::always_inline]] void record_holder() noexcept {
     const std::uint64_t self = self_identity_word();
     holder_ticks_.store(static_cast<std::uint32_t>(self >> 32), std::memory_order_relaxed);
     holder_pid_.store(identity_pid(self), std::memory_order_relaxed);

@@ -87,7 +87,7 @@ extern const RobustMutex::Recover recover_dead_holder;
 
 // The writer's half of the Dekker pair with readers is the mutex's locking CAS, then the load
 // of `busy`: on x86 a locked CAS is a full barrier; elsewhere a fence makes it one.
-inline void after_lock_fence() noexcept {
+[[gnu::always_inline]] inline void after_lock_fence() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   std::atomic_signal_fence(std::memory_order_seq_cst);
 #else
@@ -97,7 +97,7 @@ inline void after_lock_fence() noexcept {
 
 // Makes `seq` odd (the mutex holder only); the object's stores that follow may not move
 // before it (a seqlock writer).
-inline void mark_writing_inline(std::atomic<std::uint32_t>& seq) noexcept {
+[[gnu::always_inline]] inline void mark_writing_inline(std::atomic<std::uint32_t>& seq) noexcept {
   const std::uint32_t s = seq.load(std::memory_order_relaxed);
   if ((s & 1) == 0) seq.store(s + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
@@ -122,7 +122,7 @@ bool lock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots
 void unlock_exclusive(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept;
 // lock_exclusive with its uncontended path inline: a thread that reads nothing, a mutex
 // whose word is 0 (free, its last holder not dead), no reader about.
-inline bool lock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
+[[gnu::always_inline]] inline bool lock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& seq, ReaderSlots& r,
                                   RecoverRef recover) {
   if (t_shared_locks_held == 0 && __atomic_load_n(&m.native()->__data.__lock, __ATOMIC_RELAXED) == 0) {
     const int rc = m.try_lock_code();
@@ -141,7 +141,7 @@ inline bool lock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& se
   return lock_exclusive(m, seq, r, recover);
 }
 // unlock_exclusive, inline.
-inline void unlock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept {
+[[gnu::always_inline]] inline void unlock_exclusive_inline(RobustMutex& m, std::atomic<std::uint32_t>& seq) noexcept {
   const std::uint32_t v = seq.load(std::memory_order_relaxed);
   if ((v & 1) != 0) seq.store(v + 1, std::memory_order_release);
   m.unlock_held();
