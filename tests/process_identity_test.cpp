@@ -27,6 +27,8 @@ TEST_CASE("a live pid with another start time is not the process that recorded i
 TEST_CASE("a forked child gets its own identity, which dies with it") {
   int to_parent[2];
   REQUIRE(pipe(to_parent) == 0);
+  // Asked before the fork, so the word is cached: the child must not inherit the cache.
+  const std::uint64_t parent_word = self_identity_word();
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -40,6 +42,7 @@ TEST_CASE("a forked child gets its own identity, which dies with it") {
   REQUIRE(read(to_parent[0], &word, sizeof word) == sizeof word);
   close(to_parent[0]);
   CHECK(identity_pid(word) == pid);
+  CHECK(word != parent_word);
   CHECK(word != self_identity_word());
   CHECK(identity_alive(word));
   kill(pid, SIGKILL);
