@@ -171,7 +171,9 @@ class Connection : public ConnectionBase {
   T recv() {
     FrameStart f;
     recv_first(f);
-    if constexpr (detail::encoding_of<T> == detail::Encoding::trivial) {
+    // A trivial T that fits the first record is decoded from it; a larger one can only come
+    // whole through recv_payload (and a wrong size is the same DecodeError either way).
+    if constexpr (detail::encoding_of<T> == detail::Encoding::trivial && sizeof(T) <= first_record_payload) {
       if (f.whole()) return detail::decode<T>(f.bytes());  // any size error is DecodeError
     }
     std::string bytes;

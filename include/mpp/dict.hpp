@@ -121,7 +121,7 @@ class Dict {
         if ((len = static_cast<std::uint32_t>(b.size())) == sizeof(V)) std::memcpy(&v, b.data(), sizeof(V));
       });
       if (!found) return std::nullopt;
-      if (len != sizeof(V)) wrong_length(len);
+      if (len != sizeof(V)) detail::throw_wrong_size<V>(len);
       return v;
     } else {
       std::string bytes;
@@ -382,12 +382,6 @@ class Dict {
   static constexpr bool kOneStore = detail::encoding_of<V> == detail::Encoding::trivial &&
                                     detail::one_store_size(sizeof(V));
   static auto encode_value(const V& value) { return encode_borrowed<V>(value); }
-  // Out of line and cold: the message building would otherwise give every get a large
-  // stack frame and its register saves.
-  [[noreturn, gnu::cold, gnu::noinline]] static void wrong_length(std::uint32_t len) {
-    throw DecodeError("cannot decode " + detail::type_name<V>() + ": expected " +
-                      std::to_string(sizeof(V)) + " bytes, got " + std::to_string(len));
-  }
   static std::string missing(key_arg key) {
     if constexpr (std::is_arithmetic_v<K>) {
       return "key " + std::to_string(key) + " is not in the dict";

@@ -377,11 +377,15 @@ Encoded encode(const T& value) {
   }
 }
 
-// DecodeError for a trivial type's bytes of the wrong size. Out of line and cold, so that
-// decode of a trivial type stays a compare and a copy that inlines (a counted word's modify
+// DecodeError for `got` bytes where a trivial T needs sizeof(T). Out of line and cold, the
+// message built inside: decode, view and Dict::get of a trivial type then stay a compare and
+// a copy that inline, with no string building in their frames (a counted word's modify
 // decodes its value on every call).
-[[noreturn, gnu::cold, gnu::noinline]] void throw_wrong_size(const std::string& type, std::size_t expected,
-                                                             std::size_t got);
+template <class T>
+[[noreturn, gnu::cold, gnu::noinline]] void throw_wrong_size(std::size_t got) {
+  throw DecodeError("cannot decode " + type_name<T>() + ": expected " + std::to_string(sizeof(T)) +
+                    " bytes, got " + std::to_string(got));
+}
 
 // The value encoded in `bytes`. Throws DecodeError when the bytes cannot be a T (wrong
 // size for a trivial type, a corrupt or truncated encoding, bytes left over).
@@ -390,7 +394,7 @@ T decode(ByteView bytes) {
   if constexpr (!checked<T>()) {
     throw DecodeError("unreachable");
   } else if constexpr (encoding_of<T> == Encoding::trivial) {
-    if (bytes.size() != sizeof(T)) [[unlikely]] throw_wrong_size(type_name<T>(), sizeof(T), bytes.size());
+    if (bytes.size() != sizeof(T)) [[unlikely]] throw_wrong_size<T>(bytes.size());
     T v;
     std::memcpy(static_cast<void*>(&v), bytes.data(), sizeof(T));
     return v;
@@ -424,7 +428,7 @@ static_assert(std::is_same_v<View<int>, const int&> && std::is_same_v<View<std::
 template <class T>
 View<T> view(ByteView bytes) {
   if constexpr (encoding_of<T> == Encoding::trivial) {
-    if (bytes.size() != sizeof(T)) (void)decode<T>(bytes);  // throws the size error
+    if (bytes.size() != sizeof(T)) [[unlikely]] throw_wrong_size<T>(bytes.size());
     return *std::launder(reinterpret_cast<const T*>(bytes.data()));
   } else if constexpr (encoding_of<T> == Encoding::string) {
     return as_chars(bytes);

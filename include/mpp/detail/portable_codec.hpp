@@ -92,10 +92,7 @@ Encoded portable_encode(const T& value) {
 template <class T>
 T portable_decode(std::string_view bytes) {
   if constexpr (PortableNumber<T>) {
-    if (bytes.size() != sizeof(T)) {
-      throw DecodeError("cannot decode " + type_name<T>() + ": expected " +
-                        std::to_string(sizeof(T)) + " bytes, got " + std::to_string(bytes.size()));
-    }
+    if (bytes.size() != sizeof(T)) throw_wrong_size<T>(bytes.size());
     using U = PortableBits<T>;
     U bits = 0;
     for (std::size_t i = 0; i < sizeof(T); ++i) {
